@@ -1,0 +1,46 @@
+"""`create_app`: the FastAPI application over a ready service context (no import-time globals)."""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+
+import emrtasks
+from emrtasks.api import errors
+from emrtasks.api.responses import JSON
+from emrtasks.api.routes import directory, events, health, sandbox, settings, tasks
+from emrtasks.service.context import Context
+
+DESCRIPTION = """Create tasks in any clinic's EMR through one API (compatible with Cobalt's Create Task).
+
+Authenticate with the headers `client_id` and `client_secret` (the client app) and `access_token`
+(one clinic's EMR connection). Every error body is
+`{"success": false, "error": "<code>", "message": "<text>", "errors": [...]}`.
+"""
+
+
+def create_app(ctx: Context, *, max_body_bytes: int = 1_048_576) -> FastAPI:
+    app = FastAPI(
+        title="emrtasks",
+        version=emrtasks.__version__,
+        description=DESCRIPTION,
+        default_response_class=JSON,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    app.state.max_body_bytes = max_body_bytes
+    for module in (tasks, directory, settings, events, sandbox, health):
+        app.include_router(module.router)
+    errors.install(app)
+    return app
+
+
+class StripQuery(logging.Filter):
+    """Access log lines keep the path, never the query string (it can carry an MRN)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args: Any = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True

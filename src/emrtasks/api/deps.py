@@ -1,0 +1,86 @@
+"""Request dependencies: the service context, the caller's client and connection, and the JSON body."""
+
+from typing import Annotated
+
+import orjson
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+from emrtasks.domain import errors, tasks
+from emrtasks.service import auth
+from emrtasks.service.context import Context
+
+# Cobalt's header names, underscores included (behind nginx: `underscores_in_headers on`).
+_client_id = APIKeyHeader(name="client_id", auto_error=False, scheme_name="client_id")
+_client_secret = APIKeyHeader(name="client_secret", auto_error=False, scheme_name="client_secret")
+_access_token = APIKeyHeader(name="access_token", auto_error=False, scheme_name="access_token")
+
+
+def get_context(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[Context, Depends(get_context)]
+
+
+async def get_client(
+    ctx: Ctx,
+    client_id: Annotated[str | None, Security(_client_id)],
+    client_secret: Annotated[str | None, Security(_client_secret)],
+) -> tasks.Client:
+    return await auth.authenticate_client(ctx, client_id, client_secret)
+
+
+ClientDep = Annotated[tasks.Client, Depends(get_client)]
+
+
+async def get_connection(
+    ctx: Ctx,
+    client: ClientDep,
+    access_token: Annotated[str | None, Security(_access_token)],
+) -> tasks.Connection:
+    return await auth.authenticate_connection(ctx, client, access_token)
+
+
+ConnectionDep = Annotated[tasks.Connection, Depends(get_connection)]
+
+
+async def get_optional_connection(
+    ctx: Ctx,
+    client: ClientDep,
+    access_token: Annotated[str | None, Security(_access_token)],
+) -> tasks.Connection | None:
+    if not access_token:
+        return None
+    return await auth.authenticate_connection(ctx, client, access_token)
+
+
+OptionalConnectionDep = Annotated[tasks.Connection | None, Depends(get_optional_connection)]
+
+
+async def read_json(request: Request) -> object:
+    """The parsed body, or None when it is not JSON; 413 past the size limit, counted as it streams."""
+    limit: int = request.app.state.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    try:
+        parsed: object = orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError:
+        return None
+    return parsed
+
+
+JsonBody = Annotated[object, Depends(read_json)]
+
+
+def _too_large(limit: int) -> errors.Problem:
+    size = f"{limit // 1_048_576} MB" if limit % 1_048_576 == 0 else f"{limit} bytes"
+    return errors.Problem(413, "payload_too_large", f"Request body too large: the limit is {size}.")

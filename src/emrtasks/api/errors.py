@@ -1,0 +1,68 @@
+"""Every failure becomes the contract's error body: refusals, bad query strings, unknown routes, a lost
+database.
+"""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException
+
+from emrtasks.api.responses import JSON
+from emrtasks.domain import errors
+
+log = logging.getLogger("emrtasks.api")
+
+_DB_DOWN = "The service is temporarily unavailable: its database cannot be reached. Please retry."
+_HTTP_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+def render(problem: errors.Problem) -> JSON:
+    body: dict[str, object] = {
+        "success": False,
+        "error": problem.error,
+        "message": problem.message,
+    }
+    if problem.errors:
+        body["errors"] = [e.as_dict() for e in problem.errors]
+    return JSON(body, status_code=problem.status, headers=dict(problem.headers))
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(errors.Problem, _on_problem)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _on_bad_request)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _on_http)  # type: ignore[arg-type]
+    app.add_exception_handler(sa_exc.OperationalError, _on_database_down)
+    app.add_exception_handler(sa_exc.InterfaceError, _on_database_down)
+    app.add_exception_handler(OSError, _on_database_down)
+    app.add_exception_handler(Exception, _on_crash)
+
+
+async def _on_problem(_request: Request, problem: errors.Problem) -> JSON:
+    return render(problem)
+
+
+async def _on_bad_request(_request: Request, exc: RequestValidationError) -> JSON:
+    found = []
+    for error in exc.errors():
+        name = str(error["loc"][-1]) if error.get("loc") else None
+        found.append(errors.FieldError(name, "invalid_query", f"Invalid parameter {name}: {error['msg']}."))
+    message = found[0].message if found else "Invalid request."
+    return render(errors.Problem(400, "invalid_parameter", message, tuple(found)))
+
+
+async def _on_http(_request: Request, exc: HTTPException) -> JSON:
+    code = _HTTP_ERRORS.get(exc.status_code, "http_error")
+    message = "Not found." if exc.status_code == 404 else str(exc.detail)
+    return render(errors.Problem(exc.status_code, code, message, headers=tuple((exc.headers or {}).items())))
+
+
+async def _on_database_down(_request: Request, exc: Exception) -> JSON:
+    log.error("database unavailable: %s", type(exc).__name__)
+    return render(errors.unavailable(_DB_DOWN, 2))
+
+
+async def _on_crash(_request: Request, exc: Exception) -> JSON:
+    log.exception("unhandled error: %s", type(exc).__name__)
+    return render(errors.Problem(500, "internal_error", "Internal server error."))

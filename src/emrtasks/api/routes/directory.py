@@ -1,0 +1,48 @@
+"""`GET /v1/users`, `GET /v1/phone-call-types`, `GET /v1/patients`: the connection's EMR directory."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from emrtasks.api import schemas
+from emrtasks.api.deps import ConnectionDep, Ctx
+from emrtasks.api.responses import JSON
+from emrtasks.service import directory
+
+router = APIRouter(prefix="/v1", tags=["directory"])
+_AUTH = (401, 403)
+
+
+@router.get(
+    "/users",
+    summary="The EMR's users: valid assignee_user_id and notify_list values",
+    responses={200: {"model": schemas.UsersResponse}, **schemas.errors(*_AUTH, 503)},
+)
+async def list_users(ctx: Ctx, connection: ConnectionDep) -> JSON:
+    return JSON({"success": True, "users": await directory.users(ctx, connection)})
+
+
+@router.get(
+    "/phone-call-types",
+    summary="The EMR's phone call types: valid phone_call_type_id values",
+    responses={200: {"model": schemas.CallTypesResponse}, **schemas.errors(*_AUTH, 503)},
+)
+async def list_call_types(ctx: Ctx, connection: ConnectionDep) -> JSON:
+    found = await directory.call_types(ctx, connection)
+    return JSON({"success": True, "phone_call_types": found})
+
+
+@router.get(
+    "/patients",
+    summary="Look patients up by MRN (Cobalt-compatible, paginated)",
+    responses={200: {"model": schemas.PatientsResponse}, **schemas.errors(400, *_AUTH, 503)},
+)
+async def list_patients(
+    ctx: Ctx,
+    connection: ConnectionDep,
+    mrn: Annotated[str | None, Query(max_length=255)] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> JSON:
+    found, pagination = await directory.patients(ctx, connection, mrn, page, page_size)
+    return JSON({"success": True, "patients": found, "pagination": pagination})

@@ -1,0 +1,40 @@
+"""`GET /v1/webhook-events`: the events recorded for the client, for polling (no endpoint needed)."""
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from emrtasks.api import schemas
+from emrtasks.api.deps import ClientDep, Ctx, OptionalConnectionDep
+from emrtasks.api.responses import JSON
+from emrtasks.service import event_log
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+
+@router.get(
+    "/webhook-events",
+    summary="Events for this client; with an access_token, only that connection's",
+    responses={200: {"model": schemas.EventsResponse}, **schemas.errors(400, 401, 403)},
+)
+async def list_events(
+    ctx: Ctx,
+    client: ClientDep,
+    connection: OptionalConnectionDep,
+    job_id: Annotated[str | None, Query(max_length=64)] = None,
+    event_type: Annotated[str | None, Query(max_length=64)] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 50,
+    sort: Literal["created_at", "-created_at"] = "-created_at",
+) -> JSON:
+    found, pagination = await event_log.list_events(
+        ctx,
+        client,
+        connection,
+        job_id=job_id,
+        event_type=event_type,
+        page=page,
+        page_size=page_size,
+        newest_first=sort == "-created_at",
+    )
+    return JSON({"success": True, "webhook_events": found, "pagination": pagination})

@@ -1,0 +1,55 @@
+"""`POST /v1/tasks`, `GET /v1/tasks/requirements`, `GET /v1/tasks/{task_id}`, `GET /v1/jobs/{job_id}`."""
+
+from fastapi import APIRouter
+
+from emrtasks.api import schemas
+from emrtasks.api.deps import ConnectionDep, Ctx, JsonBody
+from emrtasks.api.responses import JSON
+from emrtasks.service import directory, tasks
+
+router = APIRouter(prefix="/v1", tags=["tasks"])
+_AUTH = (401, 403)
+
+
+@router.post(
+    "/tasks",
+    status_code=202,
+    summary="Create a task in the connection's EMR",
+    responses={202: {"model": schemas.Accepted}, **schemas.errors(400, *_AUTH, 413, 503)},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schemas.CreateTaskRequest.model_json_schema()}},
+        }
+    },
+)
+async def create_task(ctx: Ctx, connection: ConnectionDep, body: JsonBody) -> JSON:
+    accepted = await tasks.accept_task(ctx, connection, body)
+    return JSON(accepted.as_public(), status_code=202)
+
+
+@router.get(
+    "/tasks/requirements",
+    summary="The connection's EMR rules: required and optional fields, limits",
+    responses={200: {"model": schemas.RequirementsResponse}, **schemas.errors(*_AUTH)},
+)
+async def get_requirements(ctx: Ctx, connection: ConnectionDep) -> JSON:
+    return JSON({"success": True, "requirements": directory.requirements(ctx, connection)})
+
+
+@router.get(
+    "/tasks/{task_id}",
+    summary="A task and its outcome",
+    responses={200: {"model": schemas.TaskResponse}, **schemas.errors(*_AUTH, 404)},
+)
+async def get_task(ctx: Ctx, connection: ConnectionDep, task_id: str) -> JSON:
+    return JSON({"success": True, "task": await tasks.get_task(ctx, connection, task_id)})
+
+
+@router.get(
+    "/jobs/{job_id}",
+    summary="A background job: state, attempts, next attempt, last error",
+    responses={200: {"model": schemas.JobResponse}, **schemas.errors(*_AUTH, 404)},
+)
+async def get_job(ctx: Ctx, connection: ConnectionDep, job_id: str) -> JSON:
+    return JSON({"success": True, "job": await tasks.get_job(ctx, connection, job_id)})

@@ -1,0 +1,170 @@
+"""The command line: serve | worker | db upgrade | clients create | connections create | demo."""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import uvicorn
+
+from emrtasks import bootstrap, demo
+from emrtasks.api.app import StripQuery, create_app
+from emrtasks.config import Settings
+from emrtasks.domain import errors
+from emrtasks.service import admin
+
+log = logging.getLogger("emrtasks")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    bootstrap.configure_logging(settings)
+    try:
+        result: int = asyncio.run(args.run(settings, args))
+    except errors.Problem as problem:
+        print(f"error: {problem.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emrtasks", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="API and worker in one process (migrates first)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-worker", action="store_true", help="API only; run `emrtasks worker`")
+    serve.set_defaults(run=_serve)
+
+    worker = commands.add_parser("worker", help="a worker on its own")
+    worker.set_defaults(run=_worker)
+
+    database = commands.add_parser("db", help="database maintenance")
+    database_commands = database.add_subparsers(dest="db_command", required=True)
+    database_commands.add_parser("upgrade", help="apply migrations").set_defaults(run=_upgrade)
+
+    clients = commands.add_parser("clients", help="client apps")
+    create_client = clients.add_subparsers(dest="clients_command", required=True).add_parser(
+        "create", help="create a client; prints its id and its secret, shown once"
+    )
+    create_client.add_argument("--name", required=True)
+    create_client.set_defaults(run=_create_client)
+
+    connections = commands.add_parser("connections", help="EMR connections of a client")
+    create_connection = connections.add_subparsers(dest="connections_command", required=True).add_parser(
+        "create", help="create a connection; prints its access token, shown once"
+    )
+    create_connection.add_argument("--client-id", required=True)
+    create_connection.add_argument("--emr", default="sandbox")
+    create_connection.add_argument("--rules", help="sandbox: subject_assignee or phone_call")
+    create_connection.add_argument("--reference-id", help="echoed as access_token_reference_id")
+    create_connection.add_argument(
+        "--config",
+        default="{}",
+        help='EMR settings as JSON; sandbox knobs: {"latency_ms": 50, '
+        '"transient_failure_rate": 0.1, "unknown_rate": 0.05}',
+    )
+    create_connection.set_defaults(run=_create_connection)
+
+    demo_command = commands.add_parser("demo", help="create a client and tasks, show what happens")
+    demo_command.set_defaults(run=_demo)
+    return parser
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its habit of re-raising SIGTERM after serving: we drain the worker first."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    async with bootstrap.runtime(settings, run_worker=not args.no_worker) as rt:
+        app = create_app(rt.ctx, max_body_bytes=settings.max_body_bytes)
+        logging.getLogger("uvicorn.access").addFilter(StripQuery())
+        config = uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            lifespan="off",
+            access_log=settings.access_log,
+            log_config=None,
+            server_header=False,
+        )
+        server = _Server(config)
+        _on_signals(lambda: setattr(server, "should_exit", True))
+        log.info(
+            "emrtasks serving on http://%s:%d (database: %s)",
+            args.host,
+            args.port,
+            rt.engine.url.render_as_string(hide_password=True),
+        )
+        await server.serve()
+    return 0
+
+
+async def _worker(settings: Settings, _args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    _on_signals(stop.set)
+    async with bootstrap.runtime(settings, run_worker=True):
+        await stop.wait()
+    return 0
+
+
+def _on_signals(callback: Any) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, callback)
+
+
+async def _upgrade(settings: Settings, _args: argparse.Namespace) -> int:
+    async with bootstrap.runtime(settings, run_worker=False):
+        print("database is at the newest schema")
+    return 0
+
+
+async def _create_client(settings: Settings, args: argparse.Namespace) -> int:
+    async with bootstrap.runtime(settings, run_worker=False) as rt:
+        created = await admin.create_client(rt.ctx, args.name)
+    print(json.dumps({"client_id": created.client_id, "client_secret": created.client_secret}))
+    return 0
+
+
+async def _create_connection(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        config = json.loads(args.config)
+    except json.JSONDecodeError as exc:
+        raise errors.Problem(400, "invalid_config", f"--config is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise errors.Problem(400, "invalid_config", "--config must be a JSON object.")
+    async with bootstrap.runtime(settings, run_worker=False) as rt:
+        created = await admin.create_connection(
+            rt.ctx,
+            client_id=args.client_id,
+            emr=args.emr,
+            rules=args.rules,
+            reference_id=args.reference_id,
+            settings=config,
+        )
+    print(json.dumps({"connection_id": created.connection_id, "access_token": created.access_token}))
+    return 0
+
+
+async def _demo(settings: Settings, _args: argparse.Namespace) -> int:
+    async with bootstrap.runtime(settings, run_worker=True) as rt:
+        app = create_app(rt.ctx, max_body_bytes=settings.max_body_bytes)
+        return await demo.run(rt.ctx, app)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

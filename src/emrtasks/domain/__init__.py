@@ -1,0 +1,1 @@
+"""Pure domain: tasks, rules, validation, outcomes, ids and errors. Imports nothing of ours."""

@@ -1,0 +1,48 @@
+"""The one error type the service raises for a request it refuses; the API renders it as the contract body."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str | None
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"field": self.field, "code": self.code, "message": self.message}
+
+
+@dataclass(eq=False)
+class Problem(Exception):
+    """A refused request: HTTP status, machine code, human message, and each field at fault."""
+
+    status: int
+    error: str
+    message: str
+    errors: tuple[FieldError, ...] = field(default=())
+    headers: tuple[tuple[str, str], ...] = field(default=())
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.error}: {self.message}"
+
+
+INVALID_CLIENT = "Invalid client credentials."
+INVALID_TOKEN = "Invalid access token."  # noqa: S105 - a message, not a secret
+LOGIN_REQUIRED = "Account link expired. Please go through the integration setup again."
+
+
+def unauthorized(message: str) -> Problem:
+    return Problem(401, "unauthorized", message)
+
+
+def not_found(what: str) -> Problem:
+    return Problem(404, "not_found", f"{what} not found.")
+
+
+def login_required() -> Problem:
+    return Problem(403, "login_required", LOGIN_REQUIRED)
+
+
+def unavailable(message: str, retry_after: int = 1) -> Problem:
+    return Problem(503, "service_unavailable", message, headers=(("Retry-After", str(retry_after)),))

@@ -1,0 +1,33 @@
+"""Prefixed, time-sortable identifiers (`task_...`, `job_...`) and secret tokens with their hashes."""
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def new_id(prefix: str) -> str:
+    """A ULID-shaped id: 48 bits of milliseconds then 80 random bits, base32, sortable by time."""
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        value, index = divmod(value, 32)
+        chars.append(_CROCKFORD[index])
+    return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def new_secret(prefix: str) -> str:
+    """A bearer secret with 256 random bits; shown once, stored only as `hash_secret`."""
+    return f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def hash_secret(secret: str) -> str:
+    # A fast hash is enough: secrets carry 256 random bits, so there is nothing to brute-force.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def secret_matches(secret: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(hash_secret(secret), stored_hash)

@@ -1,0 +1,43 @@
+"""Tasks and jobs as the service knows them: the accepted request, statuses, and the tenancy records."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+PROCESSING = "processing"
+CREATED = "created"
+FAILED = "failed"
+UNKNOWN = "unknown"
+TERMINAL = frozenset({CREATED, FAILED, UNKNOWN})
+
+CONNECTION_ACTIVE = "active"
+CONNECTION_LOGIN_REQUIRED = "login_required"
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """A validated Create Task request: strings trimmed, absent optionals as None."""
+
+    description: str
+    patient_mrn: str
+    subject: str | None = None
+    assignee_user_id: str | None = None
+    phone_call_type_id: str | None = None
+    notify_list: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Client:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Connection:
+    id: str
+    client_id: str
+    emr: str
+    rules: str
+    reference_id: str | None
+    status: str
+    settings: Mapping[str, Any]

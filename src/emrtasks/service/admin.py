@@ -1,0 +1,120 @@
+"""Clients, connections and their settings: created from the CLI, changed from the API."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from emrtasks.domain import errors, ids
+from emrtasks.domain import tasks as domain_tasks
+from emrtasks.service import adapters, auth
+from emrtasks.service.context import Context
+from emrtasks.storage import clients, connections, db
+
+REFERENCE_FIELD = "access_token_reference_id"
+
+
+@dataclass(frozen=True)
+class NewClient:
+    client_id: str
+    client_secret: str
+
+
+@dataclass(frozen=True)
+class NewConnection:
+    connection_id: str
+    access_token: str
+
+
+async def create_client(ctx: Context, name: str) -> NewClient:
+    name = name.strip()
+    if not name:
+        raise errors.Problem(400, "missing_field", "Missing required field: name")
+    created = NewClient(ids.new_id("ci"), ids.new_secret("cs"))
+    async with db.write(ctx.engine) as conn:
+        await clients.insert_client(
+            conn,
+            client_id=created.client_id,
+            name=name,
+            secret_hash=ids.hash_secret(created.client_secret),
+            now=ctx.clock(),
+        )
+    return created
+
+
+async def create_connection(
+    ctx: Context,
+    *,
+    client_id: str,
+    emr: str,
+    rules: str | None,
+    reference_id: str | None,
+    settings: Mapping[str, Any],
+) -> NewConnection:
+    chosen = adapters.rules_for(emr, rules)
+    problems = adapters.module_for(emr).check_settings(settings)
+    if problems:
+        raise errors.Problem(400, "invalid_settings", "Invalid settings: " + "; ".join(problems))
+    async with db.write(ctx.engine) as conn:
+        if await clients.get_client_with_hash(conn, client_id) is None:
+            raise errors.not_found("Client")
+        created = NewConnection(ids.new_id("conn"), ids.new_secret("at"))
+        connection = domain_tasks.Connection(
+            id=created.connection_id,
+            client_id=client_id,
+            emr=emr,
+            rules=chosen.name,
+            reference_id=reference_id,
+            status=domain_tasks.CONNECTION_ACTIVE,
+            settings=dict(settings),
+        )
+        token_hash = ids.hash_secret(created.access_token)
+        await connections.insert_connection(
+            conn, connection=connection, token_hash=token_hash, now=ctx.clock()
+        )
+    return created
+
+
+def settings_of(connection: domain_tasks.Connection) -> dict[str, Any]:
+    """`GET /v1/settings` data, in Cobalt's shape; visit data is not part of a task EMR link."""
+    return {
+        REFERENCE_FIELD: connection.reference_id,
+        "emr": connection.emr,
+        "rules": connection.rules,
+        "status": connection.status,
+        "visit_types": [],
+        "visit_statuses": [],
+        "required_patient_fields": ["patient_mrn"],
+        "timezone": "UTC",
+    }
+
+
+async def update_settings(ctx: Context, connection: domain_tasks.Connection, body: object) -> dict[str, Any]:
+    reference_id = _reference_from(body)
+    async with db.write(ctx.engine) as conn:
+        await connections.update_connection(conn, connection.id, ctx.clock(), reference_id=reference_id)
+    auth.forget_connection(ctx, connection.id)
+    return {REFERENCE_FIELD: reference_id}
+
+
+def _reference_from(body: object) -> str:
+    if not isinstance(body, dict):
+        raise errors.Problem(400, "invalid_body", "Request body must be a JSON object.")
+    extra = [str(k) for k in body if k != REFERENCE_FIELD]
+    if extra:
+        fields = tuple(errors.FieldError(k, "unexpected_field", f"Unexpected field: {k}.") for k in extra)
+        message = f"Unexpected fields in request body: {', '.join(extra)}"
+        raise errors.Problem(400, "unexpected_fields", message, fields)
+    value = body.get(REFERENCE_FIELD)
+    if value is not None and not isinstance(value, str):
+        message = f"Invalid field: {REFERENCE_FIELD} must be a string."
+        field = errors.FieldError(REFERENCE_FIELD, "invalid_type", message)
+        raise errors.Problem(400, "invalid_field", message, (field,))
+    if value is None or not value.strip():
+        message = f"Missing required field: {REFERENCE_FIELD}"
+        field = errors.FieldError(REFERENCE_FIELD, "missing_field", message)
+        raise errors.Problem(400, "missing_field", message, (field,))
+    if len(value.strip()) > 255:
+        message = f"Invalid field: {REFERENCE_FIELD} must be at most 255 characters."
+        field = errors.FieldError(REFERENCE_FIELD, "too_long", message)
+        raise errors.Problem(400, "limit_exceeded", message, (field,))
+    return value.strip()

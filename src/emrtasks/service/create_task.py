@@ -1,0 +1,256 @@
+"""The `create_task` job: resolve the patient, write the task in the EMR with our task id as marker, settle.
+
+A retry after an attempt that may have reached the EMR (a lost reply, a crash, a stopped worker)
+first looks the task up by marker; only a certain "absent" lets the create run again. Settling writes
+the task's outcome, the job's state and the event in one transaction, fenced on the job's attempt.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from emrtasks.domain import directory, ids, outcomes
+from emrtasks.domain import tasks as domain_tasks
+from emrtasks.emr import base
+from emrtasks.queue import jobs, retry
+from emrtasks.service.context import Context
+from emrtasks.storage import connections, db
+from emrtasks.storage import events as stored_events
+from emrtasks.storage import tasks as stored_tasks
+from emrtasks.webhooks import events
+
+log = logging.getLogger("emrtasks.create_task")
+
+# Attempts past max_attempts come only from workers that died mid-job; stop re-running such a job.
+_CRASH_ALLOWANCE = 3
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    outcome: outcomes.Outcome
+    settled_by_lookup: bool = False
+    """The outcome came from the marker lookup, not from a create."""
+    may_have_written: bool = False
+    """A RetryLater that leaves the earlier write in doubt: the next attempt must look first."""
+
+
+class _LeaseLost(Exception):
+    pass
+
+
+async def run_create_task(ctx: Context, job: jobs.Job) -> None:
+    async with db.read(ctx.engine) as conn:
+        task = await stored_tasks.get_task(conn, job.task_id or "")
+        connection = await connections.get_connection(conn, job.connection_id or "")
+    if task is None or connection is None:
+        log.error("job %s refers to a missing task or connection", job.id)
+        async with db.write(ctx.engine) as conn:
+            await jobs.finish(conn, job, jobs.FAILED, now=ctx.clock(), error_code="MISSING_TASK")
+        return
+    attempt = await _attempt(ctx, job, task, connection)
+    try:
+        await _settle(ctx, job, task, connection, attempt)
+    except _LeaseLost:
+        log.warning("job %s attempt %d lost its lease; result discarded", job.id, job.attempts)
+
+
+async def _attempt(
+    ctx: Context, job: jobs.Job, task: dict[str, Any], connection: domain_tasks.Connection
+) -> _Attempt:
+    if connection.status == domain_tasks.CONNECTION_LOGIN_REQUIRED and not job.reconcile:
+        return _Attempt(outcomes.Rejected(outcomes.LOGIN_REQUIRED, _LOGIN_TEXT))
+    adapter = ctx.adapters.for_connection(connection)
+    try:
+        if job.reconcile:
+            found = await _look_up(adapter, task["id"], job)
+            if found is not None:
+                return found
+        patient = await resolve_patient(adapter, task["patient_mrn"])
+        if isinstance(patient, outcomes.Rejected):
+            return _Attempt(patient)
+        request = stored_tasks.to_request(task)
+        return _Attempt(await adapter.create_task(request, patient, marker=task["id"]))
+    except outcomes.AdapterError as exc:
+        return _Attempt(exc.outcome)
+
+
+async def _look_up(adapter: base.Adapter, marker: str, job: jobs.Job) -> _Attempt | None:
+    if not adapter.rules.finds_by_marker:
+        return _Attempt(outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, _NO_LOOKUP), True)
+    if job.attempts > job.max_attempts + _CRASH_ALLOWANCE:
+        return _Attempt(outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, _CRASHES), True)
+    try:
+        found = await adapter.find_task(marker)
+    except outcomes.AdapterError as exc:
+        found = (
+            exc.outcome
+            if isinstance(exc.outcome, outcomes.RetryLater)
+            else outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, exc.outcome.description)
+        )
+    if isinstance(found, outcomes.Absent):
+        return None
+    if isinstance(found, outcomes.RetryLater):
+        return _Attempt(found, may_have_written=True)
+    return _Attempt(found, settled_by_lookup=True)
+
+
+async def resolve_patient(adapter: base.Adapter, mrn: str) -> directory.Patient | outcomes.Rejected:
+    """Exactly one patient with this MRN, never the first of several."""
+    found = [p for p in await adapter.search_patients(mrn) if p.mrn == mrn]
+    if not found:
+        return outcomes.Rejected(
+            outcomes.PATIENT_NOT_FOUND,
+            f"Patient not found for MRN {mrn}. Please check the patient MRN and try again.",
+        )
+    if len(found) > 1:
+        return outcomes.Rejected(
+            outcomes.PATIENT_AMBIGUOUS,
+            f"{len(found)} patients share MRN {mrn}. Please resolve the duplicate in the EMR.",
+        )
+    return found[0]
+
+
+async def _settle(
+    ctx: Context,
+    job: jobs.Job,
+    task: dict[str, Any],
+    connection: domain_tasks.Connection,
+    attempt: _Attempt,
+) -> None:
+    outcome = attempt.outcome
+    last = job.attempts >= job.max_attempts
+    if isinstance(outcome, outcomes.Created):
+        await _finish_created(ctx, job, task, connection, outcome.emr_task_id)
+    elif isinstance(outcome, outcomes.Rejected):
+        reason = {"code": outcome.code, "description": outcome.description}
+        await _finish(ctx, job, task, connection, domain_tasks.FAILED, [reason])
+    elif isinstance(outcome, outcomes.RetryLater) and not last:
+        await _retry(ctx, job, outcome, reconcile=attempt.may_have_written)
+    elif isinstance(outcome, outcomes.RetryLater) and not attempt.may_have_written:
+        reason = {"code": outcomes.EMR_UNAVAILABLE, "description": _gave_up(job, outcome)}
+        await _finish(ctx, job, task, connection, domain_tasks.FAILED, [reason])
+    elif isinstance(outcome, outcomes.Unknown) and not (last or attempt.settled_by_lookup):
+        await _retry(ctx, job, outcome, reconcile=True)
+    else:
+        description = f"{_UNKNOWN_TEXT} {outcome.description}"
+        reason = {"code": outcomes.OUTCOME_UNKNOWN, "description": description}
+        await _finish(ctx, job, task, connection, domain_tasks.UNKNOWN, [reason])
+
+
+async def _retry(
+    ctx: Context, job: jobs.Job, outcome: outcomes.RetryLater | outcomes.Unknown, *, reconcile: bool
+) -> None:
+    retry_after = outcome.retry_after if isinstance(outcome, outcomes.RetryLater) else None
+    delay = retry.backoff_seconds(
+        job.attempts,
+        base=ctx.policy.retry_base_seconds,
+        cap=ctx.policy.retry_max_seconds,
+        retry_after=retry_after,
+    )
+    now = ctx.clock()
+    async with db.write(ctx.engine) as conn:
+        if not await jobs.reschedule(
+            conn,
+            job,
+            run_at=now + timedelta(seconds=delay),
+            now=now,
+            reconcile=reconcile,
+            error_code=outcome.code,
+            error=outcome.description,
+        ):
+            raise _LeaseLost
+
+
+async def _finish_created(
+    ctx: Context,
+    job: jobs.Job,
+    task: dict[str, Any],
+    connection: domain_tasks.Connection,
+    emr_task_id: str,
+) -> None:
+    data = events.task_created_data(task, emr_task_id)
+    await _write_outcome(
+        ctx, job, task, connection, domain_tasks.CREATED, events.TASK_CREATED, data, emr_task_id
+    )
+
+
+async def _finish(
+    ctx: Context,
+    job: jobs.Job,
+    task: dict[str, Any],
+    connection: domain_tasks.Connection,
+    status: str,
+    reasons: list[dict[str, str]],
+) -> None:
+    event_type = events.TASK_FAILED if status == domain_tasks.FAILED else events.TASK_UNKNOWN
+    data = events.task_failed_data(task, reasons)
+    await _write_outcome(ctx, job, task, connection, status, event_type, data, None, reasons)
+
+
+_JOB_STATE = {
+    domain_tasks.CREATED: jobs.SUCCEEDED,
+    domain_tasks.FAILED: jobs.FAILED,
+    domain_tasks.UNKNOWN: jobs.UNKNOWN,
+}
+
+
+async def _write_outcome(
+    ctx: Context,
+    job: jobs.Job,
+    task: dict[str, Any],
+    connection: domain_tasks.Connection,
+    status: str,
+    event_type: str,
+    data: dict[str, Any],
+    emr_task_id: str | None,
+    reasons: list[dict[str, str]] | None = None,
+) -> None:
+    now = ctx.clock()
+    event_id = ids.new_id("evt")
+    body = events.envelope(
+        event_id=event_id,
+        event_type=event_type,
+        reference_id=connection.reference_id,
+        job_id=job.id,
+        created=now,
+        data=data,
+    )
+    code = reasons[0]["code"] if reasons else None
+    async with db.write(ctx.engine) as conn:
+        if not await jobs.finish(conn, job, _JOB_STATE[status], now=now, error_code=code):
+            raise _LeaseLost
+        await stored_tasks.finish_task(
+            conn,
+            task["id"],
+            status=status,
+            now=now,
+            emr_task_id=emr_task_id,
+            failure_reason=events.failure_reason(reasons) if reasons else None,
+            reasons=reasons,
+        )
+        await stored_events.insert_event(
+            conn,
+            event_id=event_id,
+            client_id=connection.client_id,
+            connection_id=connection.id,
+            event_type=event_type,
+            job_id=job.id,
+            task_id=task["id"],
+            body=events.serialize(body),
+            now=now,
+        )
+        if code == outcomes.LOGIN_REQUIRED:
+            await connections.update_connection(
+                conn, connection.id, now, status=domain_tasks.CONNECTION_LOGIN_REQUIRED
+            )
+
+
+def _gave_up(job: jobs.Job, outcome: outcomes.RetryLater) -> str:
+    return f"The EMR was unavailable after {job.attempts} attempts. {outcome.description}"
+
+
+_LOGIN_TEXT = "The EMR login for this connection has expired. Please link the account again."
+_NO_LOOKUP = "This EMR cannot look a task up by marker, so a retry could write it twice."
+_CRASHES = "Workers stopped repeatedly while running this task."
+_UNKNOWN_TEXT = "The EMR may or may not have created this task; check the EMR before sending it again."

@@ -1,0 +1,67 @@
+"""Connections: one clinic's EMR link of a client, found by the hash of its access token."""
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from emrtasks.domain import tasks as domain_tasks
+from emrtasks.storage.tables import connections
+
+
+async def insert_connection(
+    conn: AsyncConnection,
+    *,
+    connection: domain_tasks.Connection,
+    token_hash: str,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        insert(connections).values(
+            id=connection.id,
+            client_id=connection.client_id,
+            emr=connection.emr,
+            rules=connection.rules,
+            reference_id=connection.reference_id,
+            token_hash=token_hash,
+            status=connection.status,
+            settings=dict(connection.settings),
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
+async def get_by_token_hash(conn: AsyncConnection, token_hash: str) -> domain_tasks.Connection | None:
+    row = (await conn.execute(_select().where(connections.c.token_hash == token_hash))).first()
+    return _to_connection(row) if row else None
+
+
+async def get_connection(conn: AsyncConnection, connection_id: str) -> domain_tasks.Connection | None:
+    row = (await conn.execute(_select().where(connections.c.id == connection_id))).first()
+    return _to_connection(row) if row else None
+
+
+async def update_connection(conn: AsyncConnection, connection_id: str, now: datetime, **values: Any) -> None:
+    query = update(connections).where(connections.c.id == connection_id)
+    await conn.execute(query.values(updated_at=now, **values))
+
+
+def _select() -> Any:
+    c = connections.c
+    return select(c.id, c.client_id, c.emr, c.rules, c.reference_id, c.status, c.settings)
+
+
+def _to_connection(row: Row[Any]) -> domain_tasks.Connection:
+    settings: Mapping[str, Any] = row.settings or {}
+    return domain_tasks.Connection(
+        id=row.id,
+        client_id=row.client_id,
+        emr=row.emr,
+        rules=row.rules,
+        reference_id=row.reference_id,
+        status=row.status,
+        settings=settings,
+    )

@@ -1,0 +1,64 @@
+"""Events: the outbox of what each client is told. The body is stored as the exact bytes to deliver."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from emrtasks.storage.tables import events
+
+
+async def insert_event(
+    conn: AsyncConnection,
+    *,
+    event_id: str,
+    client_id: str,
+    connection_id: str,
+    event_type: str,
+    job_id: str | None,
+    task_id: str | None,
+    body: str,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        insert(events).values(
+            id=event_id,
+            client_id=client_id,
+            connection_id=connection_id,
+            type=event_type,
+            job_id=job_id,
+            task_id=task_id,
+            body=body,
+            created_at=now,
+        )
+    )
+
+
+async def list_events(
+    conn: AsyncConnection,
+    *,
+    client_id: str,
+    connection_id: str | None,
+    job_id: str | None,
+    event_type: str | None,
+    offset: int,
+    limit: int,
+    newest_first: bool,
+) -> tuple[list[dict[str, Any]], int]:
+    where = [events.c.client_id == client_id]
+    if connection_id is not None:
+        where.append(events.c.connection_id == connection_id)
+    if job_id is not None:
+        where.append(events.c.job_id == job_id)
+    if event_type is not None:
+        where.append(events.c.type == event_type)
+    total = (await conn.execute(select(func.count()).select_from(events).where(*where))).scalar()
+    order = (
+        (events.c.created_at.desc(), events.c.id.desc())
+        if newest_first
+        else (events.c.created_at, events.c.id)
+    )
+    query = select(events).where(*where).order_by(*order).offset(offset).limit(limit)
+    rows = (await conn.execute(query)).mappings().all()
+    return [dict(r) for r in rows], int(total or 0)

@@ -1,0 +1,1 @@
+"""Webhooks: event payloads (the outbox body), and later signing and delivery."""

@@ -1,0 +1,72 @@
+"""Event payloads: the Cobalt-compatible envelope and the data of `task.created`, `task.failed`,
+`task.unknown`.
+
+The body is serialised once, when the event is written, and those bytes are what every attempt sends.
+"""
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+TASK_CREATED = "task.created"
+TASK_FAILED = "task.failed"
+TASK_UNKNOWN = "task.unknown"
+TYPES = (TASK_CREATED, TASK_FAILED, TASK_UNKNOWN)
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds and a Z: `2026-11-30T10:30:00.123Z`."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def envelope(
+    *,
+    event_id: str,
+    event_type: str,
+    reference_id: str | None,
+    job_id: str | None,
+    created: datetime,
+    data: Mapping[str, Any],
+) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "access_token_reference_id": reference_id,
+        "object": "event",
+        "created": iso(created),
+        "type": event_type,
+        "job_id": job_id,
+        "data": dict(data),
+    }
+
+
+def task_created_data(task: Mapping[str, Any], emr_task_id: str) -> dict[str, Any]:
+    return {
+        "task_id": task["id"],
+        "emr_task_id": emr_task_id,
+        "subject": task["subject"],
+        "description": task["description"],
+        "patient_mrn": task["patient_mrn"],
+        "assignee_user_id": task["assignee_user_id"],
+        "phone_call_type_id": task["phone_call_type_id"],
+        "notify_list": list(task["notify_list"] or []),
+    }
+
+
+def task_failed_data(task: Mapping[str, Any], reasons: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+    """Also the data of `task.unknown`: the reasons say why the outcome could not be settled."""
+    return {
+        "task_id": task["id"],
+        "patient_mrn": task["patient_mrn"],
+        "failure_reason": failure_reason(reasons),
+        "reasons": [dict(r) for r in reasons],
+    }
+
+
+def failure_reason(reasons: Sequence[Mapping[str, str]]) -> str:
+    return " ".join(r["description"] for r in reasons)
+
+
+def serialize(body: Mapping[str, Any]) -> str:
+    return orjson.dumps(body).decode()
