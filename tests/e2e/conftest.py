@@ -1,0 +1,92 @@
+"""Real processes: `emrtasks serve` on a free loopback port and the CLI, against a real database."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Service:
+    """One `emrtasks serve` process; start, kill and start again on the same database and port."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_dir = log_dir
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def cli(self, *args: str) -> dict[str, str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "emrtasks.cli", *args],
+            env=self.env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        return json.loads(done.stdout)
+
+    def start(self) -> None:
+        self.starts += 1
+        log = open(self.log_dir / f"serve-{self.starts}.log", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "emrtasks.cli", "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log()
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise AssertionError("serve did not start:\n" + self.log())
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+    def log(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("serve-*.log")))
+
+
+@pytest.fixture
+def service(db_url: str, tmp_path: Path) -> Iterator[Service]:
+    env = {
+        **os.environ,
+        "EMRTASKS_DATABASE_URL": db_url,
+        "EMRTASKS_JOB_LEASE_SECONDS": "2",
+        "EMRTASKS_REAPER_INTERVAL_SECONDS": "0.5",
+        "EMRTASKS_RETRY_BASE_SECONDS": "0.05",
+        "EMRTASKS_RETRY_MAX_SECONDS": "0.5",
+        "EMRTASKS_SQLITE_SYNCHRONOUS": "NORMAL",
+    }
+    found = Service(env, tmp_path)
+    yield found
+    found.stop()
