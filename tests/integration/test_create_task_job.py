@@ -99,7 +99,7 @@ async def test_a_lost_reply_is_looked_up_by_marker_and_never_written_twice(runti
 
 async def test_a_worker_killed_after_the_emr_write_is_reconciled_not_repeated(runtime, tenant, clock):
     accepted = await _accept(runtime, tenant.connection_a)
-    [job] = await jobs.claim(runtime.engine, worker_id="doomed", limit=1, lease_seconds=30, now=clock())
+    await jobs.claim(runtime.engine, worker_id="doomed", limit=1, lease_seconds=30, now=clock())
     connection = await _connection(runtime, tenant.connection_a)
     adapter = runtime.ctx.adapters.for_connection(connection)
     [patient] = await adapter.search_patients("MRN-1001")

@@ -54,9 +54,8 @@ async def test_stopping_releases_unfinished_jobs_for_reconciliation(settings):
             connection = await connections.get_connection(conn, tenant.connection_a)
         accepted = await tasks.accept_task(rt.ctx, connection, dict(SUBJECT_TASK))
         await asyncio.sleep(0.3)  # the job is now waiting on the slow EMR
-    async with bootstrap.runtime(settings, run_worker=False) as rt:
-        async with db.read(rt.engine) as conn:
-            row = await jobs.get_job(conn, accepted.job_id)
+    async with bootstrap.runtime(settings, run_worker=False) as rt, db.read(rt.engine) as conn:
+        row = await jobs.get_job(conn, accepted.job_id)
     assert row["state"] == jobs.QUEUED
     assert row["reconcile"] is True
     assert row["last_error_code"] == "WORKER_STOPPED"
