@@ -23,7 +23,7 @@ class Settings(BaseSettings):
         default=300.0, ge=0, description="How long an EMR's users and call types are cached."
     )
     access_log: bool = Field(default=True, description="Log each request (path only, no query).")
-    log_level: str = Field(default="INFO")
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
     worker_concurrency: int = Field(default=16, ge=1, description="Jobs one worker runs at once.")
     job_lease_seconds: float = Field(
@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(
         default=1.0, gt=0, description="Fallback poll when no wake-up arrives (other processes)."
     )
-    reaper_interval_seconds: float = Field(default=5.0, gt=0)
+    reaper_interval_seconds: float = Field(
+        default=5.0, gt=0, description="How often expired leases are looked for."
+    )
     worker_grace_seconds: float = Field(
         default=10.0, ge=0, description="On shutdown, how long running jobs may take to finish."
     )

@@ -1,0 +1,33 @@
+# emrtasks: `make help` lists the targets.
+PYTHON ?= python
+PORT ?= 8000
+
+.PHONY: help install run test test-postgres lint format demo
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+install: ## Install the package with its test and lint tools
+	$(PYTHON) -m pip install -e '.[dev]'
+
+run: ## Install and serve on 127.0.0.1:$(PORT) (SQLite, sandbox EMR)
+	$(PYTHON) -m pip install -e . && $(PYTHON) -m emrtasks serve --port $(PORT)
+
+test: ## Install and run the whole test suite (PostgreSQL too when EMRTASKS_TEST_DATABASE_URL is set)
+	$(PYTHON) -m pip install -e '.[dev]' && $(PYTHON) -m pytest
+
+test-postgres: ## The suite with the local PostgreSQL (127.0.0.1:5432, database test)
+	EMRTASKS_TEST_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test $(PYTHON) -m pytest
+
+lint: ## ruff, mypy (strict) and the import-linter layer contracts
+	$(PYTHON) -m ruff check src tests
+	$(PYTHON) -m ruff format --check src tests
+	$(PYTHON) -m mypy
+	lint-imports
+
+format: ## Format and fix what ruff can
+	$(PYTHON) -m ruff format src tests
+	$(PYTHON) -m ruff check --fix src tests
+
+demo: ## Create a client, connections and tasks, and show what happened
+	$(PYTHON) -m emrtasks demo
