@@ -99,12 +99,13 @@ def _coerce_list(name: str, raw: object) -> tuple[_Value, errors.FieldError | No
 
 
 def _check_limits(rule: rules.FieldRule, value: str | tuple[str, ...]) -> list[errors.FieldError]:
-    if isinstance(value, tuple):
-        if rule.max_items is not None and len(value) > rule.max_items:
-            message = f"Invalid field: {rule.name} must have at most {rule.max_items} entries."
-            return [errors.FieldError(rule.name, "too_many", message)]
-        return [_too_long(f"{rule.name}[{i}]", rule) for i, v in enumerate(value) if _over(v, rule)]
-    return [_too_long(rule.name, rule)] if _over(value, rule) else []
+    if not isinstance(value, tuple):
+        return [_too_long(rule.name, rule)] if _over(value, rule) else []
+    found = [_too_long(f"{rule.name}[{i}]", rule) for i, v in enumerate(value) if _over(v, rule)]
+    if rule.max_items is not None and len(value) > rule.max_items:
+        message = f"Invalid field: {rule.name} must have at most {rule.max_items} entries."
+        found.insert(0, errors.FieldError(rule.name, "too_many", message))
+    return found
 
 
 def _over(value: str, rule: rules.FieldRule) -> bool:
