@@ -44,4 +44,6 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(
         default=2.0, ge=0, description="First retry delay; doubles each attempt, with jitter."
     )
-    retry_max_seconds: float = Field(default=600.0, ge=0, description="Longest retry delay, before ±20 % jitter.")
+    retry_max_seconds: float = Field(
+        default=600.0, ge=0, description="Longest retry delay, before ±20 % jitter."
+    )
