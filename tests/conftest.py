@@ -71,9 +71,10 @@ async def _truncate(url: str) -> None:
 
 
 @pytest.fixture
-def settings(db_url: str) -> Settings:
+def settings(db_url: str, tmp_path: Path) -> Settings:
     return Settings(
         database_url=db_url,
+        key_file=str(tmp_path / "emrtasks.key"),
         sqlite_synchronous="NORMAL",
         worker_poll_seconds=0.2,
         retry_base_seconds=0.01,

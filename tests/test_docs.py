@@ -9,6 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _default(name: str) -> str:
     value = Settings.model_fields[name].default
+    if value is None:
+        return ""
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 

@@ -3,18 +3,21 @@
 import asyncio
 import functools
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from emrtasks.config import Settings
 from emrtasks.emr import base
 from emrtasks.queue import worker as queue_worker
-from emrtasks.service import adapters, create_task, tasks
-from emrtasks.service.context import Context, Policy
-from emrtasks.storage import db, migrate
+from emrtasks.service import adapters, create_task, tasks, webhook_delivery, webhooks
+from emrtasks.service.context import Context, Policy, WebhookPolicy
+from emrtasks.storage import crypto, db, migrate
 from emrtasks.storage import sandbox as sandbox_store
 
 log = logging.getLogger("emrtasks")
@@ -38,7 +41,36 @@ def configure_logging(settings: Settings) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def build_context(settings: Settings, engine: AsyncEngine) -> Context:
+def load_cipher(settings: Settings) -> crypto.Cipher:
+    """The key from EMRTASKS_ENCRYPTION_KEY, else from the key file, made on first start."""
+    if settings.encryption_key:
+        return crypto.Cipher(crypto.parse_key(settings.encryption_key))
+    path = Path(settings.key_file)
+    if not path.exists():
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first
+        else:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(crypto.new_key() + "\n")
+            log.warning("created the encryption key file %s: back it up with the database", path)
+    return crypto.Cipher(crypto.parse_key(path.read_text()))
+
+
+def webhook_policy(settings: Settings) -> WebhookPolicy:
+    return WebhookPolicy(
+        allow_insecure=settings.webhook_allow_insecure,
+        allow_private=settings.webhook_allow_private,
+        timeout_seconds=settings.webhook_timeout_seconds,
+        schedule=settings.retry_schedule(),
+        endpoint_concurrency=settings.webhook_endpoint_concurrency,
+        disable_after_seconds=settings.webhook_disable_after_seconds,
+        rotation_overlap_seconds=settings.webhook_secret_overlap_seconds,
+    )
+
+
+def build_context(settings: Settings, engine: AsyncEngine, http: httpx.AsyncClient) -> Context:
     deps = base.AdapterDeps(sandbox_store=sandbox_store.SandboxStore(engine))
     policy = Policy(
         task_max_attempts=settings.task_max_attempts,
@@ -49,12 +81,18 @@ def build_context(settings: Settings, engine: AsyncEngine) -> Context:
     return Context(
         engine=engine,
         adapters=adapters.Adapters(deps, settings.directory_cache_seconds),
+        cipher=load_cipher(settings),
+        http=http,
         policy=policy,
+        webhooks=webhook_policy(settings),
     )
 
 
 def build_worker(settings: Settings, ctx: Context) -> queue_worker.Worker:
-    handlers = {tasks.CREATE_TASK: functools.partial(create_task.run_create_task, ctx)}
+    handlers = {
+        tasks.CREATE_TASK: functools.partial(create_task.run_create_task, ctx),
+        webhooks.DELIVER_WEBHOOK: functools.partial(webhook_delivery.run_delivery, ctx),
+    }
     return queue_worker.Worker(
         ctx.engine,
         handlers,
@@ -76,14 +114,30 @@ async def runtime(
         pool_size=settings.db_pool_size,
         synchronous=settings.sqlite_synchronous,
     )
+    # No proxies from the environment: a proxy would connect to addresses the SSRF guard never saw.
+    http = httpx.AsyncClient(
+        follow_redirects=False, trust_env=False, limits=httpx.Limits(max_connections=200)
+    )
     try:
         if run_migrations:
             await migrate.upgrade(engine)
-        ctx = build_context(settings, engine)
+        ctx = build_context(settings, engine, http)
+        _warn_about_unsafe_settings(settings)
         async with _worker(settings, ctx, run_worker) as worker:
             yield Runtime(settings, engine, ctx, worker)
     finally:
+        await http.aclose()
         await engine.dispose()
+
+
+def _warn_about_unsafe_settings(settings: Settings) -> None:
+    if settings.webhook_allow_private:
+        log.warning(
+            "EMRTASKS_WEBHOOK_ALLOW_PRIVATE is on: webhooks may reach loopback and private addresses "
+            "(for local development and tests only)"
+        )
+    if settings.webhook_allow_insecure:
+        log.warning("EMRTASKS_WEBHOOK_ALLOW_INSECURE is on: http:// webhook URLs are accepted")
 
 
 @asynccontextmanager

@@ -1,6 +1,6 @@
 """Settings: one object read from `EMRTASKS_*` environment variables (and `.env`), built once at start-up."""
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -44,6 +44,47 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(
         default=2.0, ge=0, description="First retry delay; doubles each attempt, with jitter."
     )
+    webhook_allow_insecure: bool = Field(
+        default=False, description="Accept http:// webhook URLs (local development and tests only)."
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Let webhooks reach loopback and private addresses (local development and tests only).",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="A delivery not answered 2xx within this is a failed attempt."
+    )
+    webhook_retry_schedule: str = Field(
+        default="0,5,300,1800,7200,18000,36000,36000",
+        description="Seconds before each delivery attempt (the first, then each retry), ±20 % jitter.",
+    )
+    webhook_endpoint_concurrency: int = Field(
+        default=4, ge=1, description="Deliveries in flight to one endpoint at once."
+    )
+    webhook_disable_after_seconds: float = Field(
+        default=432000.0, gt=0, description="An endpoint whose every attempt failed this long is disabled."
+    )
+    webhook_secret_overlap_seconds: float = Field(
+        default=86400.0, ge=0, description="After a rotation, the old secret also signs for this long."
+    )
+    encryption_key: str | None = Field(
+        default=None,
+        description="Base64 of 32 random bytes; encrypts webhook secrets at rest. Unset: key_file is used.",
+    )
+    key_file: str = Field(
+        default="./emrtasks.key", description="Where the encryption key is kept (created if missing)."
+    )
     retry_max_seconds: float = Field(
         default=600.0, ge=0, description="Longest retry delay, before ±20 % jitter."
     )
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        delays = [float(part) for part in value.split(",") if part.strip()]
+        if not delays or any(d < 0 for d in delays):
+            raise ValueError("webhook_retry_schedule must list one or more delays in seconds, >= 0")
+        return value
+
+    def retry_schedule(self) -> tuple[float, ...]:
+        return tuple(float(part) for part in self.webhook_retry_schedule.split(",") if part.strip())

@@ -79,6 +79,7 @@ class Service:
 @pytest.fixture
 def service(db_url: str, tmp_path: Path) -> Iterator[Service]:
     env = {
+        "EMRTASKS_KEY_FILE": str(tmp_path / "emrtasks.key"),
         **os.environ,
         "EMRTASKS_DATABASE_URL": db_url,
         "EMRTASKS_JOB_LEASE_SECONDS": "2",

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 import emrtasks
 from emrtasks.api import errors
 from emrtasks.api.responses import JSON
-from emrtasks.api.routes import directory, events, health, sandbox, settings, tasks
+from emrtasks.api.routes import directory, events, health, sandbox, settings, tasks, webhooks
 from emrtasks.service.context import Context
 
 DESCRIPTION = """Create tasks in any clinic's EMR through one API (compatible with Cobalt's Create Task).
@@ -30,7 +30,7 @@ def create_app(ctx: Context, *, max_body_bytes: int = 1_048_576) -> FastAPI:
     )
     app.state.ctx = ctx
     app.state.max_body_bytes = max_body_bytes
-    for module in (tasks, directory, settings, events, sandbox, health):
+    for module in (tasks, directory, settings, events, webhooks, sandbox, health):
         app.include_router(module.router)
     errors.install(app)
     return app

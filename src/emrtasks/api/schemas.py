@@ -138,6 +138,16 @@ class SettingsUpdate(BaseModel):
     access_token_reference_id: str
 
 
+class Attempt(BaseModel):
+    webhook_id: str
+    attempt: int
+    trigger: str = Field(description="scheduled, manual (retry) or recover")
+    time: str
+    status_code: int | None
+    duration_ms: int
+    error: str | None
+
+
 class Event(BaseModel):
     id: str
     access_token_reference_id: str | None
@@ -146,6 +156,11 @@ class Event(BaseModel):
     type: str
     job_id: str | None
     data: dict[str, Any]
+    delivery_status: str | None = Field(
+        description="pending, success or failed across the client's webhook URLs; "
+        "null when none was registered"
+    )
+    attempts: list[Attempt]
 
 
 class EventsResponse(BaseModel):
@@ -159,6 +174,73 @@ class EmrTasksResponse(BaseModel):
     emr_tasks: list[dict[str, Any]]
 
 
+class WebhookRegistration(BaseModel):
+    webhook_url: str = Field(description="https:// URL (http:// only with EMRTASKS_WEBHOOK_ALLOW_INSECURE)")
+
+
+class WebhookCreated(BaseModel):
+    success: bool = True
+    webhook_id: str
+    webhook_url: str
+    webhook_secret: str = Field(description="whsec_...; shown once, verify deliveries with it")
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    status: str = Field(description="active or disabled")
+    disabled_reason: str | None
+    created: str
+
+
+class WebhookList(BaseModel):
+    success: bool = True
+    webhook_urls: list[WebhookOut]
+
+
+class Message(BaseModel):
+    success: bool = True
+    message: str
+
+
+class RotatedSecret(BaseModel):
+    id: str
+    secret: str
+
+
+class WebhookRotated(BaseModel):
+    success: bool = True
+    webhook: RotatedSecret
+
+
+class WebhookEnabled(BaseModel):
+    success: bool = True
+    webhook: WebhookOut
+
+
+class WebhookRecover(BaseModel):
+    since: str = Field(description="ISO 8601 time with a zone, e.g. 2026-11-30T10:00:00Z")
+
+
+class WebhookRecovery(BaseModel):
+    success: bool = True
+    webhook_id: str
+    since: str
+    scheduled: int
+
+
+class EventResend(BaseModel):
+    success: bool = True
+    event_id: str
+    webhook_ids: list[str]
+
+
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries with the error body for each status."""
     return {status: {"model": ErrorBody} for status in statuses}
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads its JSON body itself (to answer in the contract's words)."""
+    schema = model.model_json_schema()
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

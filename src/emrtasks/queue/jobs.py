@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from emrtasks.storage import db
@@ -37,6 +37,8 @@ class Job:
     reconcile: bool = False
     last_error_code: str | None = None
     payload: Mapping[str, Any] = field(default_factory=dict)
+    group_key: str | None = None
+    group_limit: int | None = None
 
 
 async def enqueue(
@@ -49,6 +51,9 @@ async def enqueue(
     connection_id: str | None = None,
     task_id: str | None = None,
     payload: Mapping[str, Any] | None = None,
+    group_key: str | None = None,
+    group_limit: int | None = None,
+    run_at: datetime | None = None,
 ) -> None:
     await conn.execute(
         insert(jobs).values(
@@ -60,8 +65,10 @@ async def enqueue(
             payload=dict(payload or {}),
             attempts=0,
             max_attempts=max_attempts,
-            run_at=now,
+            run_at=run_at or now,
             reconcile=False,
+            group_key=group_key,
+            group_limit=group_limit,
             created_at=now,
             updated_at=now,
         )
@@ -71,10 +78,22 @@ async def enqueue(
 async def claim(
     engine: AsyncEngine, *, worker_id: str, limit: int, lease_seconds: float, now: datetime
 ) -> list[Job]:
-    """Take up to `limit` due jobs, oldest first; each gets a lease and its attempt number raised."""
+    """Take up to `limit` due jobs, oldest first; each gets a lease and its attempt number raised.
+
+    A job of a group that already runs `group_limit` jobs waits. The check is per statement, so one
+    claim may overshoot a group by its batch; the worker's per-group semaphore holds the excess back.
+    """
+    running = jobs.alias("running")
+    running_in_group = (
+        select(func.count())
+        .select_from(running)
+        .where(running.c.group_key == jobs.c.group_key, running.c.state == RUNNING)
+        .scalar_subquery()
+    )
     due = (
         select(jobs.c.id)
         .where(jobs.c.state == QUEUED, jobs.c.run_at <= now)
+        .where(or_(jobs.c.group_key.is_(None), running_in_group < jobs.c.group_limit))
         .order_by(jobs.c.run_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -208,6 +227,8 @@ _JOB_COLUMNS = (
     jobs.c.reconcile,
     jobs.c.last_error_code,
     jobs.c.payload,
+    jobs.c.group_key,
+    jobs.c.group_limit,
 )
 
 
@@ -222,4 +243,6 @@ def _to_job(row: Any) -> Job:
         reconcile=bool(row["reconcile"]),
         last_error_code=row["last_error_code"],
         payload=row["payload"] or {},
+        group_key=row["group_key"],
+        group_limit=row["group_limit"],
     )

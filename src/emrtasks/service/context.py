@@ -4,9 +4,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from emrtasks.service import adapters as service_adapters
+from emrtasks.storage import crypto
+from emrtasks.webhooks import ssrf
 
 
 def utc_now() -> datetime:
@@ -21,11 +24,28 @@ class Policy:
     auth_cache_seconds: float = 5.0
 
 
+@dataclass(frozen=True)
+class WebhookPolicy:
+    allow_insecure: bool = False
+    allow_private: bool = False
+    timeout_seconds: float = 15.0
+    schedule: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+    """Delay before each attempt: the first is immediate, then each retry's (Svix's schedule)."""
+    endpoint_concurrency: int = 4
+    disable_after_seconds: float = 5 * 24 * 3600
+    rotation_overlap_seconds: float = 24 * 3600
+    user_agent: str = "emrtasks"
+
+
 @dataclass
 class Context:
     engine: AsyncEngine
     adapters: service_adapters.Adapters
+    cipher: crypto.Cipher
+    http: httpx.AsyncClient
     policy: Policy = field(default_factory=Policy)
+    webhooks: WebhookPolicy = field(default_factory=WebhookPolicy)
+    resolver: ssrf.Resolver = ssrf.system_resolver
     clock: Callable[[], datetime] = utc_now
     wake: Callable[[], None] = lambda: None
     """Called after a job is committed, so an in-process worker starts it at once."""

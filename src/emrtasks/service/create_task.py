@@ -14,6 +14,7 @@ from emrtasks.domain import directory, ids, outcomes
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.emr import base
 from emrtasks.queue import jobs, retry
+from emrtasks.service import webhooks
 from emrtasks.service.context import Context
 from emrtasks.storage import connections, db
 from emrtasks.storage import events as stored_events
@@ -240,10 +241,12 @@ async def _write_outcome(
             body=events.serialize(body),
             now=now,
         )
+        await webhooks.fan_out(ctx, conn, connection.client_id, event_id, now)
         if code == outcomes.LOGIN_REQUIRED:
             await connections.update_connection(
                 conn, connection.id, now, status=domain_tasks.CONNECTION_LOGIN_REQUIRED
             )
+    ctx.wake()  # its webhook deliveries are due now
 
 
 def _gave_up(job: jobs.Job, outcome: outcomes.RetryLater) -> str:

@@ -9,6 +9,8 @@ from emrtasks.service import directory
 from emrtasks.service.context import Context
 from emrtasks.storage import db
 from emrtasks.storage import events as stored_events
+from emrtasks.storage import webhooks as stored_webhooks
+from emrtasks.webhooks import events
 
 
 async def list_events(
@@ -33,4 +35,36 @@ async def list_events(
             limit=page_size,
             newest_first=newest_first,
         )
-    return [orjson.loads(row["body"]) for row in rows], directory.pagination(total, page, page_size)
+        event_ids = [row["id"] for row in rows]
+        deliveries = await stored_webhooks.delivery_summaries(conn, event_ids)
+        attempts = await stored_webhooks.attempts_of(conn, event_ids)
+    found = [
+        orjson.loads(row["body"])
+        | {
+            "delivery_status": delivery_status(deliveries.get(row["id"], [])),
+            "attempts": [_attempt(a) for a in attempts.get(row["id"], [])],
+        }
+        for row in rows
+    ]
+    return found, directory.pagination(total, page, page_size)
+
+
+def delivery_status(deliveries: list[dict[str, Any]]) -> str | None:
+    """pending while any endpoint is still being tried, failed if any gave up, else success."""
+    statuses = {d["status"] for d in deliveries}
+    for status in (stored_webhooks.PENDING, stored_webhooks.FAILED, stored_webhooks.SUCCESS):
+        if status in statuses:
+            return status
+    return None
+
+
+def _attempt(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "webhook_id": row["endpoint_id"],
+        "attempt": row["attempt"],
+        "trigger": row["trigger"],
+        "time": events.iso(row["attempted_at"]),
+        "status_code": row["status_code"],
+        "duration_ms": row["duration_ms"],
+        "error": row["error"],
+    }

@@ -62,3 +62,13 @@ async def list_events(
     query = select(events).where(*where).order_by(*order).offset(offset).limit(limit)
     rows = (await conn.execute(query)).mappings().all()
     return [dict(r) for r in rows], int(total or 0)
+
+
+async def event_belongs_to(conn: AsyncConnection, event_id: str, client_id: str) -> bool:
+    query = select(events.c.id).where(events.c.id == event_id, events.c.client_id == client_id)
+    return (await conn.execute(query)).first() is not None
+
+
+async def get_event(conn: AsyncConnection, event_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(select(events).where(events.c.id == event_id))).mappings().first()
+    return dict(row) if row else None

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -118,8 +119,12 @@ jobs = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
+    # Jobs sharing a group (a webhook endpoint, later an EMR connection) run at most group_limit at once.
+    Column("group_key", String(_ID)),
+    Column("group_limit", Integer),
     Index(None, "state", "run_at"),
     Index(None, "task_id"),
+    Index(None, "group_key", "state"),
 )
 
 events = Table(
@@ -135,6 +140,60 @@ events = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Index(None, "client_id", "created_at"),
     Index(None, "job_id"),
+)
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(_ID), primary_key=True),
+    Column("client_id", String(_ID), ForeignKey("clients.id"), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("disabled_reason", Text),
+    # Signing secrets, encrypted (storage.crypto): the current one, and the one it replaced
+    # until its overlap ends.
+    Column("secret", Text, nullable=False),
+    Column("previous_secret", Text),
+    Column("previous_secret_expires_at", UTCDateTime),
+    Column("failing_since", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# One row per (event, endpoint): where that event stands with that endpoint.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", String(_ID), primary_key=True),
+    Column("event_id", String(_ID), ForeignKey("events.id"), nullable=False),
+    Column("endpoint_id", String(_ID), ForeignKey("webhook_endpoints.id"), nullable=False),
+    Column("client_id", String(_ID), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("job_id", String(_ID)),
+    Column("last_attempt_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("event_id", "endpoint_id"),
+    Index(None, "endpoint_id", "created_at"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", String(_ID), primary_key=True),
+    Column("delivery_id", String(_ID), ForeignKey("deliveries.id"), nullable=False),
+    Column("event_id", String(_ID), nullable=False),
+    Column("endpoint_id", String(_ID), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("trigger", String(20), nullable=False),
+    Column("attempted_at", UTCDateTime, nullable=False),
+    Column("status_code", Integer),
+    Column("duration_ms", Integer, nullable=False),
+    Column("response_body", Text),
+    Column("error", Text),
+    Index(None, "event_id"),
+    Index(None, "delivery_id"),
 )
 
 # The built-in sandbox EMR's own records: an external system's state, kept apart from ours.

@@ -24,12 +24,7 @@ async def get_settings(connection: ConnectionDep) -> JSON:
     "/settings",
     summary="Set access_token_reference_id (no other field is accepted)",
     responses={200: {"model": schemas.SettingsResponse}, **schemas.errors(400, *_AUTH, 413)},
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": schemas.SettingsUpdate.model_json_schema()}},
-        }
-    },
+    openapi_extra=schemas.request_body(schemas.SettingsUpdate),
 )
 async def update_settings(ctx: Ctx, connection: ConnectionDep, body: JsonBody) -> JSON:
     data = await admin.update_settings(ctx, connection, body)

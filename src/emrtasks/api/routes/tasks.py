@@ -16,12 +16,7 @@ _AUTH = (401, 403)
     status_code=202,
     summary="Create a task in the connection's EMR",
     responses={202: {"model": schemas.Accepted}, **schemas.errors(400, *_AUTH, 413, 503)},
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": schemas.CreateTaskRequest.model_json_schema()}},
-        }
-    },
+    openapi_extra=schemas.request_body(schemas.CreateTaskRequest),
 )
 async def create_task(ctx: Ctx, connection: ConnectionDep, body: JsonBody) -> JSON:
     accepted = await tasks.accept_task(ctx, connection, body)

@@ -1,0 +1,80 @@
+"""Webhook endpoints (`/v1/webhook...`, client credentials only) and resending events."""
+
+from fastapi import APIRouter
+
+from emrtasks.api import schemas
+from emrtasks.api.deps import ClientDep, Ctx, JsonBody
+from emrtasks.api.responses import JSON
+from emrtasks.service import webhooks
+
+router = APIRouter(prefix="/v1", tags=["webhooks"])
+_ERRORS = schemas.errors(400, 401, 404, 413)
+
+
+@router.post(
+    "/webhook",
+    status_code=201,
+    summary="Register a webhook URL; its secret is shown once",
+    responses={201: {"model": schemas.WebhookCreated}, **_ERRORS},
+    openapi_extra=schemas.request_body(schemas.WebhookRegistration),
+)
+async def register_webhook(ctx: Ctx, client: ClientDep, body: JsonBody) -> JSON:
+    return JSON(await webhooks.register(ctx, client, body), status_code=201)
+
+
+@router.get(
+    "/webhook",
+    summary="The client's webhook URLs (no secrets)",
+    responses={200: {"model": schemas.WebhookList}, **schemas.errors(401)},
+)
+async def list_webhooks(ctx: Ctx, client: ClientDep) -> JSON:
+    return JSON({"success": True, "webhook_urls": await webhooks.list_endpoints(ctx, client)})
+
+
+@router.delete(
+    "/webhook/{webhook_id}",
+    summary="Remove a webhook URL",
+    responses={200: {"model": schemas.Message}, **schemas.errors(401, 404)},
+)
+async def delete_webhook(ctx: Ctx, client: ClientDep, webhook_id: str) -> JSON:
+    await webhooks.delete(ctx, client, webhook_id)
+    return JSON({"success": True, "message": "Webhook URL removed successfully"})
+
+
+@router.post(
+    "/webhook/{webhook_id}/rotate-secret",
+    summary="A new secret; the old one also signs for 24 hours",
+    responses={200: {"model": schemas.WebhookRotated}, **schemas.errors(401, 404)},
+)
+async def rotate_webhook_secret(ctx: Ctx, client: ClientDep, webhook_id: str) -> JSON:
+    return JSON({"success": True, "webhook": await webhooks.rotate_secret(ctx, client, webhook_id)})
+
+
+@router.post(
+    "/webhook/{webhook_id}/enable",
+    summary="Re-enable a disabled webhook URL",
+    responses={200: {"model": schemas.WebhookEnabled}, **schemas.errors(401, 404)},
+)
+async def enable_webhook(ctx: Ctx, client: ClientDep, webhook_id: str) -> JSON:
+    return JSON({"success": True, "webhook": await webhooks.enable(ctx, client, webhook_id)})
+
+
+@router.post(
+    "/webhook/{webhook_id}/recover",
+    status_code=202,
+    summary="Resend every event since a time to this webhook URL",
+    responses={202: {"model": schemas.WebhookRecovery}, **_ERRORS},
+    openapi_extra=schemas.request_body(schemas.WebhookRecover),
+)
+async def recover_webhook(ctx: Ctx, client: ClientDep, webhook_id: str, body: JsonBody) -> JSON:
+    return JSON(await webhooks.recover(ctx, client, webhook_id, body), status_code=202)
+
+
+@router.post(
+    "/webhook-events/{event_id}/retry",
+    status_code=202,
+    summary="Resend one event to every active webhook URL now",
+    responses={202: {"model": schemas.EventResend}, **schemas.errors(400, 401, 404)},
+)
+async def resend_event(ctx: Ctx, client: ClientDep, event_id: str) -> JSON:
+    return JSON(await webhooks.resend_event(ctx, client, event_id), status_code=202)

@@ -1,0 +1,182 @@
+"""The `deliver_webhook` job: sign the stored event bytes, POST them to one endpoint, and record the attempt.
+
+The attempt row, the delivery's status, the endpoint's health and the job's next step are written in
+one transaction, fenced on the job's attempt. Retries follow the policy's schedule with ±20 % jitter;
+a `Retry-After` on 429, 502, 503 or 504 is honoured between that step's delay and twice it.
+"""
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import emrtasks
+from emrtasks.domain import ids
+from emrtasks.queue import jobs
+from emrtasks.service.context import Context
+from emrtasks.storage import db
+from emrtasks.storage import events as stored_events
+from emrtasks.storage import webhooks as stored
+from emrtasks.webhooks import delivery, signing
+
+log = logging.getLogger("emrtasks.webhooks")
+
+
+@dataclass(frozen=True)
+class _Decision:
+    delivery_status: str
+    job_state: str | None = None  # None: retry at `retry_at`
+    retry_at: datetime | None = None
+    endpoint_changes: dict[str, Any] | None = None
+    error_code: str | None = None
+
+
+class _LeaseLost(Exception):
+    pass
+
+
+async def run_delivery(ctx: Context, job: jobs.Job) -> None:
+    async with db.read(ctx.engine) as conn:
+        found = await stored.get_delivery(conn, str(job.payload.get("delivery_id", "")))
+        event = await stored_events.get_event(conn, found["event_id"]) if found else None
+        endpoint = await stored.get_endpoint(conn, found["endpoint_id"]) if found else None
+    if found is None or event is None:
+        await _finish_only(ctx, job, "MISSING_DELIVERY")
+        return
+    if endpoint is None or endpoint["status"] != stored.ACTIVE:
+        await _give_up(ctx, job, found, "ENDPOINT_DISABLED")
+        return
+    now = ctx.clock()
+    attempt_number = found["attempts"] + 1
+    body = event["body"].encode()
+    headers = signing.headers(
+        secrets=_active_secrets(ctx, endpoint, now),
+        msg_id=event["id"],
+        timestamp=int(now.timestamp()),
+        body=body,
+        attempt=attempt_number,
+        user_agent=f"emrtasks/{emrtasks.__version__}",
+    )
+    result = await delivery.post(
+        ctx.http,
+        endpoint["url"],
+        body,
+        headers,
+        timeout_seconds=ctx.webhooks.timeout_seconds,
+        resolver=ctx.resolver,
+        allow_private=ctx.webhooks.allow_private,
+    )
+    decision = _decide(ctx, job, endpoint, result, now)
+    try:
+        await _record(ctx, job, found, attempt_number, result, decision, now)
+    except _LeaseLost:
+        log.warning("delivery job %s lost its lease; attempt not recorded", job.id)
+
+
+def _active_secrets(ctx: Context, endpoint: dict[str, Any], now: datetime) -> list[str]:
+    secrets = [ctx.cipher.decrypt(endpoint["secret"])]
+    expires = endpoint["previous_secret_expires_at"]
+    if endpoint["previous_secret"] and expires and expires > now:
+        secrets.append(ctx.cipher.decrypt(endpoint["previous_secret"]))
+    return secrets
+
+
+def _decide(
+    ctx: Context, job: jobs.Job, endpoint: dict[str, Any], result: delivery.Result, now: datetime
+) -> _Decision:
+    if result.delivered:
+        healed: dict[str, Any] | None = {"failing_since": None} if endpoint["failing_since"] else None
+        return _Decision(stored.SUCCESS, jobs.SUCCEEDED, endpoint_changes=healed)
+    if result.status_code == 410:
+        return _disable(endpoint, "The endpoint answered 410 Gone.", "ENDPOINT_GONE")
+    failing_since = endpoint["failing_since"] or now
+    if (now - failing_since).total_seconds() >= ctx.webhooks.disable_after_seconds:
+        days = ctx.webhooks.disable_after_seconds / 86400
+        return _disable(endpoint, f"Every attempt failed for {days:g} days.", "ENDPOINT_FAILING")
+    changes: dict[str, Any] | None = None if endpoint["failing_since"] else {"failing_since": now}
+    schedule = ctx.webhooks.schedule
+    if job.attempts >= len(schedule):
+        return _Decision(stored.FAILED, jobs.FAILED, endpoint_changes=changes, error_code="EXHAUSTED")
+    delay = retry_delay(schedule[job.attempts], result)
+    return _Decision(stored.PENDING, None, now + timedelta(seconds=delay), changes)
+
+
+# Standard Webhooks: 429, 502 and 504 throttle; 503 says when to come back too.
+_THROTTLED = frozenset({429, 502, 503, 504})
+
+
+def retry_delay(step: float, result: delivery.Result, rng: random.Random | None = None) -> float:
+    delay = step * (rng or random).uniform(0.8, 1.2)
+    if result.status_code in _THROTTLED and result.retry_after is not None:
+        delay = min(max(result.retry_after, delay), 2 * step)
+    return delay
+
+
+def _disable(endpoint: dict[str, Any], reason: str, code: str) -> _Decision:
+    log.warning("webhook endpoint %s disabled: %s", endpoint["id"], reason)
+    changes = {"status": stored.DISABLED, "disabled_reason": reason}
+    return _Decision(stored.FAILED, jobs.FAILED, endpoint_changes=changes, error_code=code)
+
+
+async def _record(
+    ctx: Context,
+    job: jobs.Job,
+    found: dict[str, Any],
+    attempt_number: int,
+    result: delivery.Result,
+    decision: _Decision,
+    now: datetime,
+) -> None:
+    async with db.write(ctx.engine) as conn:
+        if decision.job_state is None:
+            assert decision.retry_at is not None
+            moved = await jobs.reschedule(
+                conn,
+                job,
+                run_at=decision.retry_at,
+                now=now,
+                reconcile=False,
+                error_code="DELIVERY_FAILED",
+                error=result.error,
+            )
+        else:
+            moved = await jobs.finish(conn, job, decision.job_state, now=now, error_code=decision.error_code)
+        if not moved:
+            raise _LeaseLost
+        await stored.insert_attempt(
+            conn,
+            id=ids.new_id("att"),
+            delivery_id=found["id"],
+            event_id=found["event_id"],
+            endpoint_id=found["endpoint_id"],
+            attempt=attempt_number,
+            trigger=str(job.payload.get("trigger", "scheduled")),
+            attempted_at=now,
+            status_code=result.status_code,
+            duration_ms=result.duration_ms,
+            response_body=result.response_body,
+            error=result.error,
+        )
+        await stored.update_delivery(
+            conn,
+            found["id"],
+            now,
+            status=decision.delivery_status,
+            attempts=attempt_number,
+            last_attempt_at=now,
+        )
+        if decision.endpoint_changes:
+            await stored.update_endpoint(conn, found["endpoint_id"], now, **decision.endpoint_changes)
+
+
+async def _give_up(ctx: Context, job: jobs.Job, found: dict[str, Any], code: str) -> None:
+    now = ctx.clock()
+    async with db.write(ctx.engine) as conn:
+        if await jobs.finish(conn, job, jobs.FAILED, now=now, error_code=code):
+            await stored.update_delivery(conn, found["id"], now, status=stored.FAILED)
+
+
+async def _finish_only(ctx: Context, job: jobs.Job, code: str) -> None:
+    async with db.write(ctx.engine) as conn:
+        await jobs.finish(conn, job, jobs.FAILED, now=ctx.clock(), error_code=code)

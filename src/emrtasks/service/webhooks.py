@@ -1,0 +1,229 @@
+"""Webhook endpoints of a client (register, list, delete, rotate, enable) and scheduling deliveries:
+the fan-out of a new event, a resend of one event, and the recovery of every event since a time."""
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from emrtasks.domain import errors, ids
+from emrtasks.domain import tasks as domain_tasks
+from emrtasks.queue import jobs
+from emrtasks.service.context import Context
+from emrtasks.storage import db
+from emrtasks.storage import events as stored_events
+from emrtasks.storage import webhooks as stored
+from emrtasks.webhooks import events, signing, ssrf
+
+DELIVER_WEBHOOK = "deliver_webhook"
+_URL_FIELD = "webhook_url"
+
+
+async def register(ctx: Context, client: domain_tasks.Client, body: object) -> dict[str, Any]:
+    url = await _checked_url(ctx, _single_field(body, _URL_FIELD))
+    secret = signing.new_secret()
+    endpoint_id = ids.new_id("wh")
+    async with db.write(ctx.engine) as conn:
+        if any(e["url"] == url for e in await stored.list_endpoints(conn, client.id)):
+            raise errors.Problem(409, "already_registered", "This webhook URL is already registered.")
+        await stored.insert_endpoint(
+            conn,
+            endpoint_id=endpoint_id,
+            client_id=client.id,
+            url=url,
+            secret=ctx.cipher.encrypt(secret),
+            now=ctx.clock(),
+        )
+    return {"success": True, "webhook_id": endpoint_id, "webhook_url": url, "webhook_secret": secret}
+
+
+async def list_endpoints(ctx: Context, client: domain_tasks.Client) -> list[dict[str, Any]]:
+    async with db.read(ctx.engine) as conn:
+        rows = await stored.list_endpoints(conn, client.id)
+    return [_public(row) for row in rows]
+
+
+async def delete(ctx: Context, client: domain_tasks.Client, endpoint_id: str) -> None:
+    async with db.write(ctx.engine) as conn:
+        await _owned(conn, client, endpoint_id)
+        await stored.update_endpoint(conn, endpoint_id, ctx.clock(), status=stored.DELETED)
+
+
+async def rotate_secret(ctx: Context, client: domain_tasks.Client, endpoint_id: str) -> dict[str, str]:
+    """A new secret; the old one keeps signing alongside it for the overlap, then stops."""
+    secret = signing.new_secret()
+    now = ctx.clock()
+    overlap = timedelta(seconds=ctx.webhooks.rotation_overlap_seconds)
+    async with db.write(ctx.engine) as conn:
+        endpoint = await _owned(conn, client, endpoint_id)
+        await stored.update_endpoint(
+            conn,
+            endpoint_id,
+            now,
+            secret=ctx.cipher.encrypt(secret),
+            previous_secret=endpoint["secret"],
+            previous_secret_expires_at=now + overlap,
+        )
+    return {"id": endpoint_id, "secret": secret}
+
+
+async def enable(ctx: Context, client: domain_tasks.Client, endpoint_id: str) -> dict[str, Any]:
+    async with db.write(ctx.engine) as conn:
+        await _owned(conn, client, endpoint_id)
+        await stored.update_endpoint(
+            conn, endpoint_id, ctx.clock(), status=stored.ACTIVE, disabled_reason=None, failing_since=None
+        )
+        endpoint = await stored.get_endpoint(conn, endpoint_id)
+    assert endpoint is not None
+    return _public(endpoint)
+
+
+async def recover(
+    ctx: Context, client: domain_tasks.Client, endpoint_id: str, body: object
+) -> dict[str, Any]:
+    since = _parse_since(_single_field(body, "since"))
+    now = ctx.clock()
+    async with db.write(ctx.engine) as conn:
+        endpoint = await _owned(conn, client, endpoint_id)
+        if endpoint["status"] != stored.ACTIVE:
+            raise errors.Problem(
+                400, "endpoint_disabled", "This webhook endpoint is disabled; enable it first."
+            )
+        scheduled = 0
+        for event_id in await stored.event_ids_since(conn, client.id, since):
+            scheduled += await schedule_delivery(ctx, conn, event_id, endpoint_id, client.id, now, "recover")
+    ctx.wake()
+    return {"success": True, "webhook_id": endpoint_id, "since": events.iso(since), "scheduled": scheduled}
+
+
+async def resend_event(ctx: Context, client: domain_tasks.Client, event_id: str) -> dict[str, Any]:
+    now = ctx.clock()
+    async with db.write(ctx.engine) as conn:
+        if not await stored_events.event_belongs_to(conn, event_id, client.id):
+            raise errors.not_found("Event")
+        endpoints = await stored.list_endpoints(conn, client.id, active_only=True)
+        if not endpoints:
+            raise errors.Problem(400, "no_webhook_endpoint", "No active webhook endpoint to send to.")
+        for endpoint in endpoints:
+            await schedule_delivery(ctx, conn, event_id, endpoint["id"], client.id, now, "manual")
+    ctx.wake()
+    return {"success": True, "event_id": event_id, "webhook_ids": [e["id"] for e in endpoints]}
+
+
+async def fan_out(ctx: Context, conn: AsyncConnection, client_id: str, event_id: str, now: datetime) -> int:
+    """Inside the transaction that writes an event: one delivery per active endpoint (the outbox)."""
+    count = 0
+    for endpoint in await stored.list_endpoints(conn, client_id, active_only=True):
+        count += await schedule_delivery(ctx, conn, event_id, endpoint["id"], client_id, now, "scheduled")
+    return count
+
+
+async def schedule_delivery(
+    ctx: Context,
+    conn: AsyncConnection,
+    event_id: str,
+    endpoint_id: str,
+    client_id: str,
+    now: datetime,
+    trigger: str,
+) -> int:
+    """Queue a delivery of the event to the endpoint, unless one is already queued or running."""
+    existing = await stored.find_delivery(conn, event_id, endpoint_id)
+    if existing and existing["job_id"]:
+        job = await jobs.get_job(conn, existing["job_id"])
+        if job and job["state"] in (jobs.QUEUED, jobs.RUNNING):
+            return 0
+    delivery_id = existing["id"] if existing else ids.new_id("dlv")
+    job_id = ids.new_id("job")
+    await jobs.enqueue(
+        conn,
+        job_id=job_id,
+        kind=DELIVER_WEBHOOK,
+        now=now,
+        max_attempts=len(ctx.webhooks.schedule),
+        payload={"delivery_id": delivery_id, "trigger": trigger},
+        group_key=endpoint_id,
+        group_limit=ctx.webhooks.endpoint_concurrency,
+        run_at=now + timedelta(seconds=ctx.webhooks.schedule[0]),
+    )
+    if existing:
+        await stored.update_delivery(conn, delivery_id, now, status=stored.PENDING, job_id=job_id)
+    else:
+        await stored.insert_delivery(
+            conn,
+            delivery_id=delivery_id,
+            event_id=event_id,
+            endpoint_id=endpoint_id,
+            client_id=client_id,
+            job_id=job_id,
+            now=now,
+        )
+    return 1
+
+
+async def _owned(conn: AsyncConnection, client: domain_tasks.Client, endpoint_id: str) -> dict[str, Any]:
+    endpoint = await stored.get_endpoint(conn, endpoint_id, client.id)
+    if endpoint is None:
+        raise errors.not_found("Webhook")
+    return endpoint
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "url": row["url"],
+        "status": row["status"],
+        "disabled_reason": row["disabled_reason"],
+        "created": events.iso(row["created_at"]),
+    }
+
+
+async def _checked_url(ctx: Context, value: object) -> str:
+    if not isinstance(value, str):
+        raise _field_problem(_URL_FIELD, "invalid_field", f"Invalid field: {_URL_FIELD} must be a string.")
+    url = value.strip()
+    if len(url) > 2048:
+        raise _field_problem(
+            _URL_FIELD, "limit_exceeded", f"Invalid field: {_URL_FIELD} must be at most 2048 characters."
+        )
+    try:
+        scheme, host, port = ssrf.split_url(url)
+        if scheme != "https" and not ctx.webhooks.allow_insecure:
+            raise ssrf.Refused("HTTPS is required")
+        if not ctx.webhooks.allow_private:
+            await ssrf.safe_addresses(host, port, ctx.resolver)
+    except ssrf.Refused as exc:
+        raise _field_problem(_URL_FIELD, "invalid_webhook_url", f"Invalid webhook_url: {exc}.") from exc
+    return url
+
+
+def _single_field(body: object, name: str) -> object:
+    if not isinstance(body, dict):
+        raise errors.Problem(400, "invalid_body", "Request body must be a JSON object.")
+    extra = [str(k) for k in body if k != name]
+    if extra:
+        found = tuple(errors.FieldError(k, "unexpected_field", f"Unexpected field: {k}.") for k in extra)
+        raise errors.Problem(
+            400, "unexpected_fields", f"Unexpected fields in request body: {', '.join(extra)}", found
+        )
+    value = body.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise _field_problem(name, "missing_field", f"Missing required field: {name}")
+    return value
+
+
+def _parse_since(value: object) -> datetime:
+    message = "Invalid field: since must be an ISO 8601 time with a time zone, e.g. 2026-11-30T10:00:00Z."
+    if not isinstance(value, str):
+        raise _field_problem("since", "invalid_field", message)
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise _field_problem("since", "invalid_field", message) from exc
+    if moment.tzinfo is None:
+        raise _field_problem("since", "invalid_field", message)
+    return moment
+
+
+def _field_problem(name: str, code: str, message: str) -> errors.Problem:
+    return errors.Problem(400, code, message, (errors.FieldError(name, code, message),))

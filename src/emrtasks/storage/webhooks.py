@@ -1,0 +1,160 @@
+"""Webhook endpoints (secrets encrypted), deliveries (one per event and endpoint) and their attempts."""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from emrtasks.storage.tables import deliveries, delivery_attempts, events, webhook_endpoints
+
+ACTIVE = "active"
+DISABLED = "disabled"
+DELETED = "deleted"
+PENDING = "pending"
+SUCCESS = "success"
+FAILED = "failed"
+
+
+async def insert_endpoint(
+    conn: AsyncConnection, *, endpoint_id: str, client_id: str, url: str, secret: str, now: datetime
+) -> None:
+    await conn.execute(
+        insert(webhook_endpoints).values(
+            id=endpoint_id,
+            client_id=client_id,
+            url=url,
+            status=ACTIVE,
+            secret=secret,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
+async def get_endpoint(
+    conn: AsyncConnection, endpoint_id: str, client_id: str | None = None
+) -> dict[str, Any] | None:
+    query = select(webhook_endpoints).where(
+        webhook_endpoints.c.id == endpoint_id, webhook_endpoints.c.status != DELETED
+    )
+    if client_id is not None:
+        query = query.where(webhook_endpoints.c.client_id == client_id)
+    row = (await conn.execute(query)).mappings().first()
+    return dict(row) if row else None
+
+
+async def list_endpoints(
+    conn: AsyncConnection, client_id: str, *, active_only: bool = False
+) -> list[dict[str, Any]]:
+    wanted = [ACTIVE] if active_only else [ACTIVE, DISABLED]
+    query = (
+        select(webhook_endpoints)
+        .where(webhook_endpoints.c.client_id == client_id, webhook_endpoints.c.status.in_(wanted))
+        .order_by(webhook_endpoints.c.created_at, webhook_endpoints.c.id)
+    )
+    return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def update_endpoint(conn: AsyncConnection, endpoint_id: str, now: datetime, **values: Any) -> None:
+    query = update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
+    await conn.execute(query.values(updated_at=now, **values))
+
+
+async def get_delivery(conn: AsyncConnection, delivery_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).mappings().first()
+    return dict(row) if row else None
+
+
+async def find_delivery(conn: AsyncConnection, event_id: str, endpoint_id: str) -> dict[str, Any] | None:
+    query = select(deliveries).where(
+        deliveries.c.event_id == event_id, deliveries.c.endpoint_id == endpoint_id
+    )
+    row = (await conn.execute(query)).mappings().first()
+    return dict(row) if row else None
+
+
+async def insert_delivery(
+    conn: AsyncConnection,
+    *,
+    delivery_id: str,
+    event_id: str,
+    endpoint_id: str,
+    client_id: str,
+    job_id: str,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        insert(deliveries).values(
+            id=delivery_id,
+            event_id=event_id,
+            endpoint_id=endpoint_id,
+            client_id=client_id,
+            status=PENDING,
+            attempts=0,
+            job_id=job_id,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
+async def update_delivery(conn: AsyncConnection, delivery_id: str, now: datetime, **values: Any) -> None:
+    query = update(deliveries).where(deliveries.c.id == delivery_id)
+    await conn.execute(query.values(updated_at=now, **values))
+
+
+async def insert_attempt(conn: AsyncConnection, **values: Any) -> None:
+    await conn.execute(insert(delivery_attempts).values(**values))
+
+
+async def event_ids_since(conn: AsyncConnection, client_id: str, since: datetime) -> list[str]:
+    query = (
+        select(events.c.id)
+        .where(events.c.client_id == client_id, events.c.created_at >= since)
+        .order_by(events.c.created_at, events.c.id)
+    )
+    return list((await conn.execute(query)).scalars())
+
+
+async def delivery_summaries(
+    conn: AsyncConnection, event_ids: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each event's deliveries, for the events listing."""
+    if not event_ids:
+        return {}
+    query = select(deliveries).where(deliveries.c.event_id.in_(event_ids))
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in (await conn.execute(query)).mappings():
+        found.setdefault(row["event_id"], []).append(dict(row))
+    return found
+
+
+async def attempts_of(conn: AsyncConnection, event_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    if not event_ids:
+        return {}
+    a = delivery_attempts.c
+    query = (
+        select(
+            a.event_id,
+            a.endpoint_id,
+            a.attempt,
+            a.trigger,
+            a.attempted_at,
+            a.status_code,
+            a.duration_ms,
+            a.error,
+        )
+        .where(a.event_id.in_(event_ids))
+        .order_by(a.attempted_at, a.id)
+    )
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in (await conn.execute(query)).mappings():
+        found.setdefault(row["event_id"], []).append(dict(row))
+    return found
+
+
+async def count_event_deliveries(conn: AsyncConnection, event_id: str) -> int:
+    query = select(func.count()).select_from(deliveries).where(deliveries.c.event_id == event_id)
+    return int((await conn.execute(query)).scalar() or 0)

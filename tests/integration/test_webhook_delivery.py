@@ -1,0 +1,226 @@
+"""Webhook delivery in process against a real receiver on loopback, verified with standardwebhooks."""
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from emrtasks import bootstrap
+from emrtasks.api.app import create_app
+from tests.conftest import SUBJECT_TASK, make_tenant
+from tests.receiver import Receiver
+
+
+@pytest.fixture
+def webhook_settings(settings):
+    return settings.model_copy(
+        update={
+            "webhook_allow_insecure": True,
+            "webhook_allow_private": True,
+            "webhook_retry_schedule": "0,0.05,0.05,0.05",
+            "worker_poll_seconds": 0.05,
+        }
+    )
+
+
+async def _until(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+async def _setup(rt, receiver):
+    tenant = await make_tenant(rt)
+    app = create_app(rt.ctx)
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    answer = await http.post("/v1/webhook", json={"webhook_url": receiver.url}, headers=tenant.headers())
+    assert answer.status_code == 201, answer.text
+    receiver.secrets.append(answer.json()["webhook_secret"])
+    return tenant, http, answer.json()["webhook_id"]
+
+
+async def test_a_created_task_is_delivered_signed_and_verified(webhook_settings, tmp_path):
+    with Receiver() as receiver:
+        async with bootstrap.runtime(
+            webhook_settings.model_copy(update={"key_file": str(tmp_path / "k")})
+        ) as rt:
+            tenant, http, _ = await _setup(rt, receiver)
+            accepted = (await http.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a)).json()
+            await asyncio.to_thread(receiver.wait_for, lambda r: len(r.verified()) == 1)
+            [delivery] = receiver.verified()
+            assert delivery.event["type"] == "task.created"
+            assert delivery.event["data"]["task_id"] == accepted["task_id"]
+            assert delivery.headers["webhook-id"] == delivery.event["id"]
+            assert delivery.headers["webhook-attempt"] == "1"
+            assert delivery.headers["user-agent"].startswith("emrtasks/")
+            listed = (await http.get("/v1/webhook-events", headers=tenant.a)).json()["webhook_events"]
+            assert listed[0]["delivery_status"] == "success"
+            assert [a["status_code"] for a in listed[0]["attempts"]] == [200]
+            await http.aclose()
+
+
+async def test_a_failing_receiver_gets_the_same_bytes_again_until_it_answers(webhook_settings, tmp_path):
+    with Receiver() as receiver:
+        receiver.answers = [500, 500]
+        async with bootstrap.runtime(
+            webhook_settings.model_copy(update={"key_file": str(tmp_path / "k")})
+        ) as rt:
+            tenant, http, _ = await _setup(rt, receiver)
+            await http.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a)
+            await asyncio.to_thread(receiver.wait_for, lambda r: len(r.deliveries) == 3)
+            first, second, third = receiver.deliveries
+            assert [d.status for d in receiver.deliveries] == [500, 500, 200]
+            assert [d.headers["webhook-attempt"] for d in receiver.deliveries] == ["1", "2", "3"]
+            assert first.body == second.body == third.body
+            assert len({d.headers["webhook-id"] for d in receiver.deliveries}) == 1
+            assert all(d.verified_by for d in receiver.deliveries)
+
+            async def settled():
+                events = (await http.get("/v1/webhook-events", headers=tenant.a)).json()["webhook_events"]
+                return events[0]["delivery_status"] == "success"
+
+            await _until(settled)
+            await http.aclose()
+
+
+async def _events(http, headers):
+    return (await http.get("/v1/webhook-events", headers=headers)).json()["webhook_events"]
+
+
+async def test_a_410_disables_the_endpoint_until_it_is_enabled_again(webhook_settings, tmp_path):
+    with Receiver() as receiver:
+        receiver.answers = [410]
+        async with bootstrap.runtime(
+            webhook_settings.model_copy(update={"key_file": str(tmp_path / "k")})
+        ) as rt:
+            tenant, http, webhook_id = await _setup(rt, receiver)
+            await http.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a)
+            await asyncio.to_thread(receiver.wait_for, lambda r: len(r.deliveries) == 1)
+
+            async def disabled():
+                listed = (await http.get("/v1/webhook", headers=tenant.headers())).json()["webhook_urls"]
+                return listed[0]["status"] == "disabled"
+
+            await _until(disabled)
+            await http.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a)
+
+            async def two_events():
+                return len(await _events(http, tenant.a)) == 2
+
+            await _until(two_events)
+            await asyncio.sleep(0.3)
+            assert len(receiver.deliveries) == 1  # nothing goes to a disabled endpoint
+            enabled = await http.post(f"/v1/webhook/{webhook_id}/enable", headers=tenant.headers())
+            assert enabled.json()["webhook"]["status"] == "active"
+            await http.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a)
+            await asyncio.to_thread(receiver.wait_for, lambda r: len(r.verified()) == 1)
+            await http.aclose()
+
+
+async def test_after_a_rotation_both_secrets_sign_for_the_overlap_then_only_the_new(
+    webhook_settings, tmp_path
+):
+    settings = webhook_settings.model_copy(
+        update={"key_file": str(tmp_path / "k"), "webhook_secret_overlap_seconds": 1.0}
+    )
+    with Receiver() as receiver:
+        async with bootstrap.runtime(settings) as rt:
+            tenant, http, webhook_id = await _setup(rt, receiver)
+            old = receiver.secrets[0]
+            rotated = (
+                await http.post(f"/v1/webhook/{webhook_id}/rotate-secret", headers=tenant.headers())
+            ).json()
+            new = rotated["webhook"]["secret"]
+            assert rotated["webhook"]["id"] == webhook_id and new != old
+            receiver.secrets.append(new)
+            await http.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a)
+            await asyncio.to_thread(receiver.wait_for, lambda r: len(r.deliveries) == 1)
+            during = receiver.deliveries[0]
+            assert len(during.signatures) == 2
+            assert sorted(during.verified_by) == sorted([old, new])
+            await asyncio.sleep(1.1)
+            await http.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a)
+            await asyncio.to_thread(receiver.wait_for, lambda r: len(r.deliveries) == 2)
+            after = receiver.deliveries[1]
+            assert len(after.signatures) == 1
+            assert after.verified_by == [new]
+            await http.aclose()
+
+
+async def test_an_exhausted_event_stays_failed_until_it_is_resent(webhook_settings, tmp_path):
+    with Receiver(default=500) as receiver:
+        async with bootstrap.runtime(
+            webhook_settings.model_copy(update={"key_file": str(tmp_path / "k")})
+        ) as rt:
+            tenant, http, _ = await _setup(rt, receiver)
+            await http.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a)
+
+            async def failed():
+                events = await _events(http, tenant.a)
+                return events and events[0]["delivery_status"] == "failed"
+
+            await _until(failed)
+            assert len(receiver.deliveries) == 4  # the whole compressed schedule
+            [event] = await _events(http, tenant.a)
+            assert [a["attempt"] for a in event["attempts"]] == [1, 2, 3, 4]
+            receiver.default = 200
+            resent = await http.post(f"/v1/webhook-events/{event['id']}/retry", headers=tenant.headers())
+            assert resent.status_code == 202
+            await asyncio.to_thread(receiver.wait_for, lambda r: len(r.verified()) == 1)
+            assert receiver.verified()[0].headers["webhook-attempt"] == "5"
+
+            async def success():
+                return (await _events(http, tenant.a))[0]["delivery_status"] == "success"
+
+            await _until(success)
+            await http.aclose()
+
+
+async def test_recover_resends_every_event_since_a_time(webhook_settings, tmp_path):
+    with Receiver() as receiver:
+        async with bootstrap.runtime(
+            webhook_settings.model_copy(update={"key_file": str(tmp_path / "k")})
+        ) as rt:
+            tenant, http, webhook_id = await _setup(rt, receiver)
+            for _ in range(3):
+                await http.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a)
+            await asyncio.to_thread(receiver.wait_for, lambda r: len(r.verified()) == 3)
+            answer = await http.post(
+                f"/v1/webhook/{webhook_id}/recover",
+                json={"since": "2000-01-01T00:00:00Z"},
+                headers=tenant.headers(),
+            )
+            assert answer.status_code == 202
+            assert answer.json()["scheduled"] == 3
+            await asyncio.to_thread(receiver.wait_for, lambda r: len(r.verified()) == 6)
+            ids = [d.headers["webhook-id"] for d in receiver.verified()]
+            assert sorted(ids[:3]) == sorted(ids[3:])
+            await http.aclose()
+
+
+async def test_a_slow_endpoint_does_not_hold_up_another(webhook_settings, tmp_path):
+    settings = webhook_settings.model_copy(
+        update={"key_file": str(tmp_path / "k"), "webhook_endpoint_concurrency": 2, "worker_concurrency": 4}
+    )
+    with Receiver() as slow, Receiver() as fast:
+        slow.delay_seconds = 1.0
+        async with bootstrap.runtime(settings) as rt:
+            tenant, http, _ = await _setup(rt, slow)
+            registered = await http.post(
+                "/v1/webhook", json={"webhook_url": fast.url}, headers=tenant.headers()
+            )
+            fast.secrets.append(registered.json()["webhook_secret"])
+            for _ in range(6):
+                await http.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a)
+            await asyncio.to_thread(fast.wait_for, lambda r: len(r.verified()) == 6, 10)
+            await asyncio.to_thread(slow.wait_for, lambda r: len(r.verified()) == 6, 10)
+            slow_arrivals = sorted(d.received_at for d in slow.deliveries)
+            # Two at a time, one second each: the slow endpoint never held more than its share of
+            # the four worker slots, so all six fast deliveries arrived before its third began.
+            assert slow.max_in_flight == 2
+            assert max(d.received_at for d in fast.deliveries) < slow_arrivals[2]
+            await http.aclose()
