@@ -90,7 +90,7 @@ class _Server(uvicorn.Server):
 
 async def _serve(settings: Settings, args: argparse.Namespace) -> int:
     async with bootstrap.runtime(settings, run_worker=not args.no_worker) as rt:
-        app = create_app(rt.ctx, max_body_bytes=settings.max_body_bytes)
+        app = create_app(rt.ctx, max_body_bytes=settings.max_body_bytes, bench_routes=settings.bench_routes)
         logging.getLogger("uvicorn.access").addFilter(StripQuery())
         config = uvicorn.Config(
             app,

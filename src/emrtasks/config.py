@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     directory_cache_seconds: float = Field(
         default=300.0, ge=0, description="How long an EMR's users and call types are cached."
     )
+    bench_routes: bool = Field(
+        default=False,
+        description="Serve POST /v1/bench/noop, the no-op baseline for benchmarks (never in production).",
+    )
     access_log: bool = Field(default=True, description="Log each request (path only, no query).")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 

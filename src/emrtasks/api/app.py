@@ -8,7 +8,7 @@ from fastapi import FastAPI
 import emrtasks
 from emrtasks.api import errors
 from emrtasks.api.responses import JSON
-from emrtasks.api.routes import directory, events, health, sandbox, settings, tasks, webhooks
+from emrtasks.api.routes import bench, directory, events, health, sandbox, settings, tasks, webhooks
 from emrtasks.service.context import Context
 
 DESCRIPTION = """Create tasks in any clinic's EMR through one API (compatible with Cobalt's Create Task).
@@ -19,7 +19,7 @@ Authenticate with the headers `client_id` and `client_secret` (the client app) a
 """
 
 
-def create_app(ctx: Context, *, max_body_bytes: int = 1_048_576) -> FastAPI:
+def create_app(ctx: Context, *, max_body_bytes: int = 1_048_576, bench_routes: bool = False) -> FastAPI:
     app = FastAPI(
         title="emrtasks",
         version=emrtasks.__version__,
@@ -32,6 +32,8 @@ def create_app(ctx: Context, *, max_body_bytes: int = 1_048_576) -> FastAPI:
     app.state.max_body_bytes = max_body_bytes
     for module in (tasks, directory, settings, events, webhooks, sandbox, health):
         app.include_router(module.router)
+    if bench_routes:
+        app.include_router(bench.router)
     errors.install(app)
     return app
 
