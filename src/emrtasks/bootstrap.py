@@ -77,6 +77,7 @@ def build_context(settings: Settings, engine: AsyncEngine, http: httpx.AsyncClie
         retry_base_seconds=settings.retry_base_seconds,
         retry_max_seconds=settings.retry_max_seconds,
         auth_cache_seconds=settings.auth_cache_seconds,
+        idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
     )
     return Context(
         engine=engine,
@@ -101,6 +102,7 @@ def build_worker(settings: Settings, ctx: Context) -> queue_worker.Worker:
         lease_seconds=settings.job_lease_seconds,
         poll_seconds=settings.worker_poll_seconds,
         reaper_seconds=settings.reaper_interval_seconds,
+        housekeeping=[functools.partial(tasks.prune_idempotency_keys, ctx)],
     )
 
 

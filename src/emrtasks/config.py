@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     access_log: bool = Field(default=True, description="Log each request (path only, no query).")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
 
+    idempotency_ttl_seconds: float = Field(
+        default=86400.0, ge=3600, description="How long an Idempotency-Key is remembered (at least an hour)."
+    )
     worker_concurrency: int = Field(default=16, ge=1, description="Jobs one worker runs at once.")
     job_lease_seconds: float = Field(
         default=30.0, gt=0, description="A running job not heartbeaten for this long is reclaimed."

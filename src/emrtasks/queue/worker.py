@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,6 +42,7 @@ class Worker:
         poll_seconds: float,
         reaper_seconds: float,
         worker_id: str | None = None,
+        housekeeping: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         self._engine = engine
         self._handlers = handlers
@@ -54,6 +55,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._running: dict[asyncio.Task[None], jobs.Job] = {}
         self._groups: dict[str, asyncio.Semaphore] = {}
+        self._housekeeping = housekeeping
 
     def wake(self) -> None:
         """Tell the worker a job may be due now (called after a commit in this process)."""
@@ -160,6 +162,8 @@ class Worker:
         if count:
             log.warning("reclaimed %d job(s) whose lease expired", count)
             self._wake.set()
+        for chore in self._housekeeping:
+            await chore()
 
     async def _heartbeat(self) -> None:
         await jobs.extend_leases(

@@ -22,6 +22,7 @@ class Policy:
     retry_base_seconds: float = 2.0
     retry_max_seconds: float = 600.0
     auth_cache_seconds: float = 5.0
+    idempotency_ttl_seconds: float = 24 * 3600
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,17 @@
 """Accept a Create Task request (validate; task + job in one transaction); read tasks and jobs back."""
 
+import hashlib
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
+
+import orjson
 
 from emrtasks.domain import errors, ids, outcomes, validation
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.queue import jobs
 from emrtasks.service.context import Context
-from emrtasks.storage import db
+from emrtasks.storage import db, idempotency
 from emrtasks.storage import tasks as stored_tasks
 from emrtasks.webhooks import events
 
@@ -19,6 +23,7 @@ ACCEPTED_MESSAGE = "Task processing. A webhook event will be sent upon completio
 class Accepted:
     task_id: str
     job_id: str
+    replayed: bool = False
 
     def as_public(self) -> dict[str, Any]:
         return {
@@ -29,7 +34,21 @@ class Accepted:
         }
 
 
-async def accept_task(ctx: Context, connection: domain_tasks.Connection, body: object) -> Accepted:
+async def accept_task(
+    ctx: Context,
+    connection: domain_tasks.Connection,
+    body: object,
+    idempotency_key: str | None = None,
+) -> Accepted:
+    if idempotency_key is None:
+        return await _accept(ctx, connection, body)
+    return await _accept_once(ctx, connection, body, _parse_key(idempotency_key))
+
+
+async def _accept(
+    ctx: Context, connection: domain_tasks.Connection, body: object, idempotency_record: str | None = None
+) -> Accepted:
+    """Validate, then the task, its job and (with a key) the stored answer in one transaction."""
     adapter = ctx.adapters.for_connection(connection)
     users: dict[str, object] = {}
     call_types: dict[str, object] = {}
@@ -57,8 +76,66 @@ async def accept_task(ctx: Context, connection: domain_tasks.Connection, body: o
             connection_id=connection.id,
             task_id=accepted.task_id,
         )
+        if idempotency_record is not None:
+            answer = orjson.dumps(accepted.as_public()).decode()
+            await idempotency.complete(conn, idempotency_record, 202, answer)
     ctx.wake()
     return accepted
+
+
+async def _accept_once(ctx: Context, connection: domain_tasks.Connection, body: object, key: str) -> Accepted:
+    """Idempotency-Key (draft-ietf-httpapi-idempotency-key-header): the first answer, once."""
+    fingerprint = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    record_id = ids.new_id("idem")
+    for _ in range(2):
+        now = ctx.clock()
+        held = await idempotency.claim(
+            ctx.engine,
+            record_id=record_id,
+            client_id=connection.client_id,
+            connection_id=connection.id,
+            key=key,
+            fingerprint=fingerprint,
+            now=now,
+            expires_at=now + timedelta(seconds=ctx.policy.idempotency_ttl_seconds),
+        )
+        if held is None:
+            break
+        if held["fingerprint"] != fingerprint:
+            raise errors.Problem(422, "idempotency_key_reused", _REUSED)
+        if held["state"] == idempotency.COMPLETED:
+            stored = orjson.loads(held["response"])
+            return Accepted(stored["task_id"], stored["job_id"], replayed=True)
+        abandoned_before = now - timedelta(seconds=_ABANDONED_AFTER_SECONDS)
+        if not await idempotency.take_over(ctx.engine, held["id"], abandoned_before=abandoned_before):
+            raise errors.Problem(
+                409, "idempotency_key_in_flight", _IN_FLIGHT, headers=(("Retry-After", "1"),)
+            )
+    try:
+        return await _accept(ctx, connection, body, record_id)
+    except BaseException:
+        await idempotency.release(ctx.engine, record_id)
+        raise
+
+
+def _parse_key(header: str) -> str:
+    """An RFC 8941 string (quoted) or, leniently, the bare value; printable ASCII, 1 to 255 characters."""
+    key = header.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not 1 <= len(key) <= 255 or not all(" " <= c <= "~" for c in key):
+        raise errors.Problem(
+            400,
+            "invalid_idempotency_key",
+            "Invalid Idempotency-Key header: use 1 to 255 printable characters.",
+        )
+    return key
+
+
+_REUSED = "Idempotency-Key reused with a different request body."
+_IN_FLIGHT = "A request with this Idempotency-Key is still being processed. Retry shortly."
+# A claim older than this belongs to a process that died before answering.
+_ABANDONED_AFTER_SECONDS = 60
 
 
 async def _directory(ctx: Context, connection: domain_tasks.Connection) -> Any:
@@ -113,3 +190,8 @@ async def get_job(ctx: Context, connection: domain_tasks.Connection, job_id: str
         "updated": events.iso(row["updated_at"]),
         "finished": events.iso(row["finished_at"]) if row["finished_at"] else None,
     }
+
+
+async def prune_idempotency_keys(ctx: Context) -> None:
+    """Housekeeping: forget Idempotency-Keys past their time (24 hours by default)."""
+    await idempotency.prune(ctx.engine, now=ctx.clock())

@@ -196,6 +196,24 @@ delivery_attempts = Table(
     Index(None, "delivery_id"),
 )
 
+# Idempotency-Key records of POST /v1/tasks, per client and connection; pruned after expires_at.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("id", String(_ID), primary_key=True),
+    Column("client_id", String(_ID), nullable=False),
+    Column("connection_id", String(_ID), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("status_code", Integer),
+    Column("response", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    UniqueConstraint("client_id", "connection_id", "key"),
+    Index(None, "expires_at"),
+)
+
 # The built-in sandbox EMR's own records: an external system's state, kept apart from ours.
 sandbox_emr_tasks = Table(
     "sandbox_emr_tasks",

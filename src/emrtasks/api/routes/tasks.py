@@ -1,6 +1,8 @@
 """`POST /v1/tasks`, `GET /v1/tasks/requirements`, `GET /v1/tasks/{task_id}`, `GET /v1/jobs/{job_id}`."""
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Header
 
 from emrtasks.api import schemas
 from emrtasks.api.deps import ConnectionDep, Ctx, JsonBody
@@ -15,12 +17,25 @@ _AUTH = (401, 403)
     "/tasks",
     status_code=202,
     summary="Create a task in the connection's EMR",
-    responses={202: {"model": schemas.Accepted}, **schemas.errors(400, *_AUTH, 413, 503)},
+    responses={202: {"model": schemas.Accepted}, **schemas.errors(400, *_AUTH, 409, 413, 422, 503)},
     openapi_extra=schemas.request_body(schemas.CreateTaskRequest),
 )
-async def create_task(ctx: Ctx, connection: ConnectionDep, body: JsonBody) -> JSON:
-    accepted = await tasks.accept_task(ctx, connection, body)
-    return JSON(accepted.as_public(), status_code=202)
+async def create_task(
+    ctx: Ctx,
+    connection: ConnectionDep,
+    body: JsonBody,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Same key and body: the first answer again (Idempotent-Replayed: true); "
+            "another body: 422; while the first is in flight: 409. Kept 24 hours.",
+        ),
+    ] = None,
+) -> JSON:
+    accepted = await tasks.accept_task(ctx, connection, body, idempotency_key)
+    headers = {"Idempotent-Replayed": "true"} if accepted.replayed else None
+    return JSON(accepted.as_public(), status_code=202, headers=headers)
 
 
 @router.get(

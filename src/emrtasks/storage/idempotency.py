@@ -1,0 +1,107 @@
+"""Idempotency-Key records: claimed in flight before the work, completed with the response in the work's
+own transaction, released when the request is refused, pruned when expired."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from emrtasks.storage import db
+from emrtasks.storage.tables import idempotency_keys
+
+IN_FLIGHT = "in_flight"
+COMPLETED = "completed"
+
+
+async def claim(
+    engine: AsyncEngine,
+    *,
+    record_id: str,
+    client_id: str,
+    connection_id: str,
+    key: str,
+    fingerprint: str,
+    now: datetime,
+    expires_at: datetime,
+) -> dict[str, Any] | None:
+    """Take the key for this request (None), or return the record that already holds it."""
+    try:
+        async with db.write(engine) as conn:
+            await conn.execute(
+                insert(idempotency_keys).values(
+                    id=record_id,
+                    client_id=client_id,
+                    connection_id=connection_id,
+                    key=key,
+                    fingerprint=fingerprint,
+                    state=IN_FLIGHT,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
+        return None
+    except IntegrityError:
+        async with db.read(engine) as conn:
+            found = await _find(conn, client_id, connection_id, key)
+        if found is None:  # released between our insert and this read: try once more
+            return await claim(
+                engine,
+                record_id=record_id,
+                client_id=client_id,
+                connection_id=connection_id,
+                key=key,
+                fingerprint=fingerprint,
+                now=now,
+                expires_at=expires_at,
+            )
+        return found
+
+
+async def complete(conn: AsyncConnection, record_id: str, status_code: int, response: str) -> None:
+    """Inside the transaction that does the work, so the record and the work commit together."""
+    await conn.execute(
+        update(idempotency_keys)
+        .where(idempotency_keys.c.id == record_id)
+        .values(state=COMPLETED, status_code=status_code, response=response)
+    )
+
+
+async def release(engine: AsyncEngine, record_id: str) -> None:
+    """Forget an in-flight claim whose request was refused: refusals are not stored."""
+    async with db.write(engine) as conn:
+        await conn.execute(
+            delete(idempotency_keys).where(
+                idempotency_keys.c.id == record_id, idempotency_keys.c.state == IN_FLIGHT
+            )
+        )
+
+
+async def take_over(engine: AsyncEngine, record_id: str, *, abandoned_before: datetime) -> bool:
+    """Delete an in-flight claim left by a process that died; True if it was there to delete."""
+    async with db.write(engine) as conn:
+        result = await conn.execute(
+            delete(idempotency_keys).where(
+                idempotency_keys.c.id == record_id,
+                idempotency_keys.c.state == IN_FLIGHT,
+                idempotency_keys.c.created_at < abandoned_before,
+            )
+        )
+    return bool(result.rowcount)
+
+
+async def prune(engine: AsyncEngine, *, now: datetime) -> int:
+    async with db.write(engine) as conn:
+        result = await conn.execute(delete(idempotency_keys).where(idempotency_keys.c.expires_at < now))
+    return int(result.rowcount)
+
+
+async def _find(conn: AsyncConnection, client_id: str, connection_id: str, key: str) -> dict[str, Any] | None:
+    query = select(idempotency_keys).where(
+        idempotency_keys.c.client_id == client_id,
+        idempotency_keys.c.connection_id == connection_id,
+        idempotency_keys.c.key == key,
+    )
+    row = (await conn.execute(query)).mappings().first()
+    return dict(row) if row else None
