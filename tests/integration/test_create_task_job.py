@@ -1,7 +1,10 @@
 """The create_task job against the sandbox EMR: retries, lost replies, crashes, and never a second write."""
 
+import dataclasses
+
 from sqlalchemy import func, select
 
+from emrtasks.domain import outcomes
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.queue import jobs
 from emrtasks.service import tasks
@@ -205,3 +208,31 @@ async def test_every_terminal_task_has_exactly_one_event_and_no_other_does(runti
         if task["status"] == "failed":
             assert held == []
         assert len(held) <= 1
+
+
+async def test_an_emr_429_slows_that_connection_only(runtime, clock, monkeypatch):
+    runtime.ctx.policy = dataclasses.replace(runtime.ctx.policy, retry_max_seconds=600)
+    tenant = await make_tenant(runtime)
+    other = await make_tenant(runtime, "other clinic")
+    throttled = [await _accept(runtime, tenant.connection_a) for _ in range(3)]
+    elsewhere = await _accept(runtime, other.connection_a)
+    connection = await _connection(runtime, tenant.connection_a)
+    adapter = runtime.ctx.adapters.for_connection(connection)
+
+    async def rate_limited(request, patient, marker):
+        return outcomes.RetryLater(outcomes.EMR_RATE_LIMITED, "Too many requests.", retry_after=120)
+
+    monkeypatch.setattr(adapter, "create_task", rate_limited)
+    [first] = await jobs.claim(runtime.engine, worker_id="w", limit=1, lease_seconds=30, now=clock())
+    from emrtasks.service import create_task as handler
+
+    await handler.run_create_task(runtime.ctx, first)
+    monkeypatch.undo()
+    await drain(runtime)
+    assert (await _task(runtime, other.connection_a, elsewhere.task_id))["status"] == "created"
+    states = [(await _task(runtime, tenant.connection_a, t.task_id))["status"] for t in throttled]
+    assert states == ["processing"] * 3  # held back by the EMR's Retry-After
+    clock.advance(125)
+    await drain(runtime)
+    states = [(await _task(runtime, tenant.connection_a, t.task_id))["status"] for t in throttled]
+    assert states == ["created"] * 3

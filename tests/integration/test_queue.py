@@ -127,3 +127,59 @@ async def test_claims_take_the_oldest_due_jobs_first(runtime, clock):
             .all()
         )
     assert queued == second
+
+
+async def _enqueue_group(rt, count, group, limit, offset_seconds=0.0):
+    now = rt.ctx.clock() + timedelta(seconds=offset_seconds)
+    rows = [
+        {
+            "id": ids.new_id("job"),
+            "kind": "test",
+            "state": jobs.QUEUED,
+            "payload": {},
+            "attempts": 0,
+            "max_attempts": 3,
+            "run_at": now,
+            "reconcile": False,
+            "group_key": group,
+            "group_limit": limit,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for _ in range(count)
+    ]
+    async with db.write(rt.engine) as conn:
+        await conn.execute(tables.jobs.insert(), rows)
+    return [r["id"] for r in rows]
+
+
+async def test_one_groups_backlog_does_not_hold_up_another_groups_single_job(runtime, clock):
+    await _enqueue_group(runtime, 10_000, "clinic-a", 4, offset_seconds=-60)
+    [single] = await _enqueue_group(runtime, 1, "clinic-b", 4)
+    first = await jobs.claim(runtime.engine, worker_id="w", limit=16, lease_seconds=30, now=clock())
+    second = await jobs.claim(runtime.engine, worker_id="w", limit=16, lease_seconds=30, now=clock())
+    claimed = first + second
+    assert single in [j.id for j in claimed]
+    assert sum(j.group_key == "clinic-a" for j in claimed) == 4  # never past the clinic's limit
+
+
+async def test_a_full_group_gets_nothing_until_one_of_its_jobs_finishes(runtime, clock):
+    await _enqueue_group(runtime, 10, "g", 2)
+    running = await jobs.claim(runtime.engine, worker_id="w", limit=10, lease_seconds=30, now=clock())
+    assert len(running) == 2
+    assert await jobs.claim(runtime.engine, worker_id="w", limit=10, lease_seconds=30, now=clock()) == []
+    async with db.write(runtime.engine) as conn:
+        await jobs.finish(conn, running[0], jobs.SUCCEEDED, now=clock())
+    assert len(await jobs.claim(runtime.engine, worker_id="w", limit=10, lease_seconds=30, now=clock())) == 1
+
+
+async def test_deferring_a_group_holds_only_its_queued_jobs(runtime, clock):
+    mine = await _enqueue_group(runtime, 3, "slow-clinic", 8)
+    other = await _enqueue_group(runtime, 1, "other-clinic", 8)
+    async with db.write(runtime.engine) as conn:
+        await jobs.defer_group(conn, "slow-clinic", clock() + timedelta(seconds=30))
+    claimed = await jobs.claim(runtime.engine, worker_id="w", limit=10, lease_seconds=30, now=clock())
+    assert [j.id for j in claimed] == other
+    clock.advance(31)
+    later = await jobs.claim(runtime.engine, worker_id="w", limit=10, lease_seconds=30, now=clock())
+    assert sorted(j.id for j in later) == sorted(mine)

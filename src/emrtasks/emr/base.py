@@ -31,6 +31,10 @@ class EmrModule(Protocol):
     NAME: str
     RULE_SETS: Mapping[str, rules.Rules]
     DEFAULT_RULES: str
+    MAX_CONCURRENCY: int
+    """Writes in flight to one connection at once (1 for an EMR driven through its screens)."""
+    RATE_PER_SECOND: float | None
+    """Calls per second one connection may make, where the vendor documents a limit."""
 
     def check_settings(self, settings: Mapping[str, Any]) -> list[str]: ...
 

@@ -1,8 +1,9 @@
 """Jobs in the database: enqueue inside the caller's transaction, claim with a lease, finish fenced on the
 attempt.
 
-One claim statement serves both dialects: `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)
-RETURNING`; SQLite renders no FOR UPDATE and serialises writers with BEGIN IMMEDIATE instead.
+A claim is one transaction for both dialects: count running jobs per group, `SELECT ... FOR UPDATE
+SKIP LOCKED` the oldest due candidates, keep those that fit their group, `UPDATE ... RETURNING` them.
+SQLite renders no FOR UPDATE and serialises writers with BEGIN IMMEDIATE instead.
 A finish or reschedule carries the attempt number it was claimed with, so a worker whose lease was
 taken over cannot overwrite the newer attempt's result.
 """
@@ -80,39 +81,78 @@ async def claim(
 ) -> list[Job]:
     """Take up to `limit` due jobs, oldest first; each gets a lease and its attempt number raised.
 
-    A job of a group that already runs `group_limit` jobs waits. The check is per statement, so one
-    claim may overshoot a group by its batch; the worker's per-group semaphore holds the excess back.
+    A group (an EMR connection, a webhook endpoint) gets no more than its `group_limit` running at
+    once: full groups are skipped in SQL, and the batch is cut to each group's free room, so one
+    group's backlog cannot fill the batch ahead of another group's single job. Across processes two
+    concurrent claims may each fill the same room: the limit can overshoot by one batch there.
     """
-    running = jobs.alias("running")
-    running_in_group = (
-        select(func.count())
-        .select_from(running)
-        .where(running.c.group_key == jobs.c.group_key, running.c.state == RUNNING)
-        .scalar_subquery()
-    )
-    due = (
-        select(jobs.c.id)
-        .where(jobs.c.state == QUEUED, jobs.c.run_at <= now)
-        .where(or_(jobs.c.group_key.is_(None), running_in_group < jobs.c.group_limit))
-        .order_by(jobs.c.run_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    statement = (
-        update(jobs)
-        .where(jobs.c.id.in_(due.scalar_subquery()))
-        .values(
-            state=RUNNING,
-            attempts=jobs.c.attempts + 1,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            locked_by=worker_id,
-            updated_at=now,
-        )
-        .returning(*_JOB_COLUMNS)
-    )
     async with db.write(engine) as conn:
+        running = await _running_per_group(conn)
+        full = [g for g, (count, room) in running.items() if count >= room]
+        candidates = (
+            select(jobs.c.id, jobs.c.group_key, jobs.c.group_limit)
+            .where(jobs.c.state == QUEUED, jobs.c.run_at <= now)
+            .order_by(jobs.c.run_at)
+            .limit(limit * _SCAN_FACTOR)
+            .with_for_update(skip_locked=True)
+        )
+        if full:
+            candidates = candidates.where(or_(jobs.c.group_key.is_(None), jobs.c.group_key.not_in(full)))
+        chosen = _fit(list((await conn.execute(candidates)).all()), running, limit)
+        if not chosen:
+            return []
+        statement = (
+            update(jobs)
+            .where(jobs.c.id.in_(chosen))
+            .values(
+                state=RUNNING,
+                attempts=jobs.c.attempts + 1,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                locked_by=worker_id,
+                updated_at=now,
+            )
+            .returning(*_JOB_COLUMNS)
+        )
         rows = (await conn.execute(statement)).all()
-    return [_to_job(row._mapping) for row in rows]
+    claimed = sorted((_to_job(row._mapping) for row in rows), key=lambda j: chosen.index(j.id))
+    return claimed
+
+
+# How many candidates a claim looks at per job it wants, so capped groups cannot hide the rest.
+_SCAN_FACTOR = 4
+
+
+async def _running_per_group(conn: AsyncConnection) -> dict[str, tuple[int, int]]:
+    query = (
+        select(jobs.c.group_key, func.count(), func.min(jobs.c.group_limit))
+        .where(jobs.c.state == RUNNING, jobs.c.group_key.is_not(None))
+        .group_by(jobs.c.group_key)
+    )
+    return {key: (count, room or 1) for key, count, room in (await conn.execute(query)).all()}
+
+
+def _fit(candidates: list[Any], running: dict[str, tuple[int, int]], limit: int) -> list[str]:
+    """Oldest first, up to `limit`, never past a group's room."""
+    taken = {key: count for key, (count, _room) in running.items()}
+    chosen: list[str] = []
+    for job_id, group, room in candidates:
+        if len(chosen) == limit:
+            break
+        if group is not None and room:
+            if taken.get(group, 0) >= room:
+                continue
+            taken[group] = taken.get(group, 0) + 1
+        chosen.append(job_id)
+    return chosen
+
+
+async def defer_group(conn: AsyncConnection, group_key: str, until: datetime) -> None:
+    """Hold a group's queued jobs until `until` (an EMR asked one connection to slow down)."""
+    await conn.execute(
+        update(jobs)
+        .where(jobs.c.group_key == group_key, jobs.c.state == QUEUED, jobs.c.run_at < until)
+        .values(run_at=until)
+    )
 
 
 async def next_run_at(engine: AsyncEngine) -> datetime | None:

@@ -13,7 +13,6 @@ import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -54,7 +53,6 @@ class Worker:
         self.worker_id = worker_id or new_worker_id()
         self._wake = asyncio.Event()
         self._running: dict[asyncio.Task[None], jobs.Job] = {}
-        self._groups: dict[str, asyncio.Semaphore] = {}
         self._housekeeping = housekeeping
 
     def wake(self) -> None:
@@ -124,21 +122,12 @@ class Worker:
         try:
             if handler is None:
                 raise LookupError(f"no handler for job kind {job.kind!r}")
-            async with self._group_slot(job):
-                await handler(job)
+            await handler(job)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("job %s (%s) attempt %d raised", job.id, job.kind, job.attempts)
             await self._retry_after_crash(job, exc)
-
-    def _group_slot(self, job: jobs.Job) -> contextlib.AbstractAsyncContextManager[Any]:
-        if not job.group_key or not job.group_limit:
-            return contextlib.nullcontext()
-        slot = self._groups.get(job.group_key)
-        if slot is None:
-            slot = self._groups[job.group_key] = asyncio.Semaphore(job.group_limit)
-        return slot
 
     async def _retry_after_crash(self, job: jobs.Job, exc: Exception) -> None:
         delay = retry.backoff_seconds(job.attempts, base=1.0, cap=300.0)

@@ -3,7 +3,9 @@ TTL.
 """
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from emrtasks import emr
 from emrtasks.domain import directory, errors, rules, tasks
@@ -60,3 +62,28 @@ def rules_for(emr_name: str, rules_name: str | None) -> rules.Rules:
         known = ", ".join(module.RULE_SETS)
         raise errors.Problem(400, "unknown_rules", f"Unknown rules for {emr_name}: {name}. Known: {known}.")
     return module.RULE_SETS[name]
+
+
+# Settings every connection takes, whatever its EMR: limits on how hard we drive it.
+CONNECTION_LIMITS = ("max_concurrency", "rate_per_second")
+
+
+def check_limits(settings: Mapping[str, Any]) -> list[str]:
+    problems = []
+    concurrency = settings.get("max_concurrency")
+    if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+        problems.append("max_concurrency must be a whole number >= 1")
+    rate = settings.get("rate_per_second")
+    if rate is not None and (not isinstance(rate, int | float) or rate <= 0):
+        problems.append("rate_per_second must be a number > 0")
+    return problems
+
+
+def max_concurrency(connection: tasks.Connection) -> int:
+    value = connection.settings.get("max_concurrency")
+    return int(value) if value else module_for(connection.emr).MAX_CONCURRENCY
+
+
+def rate_per_second(connection: tasks.Connection) -> float | None:
+    value = connection.settings.get("rate_per_second")
+    return float(value) if value else module_for(connection.emr).RATE_PER_SECOND

@@ -51,7 +51,8 @@ async def create_connection(
     settings: Mapping[str, Any],
 ) -> NewConnection:
     chosen = adapters.rules_for(emr, rules)
-    problems = adapters.module_for(emr).check_settings(settings)
+    own = {k: v for k, v in settings.items() if k not in adapters.CONNECTION_LIMITS}
+    problems = adapters.check_limits(settings) + adapters.module_for(emr).check_settings(own)
     if problems:
         raise errors.Problem(400, "invalid_settings", "Invalid settings: " + "; ".join(problems))
     async with db.write(ctx.engine) as conn:

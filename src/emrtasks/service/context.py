@@ -8,6 +8,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from emrtasks.service import adapters as service_adapters
+from emrtasks.service import limits
 from emrtasks.storage import crypto
 from emrtasks.webhooks import ssrf
 
@@ -47,6 +48,7 @@ class Context:
     policy: Policy = field(default_factory=Policy)
     webhooks: WebhookPolicy = field(default_factory=WebhookPolicy)
     resolver: ssrf.Resolver = ssrf.system_resolver
+    limiter: limits.RateLimiter = field(default_factory=limits.RateLimiter)
     clock: Callable[[], datetime] = utc_now
     wake: Callable[[], None] = lambda: None
     """Called after a job is committed, so an in-process worker starts it at once."""

@@ -14,6 +14,7 @@ from emrtasks.domain import directory, ids, outcomes
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.emr import base
 from emrtasks.queue import jobs, retry
+from emrtasks.service import adapters as service_adapters
 from emrtasks.service import webhooks
 from emrtasks.service.context import Context
 from emrtasks.storage import connections, db
@@ -62,6 +63,7 @@ async def _attempt(
     if connection.status == domain_tasks.CONNECTION_LOGIN_REQUIRED and not job.reconcile:
         return _Attempt(outcomes.Rejected(outcomes.LOGIN_REQUIRED, _LOGIN_TEXT))
     adapter = ctx.adapters.for_connection(connection)
+    await ctx.limiter.wait(connection.id, service_adapters.rate_per_second(connection))
     try:
         if job.reconcile:
             found = await _look_up(adapter, task["id"], job)
@@ -161,6 +163,9 @@ async def _retry(
             error=outcome.description,
         ):
             raise _LeaseLost
+        if retry_after and job.group_key:
+            # The EMR asked this connection to slow down: hold its other queued jobs too.
+            await jobs.defer_group(conn, job.group_key, now + timedelta(seconds=delay))
 
 
 async def _finish_created(

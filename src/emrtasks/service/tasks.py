@@ -10,6 +10,7 @@ import orjson
 from emrtasks.domain import errors, ids, outcomes, validation
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.queue import jobs
+from emrtasks.service import adapters as service_adapters
 from emrtasks.service.context import Context
 from emrtasks.storage import db, idempotency
 from emrtasks.storage import tasks as stored_tasks
@@ -75,6 +76,8 @@ async def _accept(
             max_attempts=ctx.policy.task_max_attempts,
             connection_id=connection.id,
             task_id=accepted.task_id,
+            group_key=connection.id,
+            group_limit=service_adapters.max_concurrency(connection),
         )
         if idempotency_record is not None:
             answer = orjson.dumps(accepted.as_public()).decode()
