@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from emrtasks.config import Settings
 from emrtasks.emr import base
+from emrtasks.queue import notify
 from emrtasks.queue import worker as queue_worker
 from emrtasks.service import adapters, create_task, tasks, webhook_delivery, webhooks
 from emrtasks.service.context import Context, Policy, WebhookPolicy
@@ -152,10 +153,12 @@ async def _worker(
     worker = build_worker(settings, ctx)
     ctx.wake = worker.wake
     stop = asyncio.Event()
-    running = asyncio.create_task(worker.run(stop, settings.worker_grace_seconds))
+    running = [asyncio.create_task(worker.run(stop, settings.worker_grace_seconds))]
+    if ctx.engine.dialect.name == "postgresql":
+        running.append(asyncio.create_task(notify.Listener(settings.database_url, worker.wake).run(stop)))
     log.info("worker %s started (concurrency %d)", worker.worker_id, settings.worker_concurrency)
     try:
         yield worker
     finally:
         stop.set()
-        await running
+        await asyncio.gather(*running)

@@ -3,6 +3,8 @@
 import asyncio
 import time
 
+import pytest
+
 from emrtasks import bootstrap
 from emrtasks.queue import jobs
 from emrtasks.service import tasks
@@ -59,3 +61,20 @@ async def test_stopping_releases_unfinished_jobs_for_reconciliation(settings):
     assert row["state"] == jobs.QUEUED
     assert row["reconcile"] is True
     assert row["last_error_code"] == "WORKER_STOPPED"
+
+
+async def test_on_postgres_a_job_enqueued_by_another_process_wakes_an_idle_worker(settings):
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; on SQLite other processes are found by polling")
+    idle = settings.model_copy(update={"worker_poll_seconds": 30.0})
+    async with bootstrap.runtime(idle) as worker_side, bootstrap.runtime(idle, run_worker=False) as api_side:
+        tenant = await make_tenant(api_side)
+        async with db.read(api_side.engine) as conn:
+            connection = await connections.get_connection(conn, tenant.connection_a)
+        await asyncio.sleep(0.5)  # the worker is idle on its 30 s poll, its listener connected
+        started = time.monotonic()
+        accepted = await tasks.accept_task(api_side.ctx, connection, dict(SUBJECT_TASK))
+        task = await _wait_terminal(api_side, connection, accepted.task_id)
+        assert task["status"] == "created"
+        assert time.monotonic() - started < 5  # woken by NOTIFY, not by the 30 s poll
+        assert worker_side.worker is not None

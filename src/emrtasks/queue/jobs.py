@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from emrtasks.queue import notify
 from emrtasks.storage import db
 from emrtasks.storage.tables import jobs
 
@@ -74,6 +75,7 @@ async def enqueue(
             updated_at=now,
         )
     )
+    await notify.notify(conn)
 
 
 async def claim(
