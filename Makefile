@@ -2,7 +2,7 @@
 PYTHON ?= python
 PORT ?= 8000
 
-.PHONY: help install run test test-postgres lint format demo
+.PHONY: help install run test test-postgres lint format demo chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -31,3 +31,6 @@ format: ## Format and fix what ruff can
 
 demo: ## Create a client, connections and tasks, and show what happened
 	$(PYTHON) -m emrtasks demo
+
+chaos: ## Chaos run at full size (1,000 tasks) on SQLite and PostgreSQL; restarts the local PostgreSQL once
+	$(PYTHON) -m tests.chaos.run --tasks 1000 --db both
