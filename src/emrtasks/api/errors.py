@@ -33,9 +33,9 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.Problem, _on_problem)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_bad_request)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _on_http)  # type: ignore[arg-type]
-    app.add_exception_handler(sa_exc.OperationalError, _on_database_down)
-    app.add_exception_handler(sa_exc.InterfaceError, _on_database_down)
-    app.add_exception_handler(OSError, _on_database_down)
+    app.add_exception_handler(sa_exc.DBAPIError, _on_database_error)
+    app.add_exception_handler(sa_exc.TimeoutError, _on_database_down)  # no pooled connection came free
+    app.add_exception_handler(OSError, _on_database_down)  # the driver could not connect at all
     app.add_exception_handler(Exception, _on_crash)
 
 
@@ -56,6 +56,14 @@ async def _on_http(_request: Request, exc: HTTPException) -> JSON:
     code = _HTTP_ERRORS.get(exc.status_code, "http_error")
     message = "Not found." if exc.status_code == 404 else str(exc.detail)
     return render(errors.Problem(exc.status_code, code, message, headers=tuple((exc.headers or {}).items())))
+
+
+async def _on_database_error(request: Request, exc: Exception) -> JSON:
+    """A lost or refused connection is an outage (503); any other database error is our bug (500)."""
+    lost = isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or getattr(
+        exc, "connection_invalidated", False
+    )
+    return await (_on_database_down if lost else _on_crash)(request, exc)
 
 
 async def _on_database_down(_request: Request, exc: Exception) -> JSON:
