@@ -71,8 +71,11 @@ def webhook_policy(settings: Settings) -> WebhookPolicy:
     )
 
 
-def build_context(settings: Settings, engine: AsyncEngine, http: httpx.AsyncClient) -> Context:
-    deps = base.AdapterDeps(sandbox_store=sandbox_store.SandboxStore(engine))
+def build_context(
+    settings: Settings, engine: AsyncEngine, http: httpx.AsyncClient, emr_http: httpx.AsyncClient
+) -> Context:
+    deps = base.AdapterDeps(sandbox_store=sandbox_store.SandboxStore(engine), http=emr_http)
+    cipher = load_cipher(settings)
     policy = Policy(
         task_max_attempts=settings.task_max_attempts,
         retry_base_seconds=settings.retry_base_seconds,
@@ -82,8 +85,8 @@ def build_context(settings: Settings, engine: AsyncEngine, http: httpx.AsyncClie
     )
     return Context(
         engine=engine,
-        adapters=adapters.Adapters(deps, settings.directory_cache_seconds),
-        cipher=load_cipher(settings),
+        adapters=adapters.Adapters(deps, cipher, engine, settings.directory_cache_seconds),
+        cipher=cipher,
         http=http,
         policy=policy,
         webhooks=webhook_policy(settings),
@@ -121,15 +124,19 @@ async def runtime(
     http = httpx.AsyncClient(
         follow_redirects=False, trust_env=False, limits=httpx.Limits(max_connections=200)
     )
+    # EMR calls: a generous read timeout (EMRs are slow), a short connect timeout (a refused
+    # connection is safe to retry; a read timeout after sending is not).
+    emr_http = httpx.AsyncClient(timeout=httpx.Timeout(settings.emr_timeout_seconds, connect=5.0))
     try:
         if run_migrations:
             await migrate.upgrade(engine)
-        ctx = build_context(settings, engine, http)
+        ctx = build_context(settings, engine, http, emr_http)
         _warn_about_unsafe_settings(settings)
         async with _worker(settings, ctx, run_worker) as worker:
             yield Runtime(settings, engine, ctx, worker)
     finally:
         await http.aclose()
+        await emr_http.aclose()
         await engine.dispose()
 
 

@@ -1,4 +1,4 @@
-"""The command line: serve | worker | db upgrade | clients create | connections create | demo."""
+"""The command line: serve, worker, db upgrade, clients, connections (create, update, sync, list), demo."""
 
 import argparse
 import asyncio
@@ -12,7 +12,7 @@ from typing import Any
 
 import uvicorn
 
-from emrtasks import bootstrap, demo
+from emrtasks import bootstrap, demo, emr
 from emrtasks.api.app import StripQuery, create_app
 from emrtasks.config import Settings
 from emrtasks.domain import errors
@@ -60,20 +60,39 @@ def _parser() -> argparse.ArgumentParser:
     create_client.set_defaults(run=_create_client)
 
     connections = commands.add_parser("connections", help="EMR connections of a client")
-    create_connection = connections.add_subparsers(dest="connections_command", required=True).add_parser(
-        "create", help="create a connection; prints its access token, shown once"
+    connection_commands = connections.add_subparsers(dest="connections_command", required=True)
+    create_connection = connection_commands.add_parser(
+        "create",
+        help="create a connection; prints its access token, shown once",
+        epilog=_settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     create_connection.add_argument("--client-id", required=True)
-    create_connection.add_argument("--emr", default="sandbox")
-    create_connection.add_argument("--rules", help="sandbox: subject_assignee or phone_call")
+    create_connection.add_argument("--emr", default="sandbox", choices=sorted(emr.MODULES))
+    create_connection.add_argument(
+        "--rules", help="sandbox: subject_assignee, phone_call, or any EMR's name to take on its rules"
+    )
     create_connection.add_argument("--reference-id", help="echoed as access_token_reference_id")
     create_connection.add_argument(
-        "--config",
-        default="{}",
-        help='EMR settings as JSON; sandbox knobs: {"latency_ms": 50, '
-        '"transient_failure_rate": 0.1, "unknown_rate": 0.05}',
+        "--config", default="{}", help="the EMR's settings as a JSON object (below)"
     )
     create_connection.set_defaults(run=_create_connection)
+    update_connection = connection_commands.add_parser(
+        "update",
+        help="change settings or credentials (merged over the old); makes the connection active again",
+    )
+    update_connection.add_argument("--connection-id", required=True)
+    update_connection.add_argument("--config", help="settings to change, as a JSON object")
+    update_connection.add_argument("--reference-id")
+    update_connection.set_defaults(run=_update_connection)
+    sync_connection = connection_commands.add_parser(
+        "sync", help="fetch the EMR's users and phone call types now"
+    )
+    sync_connection.add_argument("--connection-id", required=True)
+    sync_connection.set_defaults(run=_sync_connection)
+    list_connections = connection_commands.add_parser("list", help="connections, without secrets")
+    list_connections.add_argument("--client-id")
+    list_connections.set_defaults(run=_list_connections)
 
     demo_command = commands.add_parser("demo", help="create a client and tasks, show what happens")
     demo_command.set_defaults(run=_demo)
@@ -140,13 +159,54 @@ async def _create_client(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _create_connection(settings: Settings, args: argparse.Namespace) -> int:
+def _settings_help() -> str:
+    lines = ["settings (--config) per EMR:"]
+    for name, module in sorted(emr.MODULES.items()):
+        lines.append(f"  {name} ({module.TITLE}):")
+        for setting in module.SETTINGS:
+            need = "required" if setting.required and setting.default is None else "optional"
+            secret = ", secret" if setting.secret else ""
+            lines.append(f"    {setting.name:24} {need}{secret}: {setting.description}")
+    lines.append("  any EMR: max_concurrency (writes at once), rate_per_second (calls per second)")
+    return "\n".join(lines)
+
+
+def _json_object(text: str) -> dict[str, Any]:
     try:
-        config = json.loads(args.config)
+        config = json.loads(text)
     except json.JSONDecodeError as exc:
         raise errors.Problem(400, "invalid_config", f"--config is not valid JSON: {exc}") from exc
     if not isinstance(config, dict):
         raise errors.Problem(400, "invalid_config", "--config must be a JSON object.")
+    return config
+
+
+async def _update_connection(settings: Settings, args: argparse.Namespace) -> int:
+    config = _json_object(args.config) if args.config else None
+    async with bootstrap.runtime(settings, run_worker=False) as rt:
+        updated = await admin.update_connection(
+            rt.ctx, args.connection_id, settings=config, reference_id=args.reference_id
+        )
+    print(json.dumps({"connection_id": updated.id, "status": updated.status}))
+    return 0
+
+
+async def _sync_connection(settings: Settings, args: argparse.Namespace) -> int:
+    async with bootstrap.runtime(settings, run_worker=False) as rt:
+        counts = await admin.sync_directory(rt.ctx, args.connection_id)
+    print(json.dumps({"connection_id": args.connection_id, **counts}))
+    return 0
+
+
+async def _list_connections(settings: Settings, args: argparse.Namespace) -> int:
+    async with bootstrap.runtime(settings, run_worker=False) as rt:
+        found = await admin.list_connections(rt.ctx, args.client_id)
+    print(json.dumps(found, indent=2))
+    return 0
+
+
+async def _create_connection(settings: Settings, args: argparse.Namespace) -> int:
+    config = _json_object(args.config)
     async with bootstrap.runtime(settings, run_worker=False) as rt:
         created = await admin.create_connection(
             rt.ctx,

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = Field(
         default=5.0, ge=0, description="How long a verified credential is trusted without a lookup."
     )
+    emr_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="How long an EMR call may take before it counts as unanswered."
+    )
     directory_cache_seconds: float = Field(
         default=300.0, ge=0, description="How long an EMR's users and call types are cached."
     )

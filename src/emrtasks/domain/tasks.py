@@ -41,3 +41,5 @@ class Connection:
     reference_id: str | None
     status: str
     settings: Mapping[str, Any]
+    credentials: str | None = None
+    """The EMR secrets of this connection, encrypted; decrypted only to build its adapter."""

@@ -101,7 +101,20 @@ CALL_TYPES: tuple[directory.CallType, ...] = (
     directory.CallType("pct_04", "Billing question"),
     directory.CallType("pct_05", "Clinical question"),
 )
-_KNOBS = ("latency_ms", "transient_failure_rate", "unknown_rate")
+TITLE = "Built-in sandbox EMR"
+SETTINGS = (
+    base.Setting("latency_ms", "milliseconds added to every call", required=False, kind=float, default=0),
+    base.Setting(
+        "transient_failure_rate",
+        "share of creates refused before writing (0 to 1)",
+        False,
+        kind=float,
+        default=0,
+    ),
+    base.Setting(
+        "unknown_rate", "share of creates written whose reply is lost (0 to 1)", False, kind=float, default=0
+    ),
+)
 
 
 class Store(Protocol):
@@ -119,31 +132,41 @@ class Store(Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
-def check_settings(settings: Mapping[str, Any]) -> list[str]:
-    problems = [f"unknown sandbox setting: {k}" for k in settings if k not in _KNOBS]
-    latency = settings.get("latency_ms", 0)
-    if not isinstance(latency, int | float) or latency < 0:
-        problems.append("latency_ms must be a number >= 0")
+def build(
+    connection: tasks.Connection, config: Mapping[str, Any], deps: base.AdapterDeps
+) -> "SandboxAdapter":
+    from emrtasks import emr  # the registry imports this module; every EMR's rules are a sandbox mode
+
+    return SandboxAdapter(connection, emr.rules_for(NAME, connection.rules), config, deps.sandbox_store)
+
+
+def check_config(config: Mapping[str, Any]) -> list[str]:
+    problems = base.check_config(SETTINGS, config)
     for rate in ("transient_failure_rate", "unknown_rate"):
-        value = settings.get(rate, 0)
-        if not isinstance(value, int | float) or not 0 <= value <= 1:
-            problems.append(f"{rate} must be a number between 0 and 1")
+        value = config.get(rate, 0)
+        if isinstance(value, int | float) and not 0 <= value <= 1:
+            problems.append(f"{rate} must be between 0 and 1")
+    if isinstance(config.get("latency_ms", 0), int | float) and config.get("latency_ms", 0) < 0:
+        problems.append("latency_ms must be >= 0")
     return problems
 
 
-def build(connection: tasks.Connection, deps: base.AdapterDeps) -> "SandboxAdapter":
-    return SandboxAdapter(connection, deps.sandbox_store)
-
-
 class SandboxAdapter:
-    def __init__(self, connection: tasks.Connection, store: Store, rng: random.Random | None = None) -> None:
-        self.rules = RULE_SETS[connection.rules]
+    def __init__(
+        self,
+        connection: tasks.Connection,
+        task_rules: rules.Rules,
+        config: Mapping[str, Any],
+        store: Store,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.rules = task_rules
         self._connection_id = connection.id
         self._store = store
         self._rng = rng or random.Random()
-        self._latency = float(connection.settings.get("latency_ms", 0)) / 1000
-        self._transient_rate = float(connection.settings.get("transient_failure_rate", 0))
-        self._unknown_rate = float(connection.settings.get("unknown_rate", 0))
+        self._latency = float(config.get("latency_ms", 0)) / 1000
+        self._transient_rate = float(config.get("transient_failure_rate", 0))
+        self._unknown_rate = float(config.get("unknown_rate", 0))
 
     async def search_patients(self, mrn: str | None) -> list[directory.Patient]:
         await self._wait()

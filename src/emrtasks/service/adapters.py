@@ -1,15 +1,28 @@
-"""Adapters per connection, built on first use, and each EMR's directory (users, call types) cached with a
-TTL.
-"""
+"""Adapters per connection, built on first use from its settings and decrypted credentials, and each
+EMR's directory (users, call types): kept in the database, cached in memory, fetched again when stale."""
 
+import json
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from emrtasks import emr
-from emrtasks.domain import directory, errors, rules, tasks
+from emrtasks.domain import directory, outcomes, rules, tasks
 from emrtasks.emr import base
+from emrtasks.storage import connections, crypto, db
+
+log = logging.getLogger("emrtasks.adapters")
+
+# Settings every connection takes, whatever its EMR: limits on how hard we drive it.
+CONNECTION_LIMITS = ("max_concurrency", "rate_per_second")
+# How long a process trusts its in-memory copy of a directory before looking at the database again,
+# so `emrtasks connections sync` reaches running processes quickly.
+_MEMORY_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -19,8 +32,16 @@ class Directory:
 
 
 class Adapters:
-    def __init__(self, deps: base.AdapterDeps, directory_ttl_seconds: float = 300.0) -> None:
+    def __init__(
+        self,
+        deps: base.AdapterDeps,
+        cipher: crypto.Cipher | None = None,
+        engine: AsyncEngine | None = None,
+        directory_ttl_seconds: float = 300.0,
+    ) -> None:
         self.deps = deps
+        self._cipher = cipher
+        self._engine = engine
         self._ttl = directory_ttl_seconds
         self._built: dict[str, tuple[tasks.Connection, base.Adapter]] = {}
         self._directories: dict[str, tuple[float, Directory]] = {}
@@ -29,43 +50,82 @@ class Adapters:
         cached = self._built.get(connection.id)
         if cached and cached[0] == connection:
             return cached[1]
-        adapter = module_for(connection.emr).build(connection, self.deps)
+        module = emr.module_for(connection.emr)
+        adapter = module.build(connection, self.config_of(connection), self.deps)
         self._built[connection.id] = (connection, adapter)
         self._directories.pop(connection.id, None)
         return adapter
 
+    def config_of(self, connection: tasks.Connection) -> dict[str, Any]:
+        """The connection's EMR settings with its secrets decrypted, defaults filled in."""
+        secrets: dict[str, Any] = {}
+        if connection.credentials and self._cipher is not None:
+            secrets = json.loads(self._cipher.decrypt(connection.credentials))
+        own = {k: v for k, v in connection.settings.items() if k not in CONNECTION_LIMITS}
+        return base.with_defaults(emr.module_for(connection.emr).SETTINGS, {**own, **secrets})
+
     async def directory(self, connection: tasks.Connection, *, refresh: bool = False) -> Directory:
-        adapter = self.for_connection(connection)
         cached = self._directories.get(connection.id)
         if cached and not refresh and cached[0] > time.monotonic():
             return cached[1]
-        fresh = Directory(
+        found = await self._stored_or_fetched(connection, refresh)
+        self._directories[connection.id] = (time.monotonic() + min(self._ttl, _MEMORY_SECONDS), found)
+        return found
+
+    async def _stored_or_fetched(self, connection: tasks.Connection, refresh: bool) -> Directory:
+        stored = await self._stored(connection)
+        now = _utc(self.deps)
+        if stored and not refresh and stored[0] + timedelta(seconds=self._ttl) > now:
+            return stored[1]
+        try:
+            fresh = await self._fetch(connection)
+        except outcomes.AdapterError as exc:
+            if stored is None or isinstance(exc.outcome, outcomes.Rejected):
+                raise
+            log.warning(
+                "connection %s: directory refresh failed; using the copy from %s", connection.id, stored[0]
+            )
+            return stored[1]
+        await self._store(connection, fresh, now)
+        return fresh
+
+    async def _fetch(self, connection: tasks.Connection) -> Directory:
+        adapter = self.for_connection(connection)
+        return Directory(
             users={u.id: u for u in await adapter.list_users()},
             call_types={c.id: c for c in await adapter.list_call_types()},
         )
-        self._directories[connection.id] = (time.monotonic() + self._ttl, fresh)
-        return fresh
+
+    async def _stored(self, connection: tasks.Connection) -> tuple[datetime, Directory] | None:
+        if self._engine is None:
+            return None
+        async with db.read(self._engine) as conn:
+            row = await connections.get_directory(conn, connection.id)
+        if row is None:
+            return None
+        users = {u["id"]: directory.User(u["id"], u["name"], u["kind"]) for u in row["users"]}
+        call_types = {c["id"]: directory.CallType(c["id"], c["name"]) for c in row["call_types"]}
+        return row["fetched_at"], Directory(users, call_types)
+
+    async def _store(self, connection: tasks.Connection, found: Directory, now: datetime) -> None:
+        if self._engine is None:
+            return
+        users = [{"id": u.id, "name": u.name, "kind": u.kind} for u in found.users.values()]
+        call_types = [{"id": c.id, "name": c.name} for c in found.call_types.values()]
+        async with db.write(self._engine) as conn:
+            await connections.save_directory(conn, connection.id, users, call_types, now)
+
+
+def _utc(deps: base.AdapterDeps) -> datetime:
+    return base.utc_now(deps)
 
 
 def module_for(emr_name: str) -> base.EmrModule:
-    module = emr.MODULES.get(emr_name)
-    if module is None:
-        known = ", ".join(sorted(emr.MODULES))
-        raise errors.Problem(400, "unknown_emr", f"Unknown EMR: {emr_name}. Known: {known}.")
-    return module
+    return emr.module_for(emr_name)
 
 
 def rules_for(emr_name: str, rules_name: str | None) -> rules.Rules:
-    module = module_for(emr_name)
-    name = rules_name or module.DEFAULT_RULES
-    if name not in module.RULE_SETS:
-        known = ", ".join(module.RULE_SETS)
-        raise errors.Problem(400, "unknown_rules", f"Unknown rules for {emr_name}: {name}. Known: {known}.")
-    return module.RULE_SETS[name]
-
-
-# Settings every connection takes, whatever its EMR: limits on how hard we drive it.
-CONNECTION_LIMITS = ("max_concurrency", "rate_per_second")
+    return emr.rules_for(emr_name, rules_name)
 
 
 def check_limits(settings: Mapping[str, Any]) -> list[str]:

@@ -1,10 +1,11 @@
 """Clients, connections and their settings: created from the CLI, changed from the API."""
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from emrtasks.domain import errors, ids
+from emrtasks.domain import errors, ids, outcomes
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.service import adapters, auth
 from emrtasks.service.context import Context
@@ -51,10 +52,7 @@ async def create_connection(
     settings: Mapping[str, Any],
 ) -> NewConnection:
     chosen = adapters.rules_for(emr, rules)
-    own = {k: v for k, v in settings.items() if k not in adapters.CONNECTION_LIMITS}
-    problems = adapters.check_limits(settings) + adapters.module_for(emr).check_settings(own)
-    if problems:
-        raise errors.Problem(400, "invalid_settings", "Invalid settings: " + "; ".join(problems))
+    public, credentials = split_config(ctx, emr, settings)
     async with db.write(ctx.engine) as conn:
         if await clients.get_client_with_hash(conn, client_id) is None:
             raise errors.not_found("Client")
@@ -66,13 +64,62 @@ async def create_connection(
             rules=chosen.name,
             reference_id=reference_id,
             status=domain_tasks.CONNECTION_ACTIVE,
-            settings=dict(settings),
+            settings=public,
+            credentials=credentials,
         )
         token_hash = ids.hash_secret(created.access_token)
         await connections.insert_connection(
             conn, connection=connection, token_hash=token_hash, now=ctx.clock()
         )
     return created
+
+
+async def update_connection(
+    ctx: Context, connection_id: str, *, settings: Mapping[str, Any] | None, reference_id: str | None
+) -> domain_tasks.Connection:
+    """New settings or credentials (merged over the old ones), and the connection active again: how a
+    broken EMR login is repaired."""
+    async with db.write(ctx.engine) as conn:
+        found = await connections.get_connection(conn, connection_id)
+        if found is None:
+            raise errors.not_found("Connection")
+        values: dict[str, Any] = {"status": domain_tasks.CONNECTION_ACTIVE}
+        if settings is not None:
+            merged = {**ctx.adapters.config_of(found), **settings}
+            values["settings"], values["credentials"] = split_config(ctx, found.emr, merged)
+        if reference_id is not None:
+            values["reference_id"] = reference_id
+        await connections.update_connection(conn, connection_id, ctx.clock(), **values)
+        updated = await connections.get_connection(conn, connection_id)
+    auth.forget_connection(ctx, connection_id)
+    assert updated is not None
+    return updated
+
+
+async def sync_directory(ctx: Context, connection_id: str) -> dict[str, int]:
+    """Fetch the EMR's users and call types now and store them for every process."""
+    async with db.read(ctx.engine) as conn:
+        found = await connections.get_connection(conn, connection_id)
+    if found is None:
+        raise errors.not_found("Connection")
+    try:
+        fetched = await ctx.adapters.directory(found, refresh=True)
+    except outcomes.AdapterError as exc:
+        raise errors.Problem(502, "emr_unavailable", f"The EMR's directory could not be read: {exc}") from exc
+    return {"users": len(fetched.users), "phone_call_types": len(fetched.call_types)}
+
+
+def split_config(ctx: Context, emr: str, config: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """Check a connection's config against its EMR's settings; secrets apart, encrypted."""
+    module = adapters.module_for(emr)
+    own = {k: v for k, v in config.items() if k not in adapters.CONNECTION_LIMITS}
+    problems = adapters.check_limits(config) + module.check_config(own)
+    if problems:
+        raise errors.Problem(400, "invalid_settings", f"Invalid settings for {emr}: " + "; ".join(problems))
+    secret_names = {s.name for s in module.SETTINGS if s.secret}
+    public = {k: v for k, v in config.items() if k not in secret_names}
+    secrets = {k: v for k, v in config.items() if k in secret_names}
+    return public, ctx.cipher.encrypt(json.dumps(secrets)) if secrets else None
 
 
 def settings_of(connection: domain_tasks.Connection) -> dict[str, Any]:
@@ -119,3 +166,29 @@ def _reference_from(body: object) -> str:
         field = errors.FieldError(REFERENCE_FIELD, "too_long", message)
         raise errors.Problem(400, "limit_exceeded", message, (field,))
     return value.strip()
+
+
+async def mark_login_required(ctx: Context, connection: domain_tasks.Connection) -> None:
+    """The EMR refused this connection's credentials: its requests get 403 until it is updated."""
+    async with db.write(ctx.engine) as conn:
+        await connections.update_connection(
+            conn, connection.id, ctx.clock(), status=domain_tasks.CONNECTION_LOGIN_REQUIRED
+        )
+    auth.forget_connection(ctx, connection.id)
+
+
+async def list_connections(ctx: Context, client_id: str | None) -> list[dict[str, Any]]:
+    async with db.read(ctx.engine) as conn:
+        found = await connections.list_connections(conn, client_id)
+    return [
+        {
+            "connection_id": c.id,
+            "client_id": c.client_id,
+            "emr": c.emr,
+            "rules": c.rules,
+            "reference_id": c.reference_id,
+            "status": c.status,
+            "settings": dict(c.settings),
+        }
+        for c in found
+    ]

@@ -11,6 +11,7 @@ from emrtasks.domain import errors, ids, outcomes, validation
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.queue import jobs
 from emrtasks.service import adapters as service_adapters
+from emrtasks.service import admin
 from emrtasks.service.context import Context
 from emrtasks.storage import db, idempotency
 from emrtasks.storage import tasks as stored_tasks
@@ -145,6 +146,9 @@ async def _directory(ctx: Context, connection: domain_tasks.Connection) -> Any:
     try:
         return await ctx.adapters.directory(connection)
     except outcomes.AdapterError as exc:
+        if exc.outcome.code == outcomes.LOGIN_REQUIRED:
+            await admin.mark_login_required(ctx, connection)
+            raise errors.login_required() from exc
         raise errors.unavailable(
             f"The EMR's user directory could not be read: {exc.outcome.description}", 5
         ) from exc

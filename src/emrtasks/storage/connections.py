@@ -4,11 +4,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from emrtasks.domain import tasks as domain_tasks
-from emrtasks.storage.tables import connections
+from emrtasks.storage.tables import connections, emr_directories
 
 
 async def insert_connection(
@@ -28,6 +28,7 @@ async def insert_connection(
             token_hash=token_hash,
             status=connection.status,
             settings=dict(connection.settings),
+            credentials=connection.credentials,
             created_at=now,
             updated_at=now,
         )
@@ -51,7 +52,7 @@ async def update_connection(conn: AsyncConnection, connection_id: str, now: date
 
 def _select() -> Any:
     c = connections.c
-    return select(c.id, c.client_id, c.emr, c.rules, c.reference_id, c.status, c.settings)
+    return select(c.id, c.client_id, c.emr, c.rules, c.reference_id, c.status, c.settings, c.credentials)
 
 
 def _to_connection(row: Row[Any]) -> domain_tasks.Connection:
@@ -64,4 +65,35 @@ def _to_connection(row: Row[Any]) -> domain_tasks.Connection:
         reference_id=row.reference_id,
         status=row.status,
         settings=settings,
+        credentials=row.credentials,
     )
+
+
+async def get_directory(conn: AsyncConnection, connection_id: str) -> dict[str, Any] | None:
+    query = select(emr_directories).where(emr_directories.c.connection_id == connection_id)
+    row = (await conn.execute(query)).mappings().first()
+    return dict(row) if row else None
+
+
+async def save_directory(
+    conn: AsyncConnection,
+    connection_id: str,
+    users: list[dict[str, str]],
+    call_types: list[dict[str, str]],
+    now: datetime,
+) -> None:
+    await conn.execute(delete(emr_directories).where(emr_directories.c.connection_id == connection_id))
+    await conn.execute(
+        insert(emr_directories).values(
+            connection_id=connection_id, users=users, call_types=call_types, fetched_at=now
+        )
+    )
+
+
+async def list_connections(
+    conn: AsyncConnection, client_id: str | None = None
+) -> list[domain_tasks.Connection]:
+    query = _select().order_by(connections.c.created_at)
+    if client_id is not None:
+        query = query.where(connections.c.client_id == client_id)
+    return [_to_connection(row) for row in (await conn.execute(query)).all()]

@@ -73,8 +73,19 @@ connections = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("status", String(20), nullable=False),
     Column("settings", JSON, nullable=False),
+    Column("credentials", Text),  # encrypted JSON (storage.crypto)
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Each connection's EMR directory as last fetched: users and phone call types (or their equivalent).
+emr_directories = Table(
+    "emr_directories",
+    metadata,
+    Column("connection_id", String(_ID), ForeignKey("connections.id"), primary_key=True),
+    Column("users", JSON, nullable=False),
+    Column("call_types", JSON, nullable=False),
+    Column("fetched_at", UTCDateTime, nullable=False),
 )
 
 tasks = Table(

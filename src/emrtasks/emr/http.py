@@ -1,0 +1,172 @@
+"""What every HTTP adapter shares: calling a vendor, turning its failures into outcomes, OAuth2 tokens.
+
+The split follows httpx's exception tree: a request that never left (connect errors, pool timeouts)
+is safe to retry; one that may have reached the EMR (read timeouts, a dropped connection, a 500, 502
+or 504 to a write) is `Unknown`, to be looked up by marker before anything is retried.
+"""
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from emrtasks.domain import outcomes
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+_AMBIGUOUS_STATUS = frozenset({500, 502, 504})
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "").strip()
+    return float(value) if value.replace(".", "", 1).isdigit() else None
+
+
+def transport_outcome(exc: httpx.HTTPError, *, write: bool) -> outcomes.RetryLater | outcomes.Unknown:
+    if isinstance(exc, _NOT_SENT) or not write:
+        return outcomes.RetryLater(
+            outcomes.EMR_UNAVAILABLE, f"The EMR could not be reached ({type(exc).__name__})."
+        )
+    return outcomes.Unknown(
+        outcomes.OUTCOME_UNKNOWN, f"The EMR did not answer after the request was sent ({type(exc).__name__})."
+    )
+
+
+def _unreachable(exc: httpx.HTTPError) -> outcomes.RetryLater:
+    return outcomes.RetryLater(
+        outcomes.EMR_UNAVAILABLE, f"The EMR could not be reached ({type(exc).__name__})."
+    )
+
+
+def status_outcome(response: httpx.Response, *, write: bool, detail: str = "") -> outcomes.Outcome | None:
+    """The outcome a vendor's error status means in general; None for 2xx. Adapters map the rest."""
+    status = response.status_code
+    if status < 400:
+        return None
+    said = f": {detail}" if detail else ""
+    if status == 429:
+        return outcomes.RetryLater(
+            outcomes.EMR_RATE_LIMITED, f"The EMR is rate limiting{said}", retry_after(response)
+        )
+    if status in (401, 403):
+        return outcomes.Rejected(
+            outcomes.LOGIN_REQUIRED, f"The EMR refused the connection's credentials{said}"
+        )
+    if status == 503 or (status >= 500 and not write):
+        return outcomes.RetryLater(
+            outcomes.EMR_UNAVAILABLE, f"The EMR is unavailable (HTTP {status}){said}", retry_after(response)
+        )
+    if status in _AMBIGUOUS_STATUS or status >= 500:
+        return outcomes.Unknown(
+            outcomes.OUTCOME_UNKNOWN, f"The EMR failed while writing (HTTP {status}){said}"
+        )
+    return outcomes.Rejected(outcomes.EMR_REJECTED, f"The EMR refused the task (HTTP {status}){said}")
+
+
+def raise_for_read(response: httpx.Response, detail: str = "") -> None:
+    """For reads (patients, users): any failure becomes an AdapterError the job understands."""
+    outcome = status_outcome(response, write=False, detail=detail)
+    if isinstance(outcome, outcomes.Rejected | outcomes.RetryLater):
+        raise outcomes.AdapterError(outcome)
+
+
+@dataclass
+class _Token:
+    value: str
+    expires_at: float
+
+
+class OAuth2ClientCredentials:
+    """An OAuth2 client-credentials token (RFC 6749 §4.4), fetched once, cached until shortly before
+    it expires, and fetched again at once when the EMR answers 401 to it."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        scope: str | None = None,
+        extra: dict[str, str] | None = None,
+        basic_auth: bool = True,
+    ) -> None:
+        self._http = http
+        self._url = token_url
+        self._form = {
+            "grant_type": "client_credentials",
+            **({"scope": scope} if scope else {}),
+            **(extra or {}),
+        }
+        self._auth: httpx.BasicAuth | None = httpx.BasicAuth(client_id, client_secret) if basic_auth else None
+        if not basic_auth:
+            self._form |= {"client_id": client_id, "client_secret": client_secret}
+        self._token: _Token | None = None
+
+    async def header(self) -> dict[str, str]:
+        if self._token is None or self._token.expires_at <= time.monotonic():
+            self._token = await self._fetch()
+        return {"authorization": f"Bearer {self._token.value}"}
+
+    def forget(self) -> None:
+        self._token = None
+
+    async def _fetch(self) -> _Token:
+        try:
+            if self._auth is None:
+                response = await self._http.post(self._url, data=self._form)
+            else:
+                response = await self._http.post(self._url, data=self._form, auth=self._auth)
+        except httpx.HTTPError as exc:
+            raise outcomes.AdapterError(_unreachable(exc)) from exc
+        if response.status_code in (400, 401, 403):
+            raise outcomes.AdapterError(
+                outcomes.Rejected(
+                    outcomes.LOGIN_REQUIRED, "The EMR refused the connection's client credentials."
+                )
+            )
+        raise_for_read(response)
+        body = response.json()
+        lifetime = float(body.get("expires_in", 300))
+        return _Token(str(body["access_token"]), time.monotonic() + max(lifetime - 30, lifetime / 2))
+
+
+class StaticToken:
+    """A fixed bearer token or API key header (no refresh possible: a 401 means login_required)."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self._headers = headers
+
+    async def header(self) -> dict[str, str]:
+        return dict(self._headers)
+
+    def forget(self) -> None:
+        pass
+
+
+Auth = OAuth2ClientCredentials | StaticToken
+
+
+async def send(
+    http: httpx.AsyncClient,
+    auth: Auth,
+    method: str,
+    url: str,
+    *,
+    write: bool = False,
+    headers: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> httpx.Response | outcomes.RetryLater | outcomes.Unknown:
+    """One authenticated call; on a 401 the token is fetched again and the call made once more (a 401
+    means the EMR did nothing, so even a write is safe to repeat). Returns the response, whatever its
+    status, or the outcome of a transport failure."""
+    for attempt in (1, 2):
+        merged = {**(headers or {}), **await auth.header()}
+        try:
+            response = await http.request(method, url, headers=merged, **kwargs)
+        except httpx.HTTPError as exc:
+            return transport_outcome(exc, write=write)
+        if response.status_code != 401 or attempt == 2 or isinstance(auth, StaticToken):
+            return response
+        auth.forget()
+    raise AssertionError("unreachable")
