@@ -106,13 +106,13 @@ BASE_URL = "http://emr.test"
 
 
 def build_adapter(
-    case: Case, fake: FakeEMR, base_url: str = BASE_URL
+    case: Case, fake: FakeEMR, base_url: str = BASE_URL, transport: httpx.AsyncBaseTransport | None = None
 ) -> tuple[base.Adapter, httpx.AsyncClient]:
-    """The real adapter, talking to the fake through the recording transport."""
+    """The real adapter, talking to the fake through the recording transport (or the one given)."""
     from emrtasks import emr
 
     module = emr.module_for(case.emr)
-    http = httpx.AsyncClient(transport=FakeTransport(fake), base_url=base_url)
+    http = httpx.AsyncClient(transport=transport or FakeTransport(fake), base_url=base_url)
     connection = tasks.Connection(
         id="conn_contract",
         client_id="ci_contract",
