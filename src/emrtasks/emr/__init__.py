@@ -3,10 +3,12 @@
 from collections.abc import Mapping
 
 from emrtasks.domain import errors, rules
-from emrtasks.emr import base, sandbox
+from emrtasks.emr import base, canvas, fhir, sandbox
 
 MODULES: Mapping[str, base.EmrModule] = {
     sandbox.NAME: sandbox,  # type: ignore[dict-item]
+    fhir.NAME: fhir,  # type: ignore[dict-item]
+    canvas.NAME: canvas,  # type: ignore[dict-item]
 }
 
 

@@ -1,0 +1,127 @@
+"""Canvas Medical: a FHIR Task on Canvas's FHIR API, with Canvas's profile.
+
+- `POST [base]/Task` (https://docs.canvasmedical.com/api/task): `status` and `description` required,
+  `requester` required and a Practitioner (the connection's `requester_practitioner_id`), `intent`
+  always `unknown`, `for` a Patient, `owner` a Practitioner (the staff assignee), a team through the
+  extension `http://schemas.canvasmedical.com/fhir/extensions/task-group` (a Group reference), and
+  `input` entries that become the task's labels (our phone call type).
+- Canvas documents no Task `identifier` and no search by one, so a Task cannot be found again by our
+  marker: a create whose reply is lost ends `unknown` for a person to check, never a second write.
+- Patients by MRN identifier, staff from `GET [base]/Practitioner`, teams from `GET [base]/Group`.
+- Auth: OAuth2 client credentials at the instance's `/auth/token/`.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from emrtasks.domain import directory, outcomes, rules, tasks
+from emrtasks.emr import base, fhir
+
+NAME = "canvas"
+TITLE = "Canvas Medical (FHIR Task)"
+TEAM_PREFIX = "team:"
+TASK_GROUP = "http://schemas.canvasmedical.com/fhir/extensions/task-group"
+RULES = rules.Rules(
+    name=NAME,
+    emr=NAME,
+    fields=(
+        rules.FieldRule("description", True, max_length=10_000, target="Task.description"),
+        rules.FieldRule("patient_mrn", True, max_length=64, target="Task.for (Patient by MRN identifier)"),
+        rules.FieldRule(
+            "assignee_user_id",
+            False,
+            max_length=80,
+            target="Task.owner (Practitioner) or task-group (team:<id>)",
+        ),
+        rules.FieldRule("phone_call_type_id", False, max_length=64, target="Task.input (a label)"),
+    ),
+    assignee_identified_by="Canvas staff (Practitioner) id, or team:<Group id> for a team",
+    patient_identified_by="Patient.identifier with the connection's mrn_system",
+    finds_by_marker=False,
+    notes=(
+        "Canvas Tasks have no title and no notify list: subject and notify_list are refused, not dropped.",
+        "Canvas cannot find a Task by our marker: a create whose reply is lost ends unknown.",
+    ),
+)
+RULE_SETS: Mapping[str, rules.Rules] = {NAME: RULES}
+DEFAULT_RULES = NAME
+MAX_CONCURRENCY = 4
+RATE_PER_SECOND: float | None = None
+
+SETTINGS: tuple[base.Setting, ...] = (
+    base.Setting("base_url", "the instance's FHIR base URL, e.g. https://fumage-example.canvasmedical.com"),
+    base.Setting("token_url", "OAuth2 token endpoint, e.g. https://example.canvasmedical.com/auth/token/"),
+    base.Setting("client_id", "OAuth2 client id"),
+    base.Setting("client_secret", "OAuth2 client secret", secret=True),
+    base.Setting("mrn_system", "the identifier system of the practice's MRNs"),
+    base.Setting(
+        "requester_practitioner_id", "the Practitioner who requests every task (Canvas requires one)"
+    ),
+    base.Setting("labels", "phone call types offered, as task labels: a list of strings", False, kind=list),
+)
+
+
+def check_config(config: Mapping[str, Any]) -> list[str]:
+    problems = base.check_config(SETTINGS, config)
+    if any(not isinstance(label, str) for label in config.get("labels") or []):
+        problems.append("labels must be a list of strings")
+    return problems
+
+
+def build(connection: tasks.Connection, config: Mapping[str, Any], deps: base.AdapterDeps) -> "CanvasAdapter":
+    return CanvasAdapter(RULES, config, fhir._http(deps))
+
+
+class CanvasAdapter(fhir.FhirAdapter):
+    conditional_create = False  # Canvas keeps no Task.identifier to match on
+
+    def __init__(self, task_rules: rules.Rules, config: Mapping[str, Any], http: httpx.AsyncClient) -> None:
+        super().__init__(task_rules, config, http)
+        self._requester_id = str(config["requester_practitioner_id"])
+        self._labels = [str(label) for label in config.get("labels") or []]
+
+    async def list_users(self) -> list[directory.User]:
+        staff = [directory.User(u.id, u.name, "staff") for u in await super().list_users()]
+        teams = await self._search("Group", {"_count": "200"})
+        return staff + [
+            directory.User(f"{TEAM_PREFIX}{g['id']}", str(g.get("name") or g["id"]), "group")
+            for g in teams
+            if g.get("id")
+        ]
+
+    async def list_call_types(self) -> list[directory.CallType]:
+        return [directory.CallType(label, label) for label in self._labels]
+
+    async def find_task(self, marker: str) -> outcomes.Lookup:
+        return outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, "Canvas cannot look a Task up by our marker.")
+
+    async def create_task(
+        self, request: tasks.TaskRequest, patient: directory.Patient, marker: str
+    ) -> outcomes.Outcome:
+        outcome = await super().create_task(request, patient, marker)
+        if isinstance(outcome, outcomes.Unknown) and "several Tasks" in outcome.description:
+            return outcomes.Rejected(outcomes.EMR_REJECTED, "Canvas refused the Task (412).")
+        return outcome
+
+    def task_resource(
+        self, request: tasks.TaskRequest, patient: directory.Patient, marker: str
+    ) -> dict[str, Any]:
+        task: dict[str, Any] = {
+            "resourceType": "Task",
+            "status": "requested",
+            "intent": "unknown",
+            "description": request.description,
+            "for": {"reference": f"Patient/{patient.emr_patient_id}"},
+            "requester": {"reference": f"Practitioner/{self._requester_id}"},
+        }
+        assignee = request.assignee_user_id
+        if assignee and assignee.startswith(TEAM_PREFIX):
+            group = assignee.removeprefix(TEAM_PREFIX)
+            task["extension"] = [{"url": TASK_GROUP, "valueReference": {"reference": f"Group/{group}"}}]
+        elif assignee:
+            task["owner"] = {"reference": f"Practitioner/{assignee}"}
+        if request.phone_call_type_id:
+            task["input"] = [{"type": {"text": "label"}, "valueString": request.phone_call_type_id}]
+        return task
