@@ -6,6 +6,7 @@ unknown phone call types.
 """
 
 from collections.abc import Container, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from emrtasks.domain import errors, rules, tasks
@@ -41,6 +42,24 @@ def validate_task_request(
     call_type_ids: Container[str],
 ) -> tasks.TaskRequest:
     """Return the trimmed request, or raise `Problem` (400) listing every problem."""
+    parsed = parse(body, task_rules)
+    return finish(parsed, check_directory(parsed, user_ids, call_type_ids))
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A body checked against the rules, before the EMR's directory is consulted."""
+
+    values: Mapping[str, _Value]
+    problems: tuple[errors.FieldError, ...]
+
+    @property
+    def names_directory_entries(self) -> bool:
+        """Whether checking it needs the EMR's users or call types."""
+        return any(self.values.get(n) for n in ("assignee_user_id", "notify_list", "phone_call_type_id"))
+
+
+def parse(body: object, task_rules: rules.Rules) -> Parsed:
     if not isinstance(body, dict):
         raise errors.Problem(400, "invalid_body", "Request body must be a JSON object.")
     found: list[errors.FieldError] = list(_unexpected(body))
@@ -49,10 +68,20 @@ def validate_task_request(
         value, problems = _check_field(name, body.get(name), task_rules)
         values[name] = value
         found.extend(problems)
-    found.extend(_check_directory(values, user_ids, call_type_ids))
+    return Parsed(values, tuple(found))
+
+
+def check_directory(
+    parsed: Parsed, user_ids: Container[str], call_type_ids: Container[str]
+) -> list[errors.FieldError]:
+    return _check_directory(parsed.values, user_ids, call_type_ids)
+
+
+def finish(parsed: Parsed, more: list[errors.FieldError] | None = None) -> tasks.TaskRequest:
+    found = [*parsed.problems, *(more or [])]
     if found:
         raise _problem(found)
-    return _to_request(values)
+    return _to_request(parsed.values)
 
 
 def _unexpected(body: Mapping[str, Any]) -> list[errors.FieldError]:

@@ -3,12 +3,29 @@
 from collections.abc import Mapping
 
 from emrtasks.domain import errors, rules
-from emrtasks.emr import base, canvas, fhir, sandbox
+from emrtasks.emr import (
+    athenahealth,
+    base,
+    canvas,
+    drchrono,
+    eclinicalworks,
+    elation,
+    fhir,
+    healthie,
+    openemr,
+    sandbox,
+)
 
 MODULES: Mapping[str, base.EmrModule] = {
     sandbox.NAME: sandbox,  # type: ignore[dict-item]
+    athenahealth.NAME: athenahealth,  # type: ignore[dict-item]
+    eclinicalworks.NAME: eclinicalworks,  # type: ignore[dict-item]
+    elation.NAME: elation,  # type: ignore[dict-item]
+    drchrono.NAME: drchrono,  # type: ignore[dict-item]
     fhir.NAME: fhir,  # type: ignore[dict-item]
     canvas.NAME: canvas,  # type: ignore[dict-item]
+    healthie.NAME: healthie,  # type: ignore[dict-item]
+    openemr.NAME: openemr,  # type: ignore[dict-item]
 }
 
 

@@ -51,13 +51,7 @@ async def _accept(
     ctx: Context, connection: domain_tasks.Connection, body: object, idempotency_record: str | None = None
 ) -> Accepted:
     """Validate, then the task, its job and (with a key) the stored answer in one transaction."""
-    adapter = ctx.adapters.for_connection(connection)
-    users: dict[str, object] = {}
-    call_types: dict[str, object] = {}
-    if isinstance(body, dict):
-        known = await _directory(ctx, connection)
-        users, call_types = dict(known.users), dict(known.call_types)
-    request = validation.validate_task_request(body, adapter.rules, users, call_types)
+    request = await _validate(ctx, connection, body)
     accepted = Accepted(ids.new_id("task"), ids.new_id("job"))
     now = ctx.clock()
     async with db.write(ctx.engine) as conn:
@@ -140,6 +134,23 @@ _REUSED = "Idempotency-Key reused with a different request body."
 _IN_FLIGHT = "A request with this Idempotency-Key is still being processed. Retry shortly."
 # A claim older than this belongs to a process that died before answering.
 _ABANDONED_AFTER_SECONDS = 60
+
+
+async def _validate(
+    ctx: Context, connection: domain_tasks.Connection, body: object
+) -> domain_tasks.TaskRequest:
+    """The rules first; the EMR's directory only when the request names users or call types. When
+    the directory cannot be read, the other problems are still reported (400) before any 503."""
+    parsed = validation.parse(body, ctx.adapters.for_connection(connection).rules)
+    if not parsed.names_directory_entries:
+        return validation.finish(parsed)
+    try:
+        known = await _directory(ctx, connection)
+    except errors.Problem:
+        if parsed.problems:
+            return validation.finish(parsed)
+        raise
+    return validation.finish(parsed, validation.check_directory(parsed, known.users, known.call_types))
 
 
 async def _directory(ctx: Context, connection: domain_tasks.Connection) -> Any:

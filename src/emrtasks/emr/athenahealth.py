@@ -1,0 +1,341 @@
+"""athenahealth (athenaOne): a task is a patient case, the document athena keeps for a call about a patient.
+
+- Create: `POST /v1/{practiceid}/patients/{patientid}/documents/patientcase`, form-encoded, one case per
+  call. "PatientID, DepartmentID, ProviderID, and Source are required"; `internalnote` "houses the body
+  of the patient case message and has a limit of 4000 characters"; the answer is `{"success": true,
+  "patientcaseid": ...}` (https://docs.athenahealth.com/api/workflows/patient-cases). Generated clients of
+  athena's reference also mark `documentsubclass` required
+  (https://docs.athenahealth.com/api/api-ref/document-type-patient-case). "Subclasses trigger
+  message/task routing rules" (https://docs.athenahealth.com/api/workflows/document-classification-guide).
+- Our fields: description -> `internalnote`, subject -> `subject`, assignee_user_id -> `providerid`,
+  phone_call_type_id -> `documentsubclass`; `departmentid` and `documentsource` come from the connection.
+- Marker: a patient case has no external id and athena offers no search of a practice's cases, so a case
+  cannot be found again by our marker (finds_by_marker is False: a lost reply ends `unknown`). The
+  marker is still written as the last line of `internalnote` ("emrtasks ref: task_...") for a person.
+- Patients by MRN: a practice keeps its MRN in a custom field, searched with
+  `GET /v1/{practiceid}/patients/customfields/{customfieldid}/{value}`; without one configured the MRN is
+  the athena patient id, `GET /v1/{practiceid}/patients/{patientid}`
+  (https://docs.athenahealth.com/api/api-ref/patient). Users: `GET /v1/{practiceid}/providers`.
+- Auth: OAuth 2.0 client credentials ("2-legged"), id and secret in a Basic header, scope
+  `athena/service/Athenanet.MDP.*`, at `/oauth2/v1/token`; a token lasts an hour and new tokens are
+  limited to 50 a minute (https://docs.athenahealth.com/api/guides/authentication-and-url-locations).
+- Errors: athenaNet answers JSON `{"error", "detailedmessage", "missingfields"}`; the gateway answers
+  bare statuses (https://docs.athenahealth.com/api/resources/api-error-message-reference). Rate limits
+  are unpublished (https://github.com/athenahealth/apiserver-athenaFlex/issues/191) and have been
+  enforced by 403 as well as 429: a 403 that names a rate limit is retried later.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from emrtasks.domain import directory, outcomes, rules, tasks
+from emrtasks.emr import base
+from emrtasks.emr import http as emr_http
+
+NAME = "athenahealth"
+TITLE = "athenahealth athenaOne (patient case)"
+INTERNAL_NOTE_LIMIT = 4000
+MARKER_LABEL = "emrtasks ref:"
+MARKER_ROOM = 50
+"""Characters of internalnote kept for our marker line."""
+RULES = rules.Rules(
+    name=NAME,
+    emr=NAME,
+    fields=(
+        rules.FieldRule(
+            "description", True, max_length=INTERNAL_NOTE_LIMIT - MARKER_ROOM, target="patientcase.internalnote"
+        ),
+        rules.FieldRule("patient_mrn", True, max_length=64, target="patientid (by MRN custom field)"),
+        rules.FieldRule("subject", False, max_length=200, target="patientcase.subject"),
+        rules.FieldRule("assignee_user_id", True, max_length=20, target="patientcase.providerid"),
+        rules.FieldRule("phone_call_type_id", True, max_length=64, target="patientcase.documentsubclass"),
+    ),
+    assignee_identified_by="athenaNet provider id (providerid)",
+    patient_identified_by="MRN in the connection's mrn_custom_field_id, or the athena patient id",
+    finds_by_marker=False,
+    notes=(
+        "athena requires a provider and a document subclass on every patient case: assignee_user_id and "
+        "phone_call_type_id (one of the connection's patient case subclasses) are required.",
+        f"description becomes internalnote (athena's limit is {INTERNAL_NOTE_LIMIT} characters; "
+        f"{MARKER_ROOM} are kept for our reference line).",
+        "athena cannot find a patient case by our marker: a create whose reply is lost ends unknown; search "
+        f"the patient's cases for '{MARKER_LABEL} <task_id>' before sending it again.",
+        "notify_list is not supported: a patient case has one provider.",
+    ),
+)
+RULE_SETS: Mapping[str, rules.Rules] = {NAME: RULES}
+DEFAULT_RULES = NAME
+MAX_CONCURRENCY = 4
+RATE_PER_SECOND: float | None = None  # unpublished (apiserver-athenaFlex#191)
+SCOPE = "athena/service/Athenanet.MDP.*"
+
+SETTINGS: tuple[base.Setting, ...] = (
+    base.Setting(
+        "base_url",
+        "API host: https://api.platform.athenahealth.com, or https://api.preview.platform.athenahealth.com",
+    ),
+    base.Setting("practice_id", "the athenaNet practice id (preview sandbox: 195900)"),
+    base.Setting("department_id", "the athenaNet department the patient cases are filed in"),
+    base.Setting("client_id", "OAuth2 client id of the 2-legged app"),
+    base.Setting("client_secret", "OAuth2 client secret", secret=True),
+    base.Setting(
+        "subclasses",
+        'the practice\'s patient case subclasses, as [{"code": "...", "display": "..."}]',
+        kind=list,
+    ),
+    base.Setting(
+        "mrn_custom_field_id",
+        "the patient custom field that holds the practice's MRN; omit when the MRN is the athena patient id",
+        required=False,
+    ),
+    base.Setting("documentsource", "patientcase.documentsource (who called)", False, default="PATIENT"),
+    base.Setting("token_url", "OAuth2 token endpoint; default {base_url}/oauth2/v1/token", False),
+    base.Setting("scope", "OAuth2 scope", False, default=SCOPE),
+)
+
+
+def check_config(config: Mapping[str, Any]) -> list[str]:
+    problems = base.check_config(SETTINGS, config)
+    entries = config.get("subclasses")
+    if isinstance(entries, list) and not all(
+        isinstance(e, dict) and isinstance(e.get("code"), str) and e["code"] for e in entries
+    ):
+        problems.append('subclasses entries must be {"code": "...", "display": "..."}')
+    return problems
+
+
+def build(
+    connection: tasks.Connection, config: Mapping[str, Any], deps: base.AdapterDeps
+) -> "AthenaAdapter":
+    if deps.http is None:
+        raise RuntimeError("athenahealth needs the EMR HTTP client")
+    return AthenaAdapter(config, deps.http)
+
+
+class AthenaAdapter:
+    def __init__(self, config: Mapping[str, Any], http: httpx.AsyncClient) -> None:
+        self.rules = RULES
+        self._host = str(config["base_url"]).rstrip("/")
+        self._root = f"{self._host}/v1/{config['practice_id']}"
+        self._department = str(config["department_id"])
+        self._source = str(config.get("documentsource") or "PATIENT")
+        self._mrn_field = str(config["mrn_custom_field_id"]) if config.get("mrn_custom_field_id") else None
+        self._subclasses = {
+            str(e["code"]): str(e.get("display") or e["code"]) for e in config.get("subclasses") or []
+        }
+        self._http = http
+        self._auth = emr_http.OAuth2ClientCredentials(
+            http,
+            str(config.get("token_url") or f"{self._host}/oauth2/v1/token"),
+            str(config["client_id"]),
+            str(config["client_secret"]),
+            scope=str(config.get("scope") or SCOPE),
+        )
+
+    async def search_patients(self, mrn: str | None) -> list[directory.Patient]:
+        """Every patient holding exactly this MRN. athena has no unfiltered patient listing: None finds none."""
+        if not mrn:
+            return []
+        if self._mrn_field is None:
+            return await self._patient_by_id(mrn)
+        field, value = quote(self._mrn_field, safe=""), quote(mrn, safe="")
+        answer = await self._get(f"/patients/customfields/{field}/{value}")
+        records = (_json(answer).get("patients") or []) if answer else []
+        return [_patient(r, self._mrn_of(r, mrn)) for r in records if isinstance(r, dict)]
+
+    async def list_users(self) -> list[directory.User]:
+        found: list[directory.User] = []
+        url: str | None = f"{self._root}/providers"
+        for _ in range(20):  # athena pages with `next`; 20 pages of 1500 is any practice
+            if url is None:
+                break
+            body = _json(await self._get_url(url))
+            found += [_user(p) for p in body.get("providers") or [] if p.get("providerid") is not None]
+            url = self._next(body)
+        return found
+
+    async def list_call_types(self) -> list[directory.CallType]:
+        return [directory.CallType(code, display) for code, display in self._subclasses.items()]
+
+    async def create_task(
+        self, request: tasks.TaskRequest, patient: directory.Patient, marker: str
+    ) -> outcomes.Outcome:
+        try:
+            answer = await emr_http.send(
+                self._http,
+                self._auth,
+                "POST",
+                f"{self._root}/patients/{quote(patient.emr_patient_id, safe='')}/documents/patientcase",
+                write=True,
+                data=self.case_form(request, marker),
+                headers={"accept": "application/json"},
+            )
+        except outcomes.AdapterError as exc:  # the token endpoint refused us: nothing was written
+            return exc.outcome
+        if not isinstance(answer, httpx.Response):
+            return answer
+        return _write_outcome(answer)
+
+    def case_form(self, request: tasks.TaskRequest, marker: str) -> dict[str, str]:
+        """The patient case as athena's form fields."""
+        form = {
+            "departmentid": self._department,
+            "documentsource": self._source,
+            "documentsubclass": request.phone_call_type_id or "",
+            "providerid": request.assignee_user_id or "",
+            "internalnote": f"{request.description}\n\n{MARKER_LABEL} {marker}",
+        }
+        if request.subject:
+            form["subject"] = request.subject
+        return form
+
+    async def find_task(self, marker: str) -> outcomes.Lookup:
+        return outcomes.Unknown(
+            outcomes.OUTCOME_UNKNOWN,
+            f"athenahealth cannot look a patient case up by marker; search the patient's cases for "
+            f"'{MARKER_LABEL} {marker}'.",
+        )
+
+    async def _patient_by_id(self, patient_id: str) -> list[directory.Patient]:
+        if not patient_id.isdigit():  # athena patient ids are numbers; anything else is no patient
+            return []
+        answer = await self._get(f"/patients/{patient_id}")
+        records = _json_list(answer) if answer else []
+        return [_patient(r, str(r.get("patientid"))) for r in records if r.get("patientid") is not None]
+
+    def _mrn_of(self, record: dict[str, Any], asked: str) -> str:
+        """The MRN the record holds, when athena shows its custom fields; else the value it matched."""
+        fields = record.get("customfields")
+        if not isinstance(fields, list):
+            return asked
+        value = next(
+            (f.get("customfieldvalue") for f in fields if str(f.get("customfieldid")) == self._mrn_field), None
+        )
+        return str(value) if value is not None else ""
+
+    async def _get(self, path: str) -> httpx.Response | None:
+        """A read of this practice; None when athena answers 404 (it holds no such record)."""
+        answer = await self._get_url(f"{self._root}{path}", missing_ok=True)
+        return None if answer.status_code == 404 else answer
+
+    async def _get_url(self, url: str, *, missing_ok: bool = False) -> httpx.Response:
+        answer = await emr_http.send(self._http, self._auth, "GET", url, headers={"accept": "application/json"})
+        if not isinstance(answer, httpx.Response):
+            raise outcomes.AdapterError(_as_retry(answer))
+        if missing_ok and answer.status_code == 404:
+            return answer
+        outcome = _error_outcome(answer, write=False)
+        if isinstance(outcome, outcomes.Rejected | outcomes.RetryLater):
+            raise outcomes.AdapterError(outcome)
+        return answer
+
+    def _next(self, body: dict[str, Any]) -> str | None:
+        following = body.get("next")
+        if not following:
+            return None
+        return str(following) if str(following).startswith("http") else f"{self._host}{following}"
+
+
+def _write_outcome(answer: httpx.Response) -> outcomes.Outcome:
+    if answer.status_code < 300:
+        body = _json(answer)
+        if body.get("success") is False:
+            detail = _detail(answer)
+            return outcomes.Rejected(outcomes.EMR_REJECTED, f"athenahealth refused the patient case: {detail}")
+        if body.get("patientcaseid") is None:
+            return outcomes.Unknown(
+                outcomes.OUTCOME_UNKNOWN, "athenahealth accepted the patient case but did not say its id."
+            )
+        return outcomes.Created(str(body["patientcaseid"]))
+    return _error_outcome(answer, write=True) or outcomes.Unknown(
+        outcomes.OUTCOME_UNKNOWN, f"athenahealth answered HTTP {answer.status_code}."
+    )
+
+
+def _error_outcome(answer: httpx.Response, *, write: bool) -> outcomes.Outcome | None:
+    """athena's own errors first (unknown provider or patient, 403 rate limits), then the generic mapping."""
+    if answer.status_code < 400:
+        return None
+    detail = _detail(answer)
+    said = detail.lower()
+    if answer.status_code == 403 and ("rate" in said or "quota" in said or "too many" in said):
+        return outcomes.RetryLater(
+            outcomes.EMR_RATE_LIMITED, f"athenahealth is rate limiting: {detail}", emr_http.retry_after(answer)
+        )
+    if answer.status_code in (400, 404) and not _missing_fields(answer):
+        if "provider" in said:
+            return outcomes.Rejected(outcomes.USER_NOT_FOUND, f"athenahealth does not know the provider: {detail}")
+        if "patient" in said and write:
+            return outcomes.Rejected(outcomes.PATIENT_NOT_FOUND, f"athenahealth does not know the patient: {detail}")
+    return emr_http.status_outcome(answer, write=write, detail=detail)
+
+
+def _detail(answer: httpx.Response) -> str:
+    """athena's error text: `error`, `detailedmessage` and `missingfields`, or the gateway's bare body."""
+    body = _json(answer)
+    if not body:
+        return answer.text.strip()[:300]
+    parts = [str(body[k]) for k in ("error", "detailedmessage", "errormessage") if body.get(k)]
+    if _missing_fields(answer):
+        parts.append("missing fields: " + ", ".join(str(f) for f in _missing_fields(answer)))
+    return "; ".join(parts)[:500]
+
+
+def _missing_fields(answer: httpx.Response) -> list[Any]:
+    found = _json(answer).get("missingfields")
+    return found if isinstance(found, list) else []
+
+
+def _json(answer: httpx.Response | None) -> dict[str, Any]:
+    if answer is None:
+        return {}
+    try:
+        body = answer.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _json_list(answer: httpx.Response) -> list[dict[str, Any]]:
+    """`GET /patients/{id}` answers a list of one patient."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return []
+    items = body if isinstance(body, list) else [body]
+    return [i for i in items if isinstance(i, dict)]
+
+
+def _patient(record: dict[str, Any], mrn: str) -> directory.Patient:
+    return directory.Patient(
+        emr_patient_id=str(record["patientid"]),
+        mrn=mrn,
+        first_name=str(record.get("firstname") or ""),
+        last_name=str(record.get("lastname") or ""),
+        dob=_iso_date(str(record.get("dob") or "")),
+        sex=str(record.get("sex") or ""),
+        phone=str(record.get("mobilephone") or record.get("homephone") or ""),
+    )
+
+
+def _iso_date(athena_date: str) -> str:
+    """athena writes dates mm/dd/yyyy."""
+    month, _, rest = athena_date.partition("/")
+    day, _, year = rest.partition("/")
+    return f"{year}-{month}-{day}" if year and month and day else athena_date
+
+
+def _user(provider: dict[str, Any]) -> directory.User:
+    name = provider.get("displayname") or " ".join(
+        str(provider.get(k) or "") for k in ("firstname", "lastname")
+    ).strip()
+    return directory.User(str(provider["providerid"]), str(name or provider["providerid"]), "provider")
+
+
+def _as_retry(outcome: outcomes.RetryLater | outcomes.Unknown) -> outcomes.RetryLater:
+    if isinstance(outcome, outcomes.RetryLater):
+        return outcome
+    return outcomes.RetryLater(outcomes.EMR_UNAVAILABLE, outcome.description)

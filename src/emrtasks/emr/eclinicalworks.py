@@ -1,0 +1,418 @@
+"""eClinicalWorks: a task is a telephone encounter, written through eCW's FHIR R4 API as an Encounter.
+
+- eCW's FHIR Encounter write "Creates Telephone Encounter records only"; every write needs a separate
+  contract (interop@eclinicalworks.com) and each practice must activate the API
+  (https://explorer.usecobalt.com/ehr/eclinicalworks, from eCW's portal https://fhir.eclinicalworks.com).
+  eCW's public pages do not list the write's elements, so the Encounter follows R4 and US Core
+  (https://hl7.org/fhir/R4/encounter.html,
+  https://hl7.org/fhir/us/core/STU3.1.1/StructureDefinition-us-core-encounter.html) and what a telephone
+  encounter holds as Cobalt models it: patient, provider, location, assigned-to staff and a reason of at
+  most 50 characters (https://docs.usecobalt.com/api-reference/telephone-encounters/create).
+- Create: `POST [base]/Encounter` (application/fhir+json): `status` in-progress (an open telephone
+  encounter), `class` VR ("virtual": a telephone conference), `type` SNOMED 185317003 "Telephone
+  encounter", `subject` the Patient, `participant` the connection's provider (PPRF) and the assignee
+  (PART, "Assigned to"), `location` the connection's facility, `period.start`, `reasonCode` (subject as
+  text, phone call type as coding) and the description as narrative `text` (an R4 Encounter has no note).
+- Marker: `Encounter.identifier` {marker_system, task id}; found again with
+  `GET [base]/Encounter?identifier=<marker_system>|<task id>` (a US Core Encounter search parameter) sent
+  with `Prefer: handling=strict`, so a server that ignores the parameter fails instead of answering
+  everything. Only Encounters that carry the identifier count; any others leave the lookup unknown.
+- Patients: `GET [base]/Patient?identifier=<mrn_system>|<mrn>`; users: `GET [base]/Practitioner`;
+  call types: the connection's `call_types`.
+- Auth: SMART Backend Services (http://hl7.org/fhir/smart-app-launch/backend-services.html): the
+  client_credentials grant with a client assertion JWT signed RS384 by the app's private key, whose public
+  key eCW holds in the app's JWKS; eCW's backend tokens last 5 minutes (secondary:
+  https://app2.doordoc.com/docs/backend).
+- Limits: 250 calls a minute per practice code (secondary, same sources). Errors are OperationOutcomes.
+"""
+
+import base64
+import html
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from emrtasks.domain import directory, outcomes, rules, tasks
+from emrtasks.emr import base
+from emrtasks.emr import http as emr_http
+
+NAME = "eclinicalworks"
+TITLE = "eClinicalWorks (FHIR telephone encounter)"
+REASON_LIMIT = 50
+RULES = rules.Rules(
+    name=NAME,
+    emr=NAME,
+    fields=(
+        rules.FieldRule("description", True, max_length=4000, target="Encounter.text (narrative)"),
+        rules.FieldRule("patient_mrn", True, max_length=64, target="Encounter.subject (Patient by MRN)"),
+        rules.FieldRule("subject", False, max_length=REASON_LIMIT, target="Encounter.reasonCode.text"),
+        rules.FieldRule(
+            "assignee_user_id", True, max_length=64, target="Encounter.participant (PART, assigned to)"
+        ),
+        rules.FieldRule(
+            "phone_call_type_id", False, max_length=64, target="Encounter.reasonCode.coding (call_types)"
+        ),
+    ),
+    assignee_identified_by="eCW Practitioner id (provider or staff)",
+    patient_identified_by="Patient.identifier with the connection's mrn_system",
+    notes=(
+        "A telephone encounter needs someone assigned: assignee_user_id is required.",
+        f"subject is the encounter's reason (at most {REASON_LIMIT} characters).",
+        "The provider and the facility come from the connection (provider_id, location_id).",
+        "notify_list is not supported: a telephone encounter has no notify list.",
+    ),
+)
+RULE_SETS: Mapping[str, rules.Rules] = {NAME: RULES}
+DEFAULT_RULES = NAME
+MAX_CONCURRENCY = 4
+RATE_PER_SECOND: float | None = 250 / 60  # 250 calls a minute per practice code
+
+MARKER_SYSTEM = "urn:emrtasks:task"
+CALL_TYPE_SYSTEM = "urn:emrtasks:call-type"
+SCOPE = "system/Patient.read system/Practitioner.read system/Encounter.read system/Encounter.write"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+FHIR_JSON = "application/fhir+json"
+TELEPHONE = {"system": "http://snomed.info/sct", "code": "185317003", "display": "Telephone encounter"}
+VIRTUAL = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "VR", "display": "virtual"}
+PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+
+SETTINGS: tuple[base.Setting, ...] = (
+    base.Setting(
+        "base_url", "FHIR R4 base with the practice code, e.g. https://fhir4.eclinicalworks.com/fhir/r4/ABCD"
+    ),
+    base.Setting("token_url", "token endpoint from the practice's .well-known/smart-configuration"),
+    base.Setting("client_id", "the backend app's client id"),
+    base.Setting(
+        "private_key", "PEM RSA private key whose public key is in the app's JWKS at eCW", secret=True
+    ),
+    base.Setting("key_id", "the key's kid in that JWKS", required=False),
+    base.Setting("mrn_system", "the identifier system of the practice's MRNs"),
+    base.Setting("provider_id", "Practitioner id of the provider the telephone encounters are filed under"),
+    base.Setting("location_id", "Location id of the facility the telephone encounters are filed under"),
+    base.Setting("call_types", 'phone call types as [{"code": "...", "display": "..."}]', False, kind=list),
+    base.Setting("scope", "SMART system scopes", False, default=SCOPE),
+    base.Setting("marker_system", "identifier system of our task ids", False, default=MARKER_SYSTEM),
+    base.Setting("call_type_system", "code system of call_types", False, default=CALL_TYPE_SYSTEM),
+)
+
+
+def check_config(config: Mapping[str, Any]) -> list[str]:
+    problems = base.check_config(SETTINGS, config)
+    if isinstance(config.get("private_key"), str) and config["private_key"] and _key(config) is None:
+        problems.append("private_key must be a PEM RSA private key (unencrypted)")
+    entries = config.get("call_types")
+    if isinstance(entries, list) and not all(isinstance(e, dict) and isinstance(e.get("code"), str) for e in entries):
+        problems.append('call_types entries must be {"code": "...", "display": "..."}')
+    return problems
+
+
+def build(connection: tasks.Connection, config: Mapping[str, Any], deps: base.AdapterDeps) -> "EcwAdapter":
+    key = _key(config)
+    if deps.http is None or key is None:
+        raise RuntimeError("eClinicalWorks needs the EMR HTTP client and an RSA private key")
+
+    def clock() -> datetime:
+        return base.utc_now(deps)
+
+    auth = ClientAssertion(
+        deps.http,
+        str(config["token_url"]),
+        str(config["client_id"]),
+        key,
+        key_id=config.get("key_id"),
+        scope=str(config.get("scope") or SCOPE),
+        clock=clock,
+    )
+    return EcwAdapter(config, deps.http, auth, clock)
+
+
+def _key(config: Mapping[str, Any]) -> rsa.RSAPrivateKey | None:
+    try:
+        key = serialization.load_pem_private_key(str(config.get("private_key")).encode(), password=None)
+    except (ValueError, TypeError):
+        return None
+    return key if isinstance(key, rsa.RSAPrivateKey) else None
+
+
+class ClientAssertion(emr_http.OAuth2ClientCredentials):
+    """SMART Backend Services client authentication: every token request carries a new JWT, signed RS384
+    with the app's private key, naming the client (iss, sub) and the token endpoint (aud); no secret."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        token_url: str,
+        client_id: str,
+        key: rsa.RSAPrivateKey,
+        *,
+        key_id: str | None,
+        scope: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        super().__init__(http, token_url, client_id, "", scope=scope, basic_auth=False)
+        for field in ("client_id", "client_secret"):  # the signed assertion is the client's credential
+            self._form.pop(field, None)
+        self._form["client_assertion_type"] = ASSERTION_TYPE
+        self._client_id, self._token_url, self._key, self._key_id = client_id, token_url, key, key_id
+        self._clock = clock
+
+    async def _fetch(self) -> emr_http._Token:
+        self._form["client_assertion"] = self.assertion()
+        return await super()._fetch()
+
+    def assertion(self) -> str:
+        now = int(self._clock().timestamp())
+        header = {"alg": "RS384", "typ": "JWT", **({"kid": self._key_id} if self._key_id else {})}
+        claims = {
+            "iss": self._client_id,
+            "sub": self._client_id,
+            "aud": self._token_url,
+            "iat": now,
+            "exp": now + 240,  # SMART: no more than five minutes ahead
+            "jti": uuid.uuid4().hex,
+        }
+        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        signature = self._key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA384())
+        return f"{signing_input}.{_b64url(signature)}"
+
+
+class EcwAdapter:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        http: httpx.AsyncClient,
+        auth: emr_http.Auth,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.rules = RULES
+        self._base = str(config["base_url"]).rstrip("/")
+        self._mrn_system = str(config["mrn_system"])
+        self._provider = str(config["provider_id"])
+        self._location = str(config["location_id"])
+        self._marker_system = str(config.get("marker_system") or MARKER_SYSTEM)
+        self._call_type_system = str(config.get("call_type_system") or CALL_TYPE_SYSTEM)
+        self._call_types = {
+            str(e["code"]): str(e.get("display") or e["code"]) for e in config.get("call_types") or []
+        }
+        self._http, self._auth, self._clock = http, auth, clock
+
+    async def search_patients(self, mrn: str | None) -> list[directory.Patient]:
+        """Every patient holding exactly this MRN. eCW offers no unfiltered patient listing: None finds none."""
+        if not mrn:
+            return []
+        found = await self._search("Patient", {"identifier": f"{self._mrn_system}|{mrn}"})
+        patients = [self._patient(resource) for resource in found]
+        return [p for p in patients if p is not None and p.mrn == mrn]
+
+    async def list_users(self) -> list[directory.User]:
+        found = await self._search("Practitioner", {"_count": "200"})
+        return [directory.User(str(r["id"]), _name(r) or str(r["id"]), "provider") for r in found if r.get("id")]
+
+    async def list_call_types(self) -> list[directory.CallType]:
+        return [directory.CallType(code, display) for code, display in self._call_types.items()]
+
+    async def create_task(
+        self, request: tasks.TaskRequest, patient: directory.Patient, marker: str
+    ) -> outcomes.Outcome:
+        try:
+            answer = await emr_http.send(
+                self._http,
+                self._auth,
+                "POST",
+                f"{self._base}/Encounter",
+                write=True,
+                json=self.encounter(request, patient, marker),
+                headers={"content-type": FHIR_JSON, "accept": FHIR_JSON},
+            )
+        except outcomes.AdapterError as exc:  # the token endpoint refused us: nothing was written
+            return exc.outcome
+        if not isinstance(answer, httpx.Response):
+            return answer
+        if answer.status_code in (200, 201):
+            return _created(answer)
+        return _refusal(answer, request)
+
+    def encounter(self, request: tasks.TaskRequest, patient: directory.Patient, marker: str) -> dict[str, Any]:
+        """The telephone encounter as an R4 Encounter."""
+        encounter: dict[str, Any] = {
+            "resourceType": "Encounter",
+            "identifier": [{"system": self._marker_system, "value": marker}],
+            "status": "in-progress",
+            "class": VIRTUAL,
+            "type": [{"coding": [TELEPHONE], "text": "Telephone Encounter"}],
+            "subject": {"reference": f"Patient/{patient.emr_patient_id}"},
+            "participant": [
+                _participant("PPRF", "primary performer", self._provider),
+                _participant("PART", "Participant", request.assignee_user_id or "", text="Assigned to"),
+            ],
+            "period": {"start": self._clock().isoformat(timespec="seconds")},
+            "location": [{"location": {"reference": f"Location/{self._location}"}}],
+            "text": {"status": "additional", "div": _narrative(request.description)},
+        }
+        reason = self._reason(request)
+        if reason:
+            encounter["reasonCode"] = [reason]
+        return encounter
+
+    def _reason(self, request: tasks.TaskRequest) -> dict[str, Any]:
+        reason: dict[str, Any] = {}
+        call_type = request.phone_call_type_id
+        if call_type:
+            display = self._call_types.get(call_type, call_type)
+            reason["coding"] = [{"system": self._call_type_system, "code": call_type, "display": display}]
+        text = request.subject or (self._call_types.get(call_type, call_type) if call_type else None)
+        if text:
+            reason["text"] = text[:REASON_LIMIT]
+        return reason
+
+    async def find_task(self, marker: str) -> outcomes.Lookup:
+        try:
+            found = await self._search(
+                "Encounter", {"identifier": f"{self._marker_system}|{marker}"}, strict=True
+            )
+        except outcomes.AdapterError as exc:
+            if isinstance(exc.outcome, outcomes.RetryLater):
+                return exc.outcome
+            return outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, exc.outcome.description)
+        mine = [e for e in found if self._carries(e, marker)]
+        if len(mine) != len(found):
+            return outcomes.Unknown(
+                outcomes.OUTCOME_UNKNOWN, "eClinicalWorks answered Encounters that do not carry our marker."
+            )
+        if len(mine) > 1:
+            return outcomes.Unknown(
+                outcomes.OUTCOME_UNKNOWN, f"eClinicalWorks holds {len(mine)} Encounters with this marker."
+            )
+        return outcomes.Created(str(mine[0]["id"])) if mine else outcomes.Absent()
+
+    def _carries(self, encounter: dict[str, Any], marker: str) -> bool:
+        return bool(encounter.get("id")) and any(
+            i.get("system") == self._marker_system and i.get("value") == marker
+            for i in encounter.get("identifier") or []
+        )
+
+    async def _search(
+        self, resource: str, params: dict[str, str], *, strict: bool = False
+    ) -> list[dict[str, Any]]:
+        """A search, following `next` links (at most 10 pages); AdapterError when it fails."""
+        headers = {"accept": FHIR_JSON, **({"prefer": "handling=strict"} if strict else {})}
+        url: str | None = f"{self._base}/{resource}"
+        found: list[dict[str, Any]] = []
+        for _ in range(10):
+            if url is None:
+                break
+            answer = await emr_http.send(self._http, self._auth, "GET", url, params=params, headers=headers)
+            if not isinstance(answer, httpx.Response):
+                raise outcomes.AdapterError(_as_retry(answer))
+            emr_http.raise_for_read(answer, _diagnostics(answer))
+            bundle = answer.json()
+            found += [
+                e["resource"]
+                for e in bundle.get("entry") or []
+                if (e.get("resource") or {}).get("resourceType") == resource
+            ]
+            url = next((link["url"] for link in bundle.get("link") or [] if link.get("relation") == "next"), None)
+            params = {}  # a next link carries its own query
+        return found
+
+    def _patient(self, resource: dict[str, Any]) -> directory.Patient | None:
+        mrn = next(
+            (i.get("value") for i in resource.get("identifier") or [] if i.get("system") == self._mrn_system),
+            None,
+        )
+        if not mrn or not resource.get("id"):
+            return None
+        name = (resource.get("name") or [{}])[0]
+        return directory.Patient(
+            emr_patient_id=str(resource["id"]),
+            mrn=str(mrn),
+            first_name=" ".join(name.get("given") or []),
+            last_name=str(name.get("family") or ""),
+            dob=str(resource.get("birthDate") or ""),
+            sex=str(resource.get("gender") or ""),
+            phone=next(
+                (t.get("value", "") for t in resource.get("telecom") or [] if t.get("system") == "phone"), ""
+            ),
+        )
+
+
+def _participant(code: str, display: str, practitioner: str, text: str | None = None) -> dict[str, Any]:
+    role: dict[str, Any] = {"coding": [{"system": PARTICIPATION, "code": code, "display": display}]}
+    if text:
+        role["text"] = text
+    return {"type": [role], "individual": {"reference": f"Practitioner/{practitioner}"}}
+
+
+def _narrative(text: str) -> str:
+    body = html.escape(text).replace("\n", "<br/>")
+    return f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{body}</p></div>'
+
+
+def _created(answer: httpx.Response) -> outcomes.Outcome:
+    try:
+        resource_id = answer.json().get("id")
+    except (ValueError, AttributeError):
+        resource_id = None
+    if not resource_id:  # a server may answer with only a Location header
+        parts = answer.headers.get("location", "").split("/_history")[0].rstrip("/").split("/")
+        resource_id = parts[-1] if len(parts) >= 2 and parts[-2] == "Encounter" else None
+    if not resource_id:
+        return outcomes.Unknown(
+            outcomes.OUTCOME_UNKNOWN, "eClinicalWorks accepted the Encounter but did not say its id."
+        )
+    return outcomes.Created(str(resource_id))
+
+
+def _refusal(answer: httpx.Response, request: tasks.TaskRequest) -> outcomes.Outcome:
+    detail = _diagnostics(answer)
+    if answer.status_code in (400, 404, 409, 422):
+        assignee = request.assignee_user_id or ""
+        if assignee and f"Practitioner/{assignee}" in detail:
+            return outcomes.Rejected(
+                outcomes.USER_NOT_FOUND, f"eClinicalWorks does not know the assignee: {detail}"
+            )
+        if "Patient/" in detail:
+            return outcomes.Rejected(
+                outcomes.PATIENT_NOT_FOUND, f"eClinicalWorks does not know the patient: {detail}"
+            )
+    return emr_http.status_outcome(answer, write=True, detail=detail) or outcomes.Unknown(
+        outcomes.OUTCOME_UNKNOWN, f"eClinicalWorks answered HTTP {answer.status_code}."
+    )
+
+
+def _diagnostics(answer: httpx.Response) -> str:
+    """The text of an OperationOutcome, if the answer is one; else the start of the body."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return answer.text.strip()[:300]
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return ""
+    parts = [
+        i.get("diagnostics") or (i.get("details") or {}).get("text") or "" for i in body.get("issue") or []
+    ]
+    return "; ".join(p for p in parts if p)[:500]
+
+
+def _name(resource: dict[str, Any]) -> str:
+    name = (resource.get("name") or [{}])[0]
+    if name.get("text"):
+        return str(name["text"])
+    parts = [*(name.get("prefix") or []), *(name.get("given") or []), name.get("family") or ""]
+    return " ".join(parts).strip()
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _as_retry(outcome: outcomes.RetryLater | outcomes.Unknown) -> outcomes.RetryLater:
+    if isinstance(outcome, outcomes.RetryLater):
+        return outcome
+    return outcomes.RetryLater(outcomes.EMR_UNAVAILABLE, outcome.description)
