@@ -1,0 +1,80 @@
+"""Each EMR family through the whole service: `emrtasks serve` as a process, a connection made with the
+CLI and pointed at the vendor's fake on loopback, tasks over real HTTP, outcomes read back."""
+
+import json
+import time
+
+import httpx
+import pytest
+
+from tests.contract import harness
+from tests.contract.cases import all_cases
+
+pytestmark = pytest.mark.e2e
+CASES = all_cases()
+
+
+def _body(case: harness.Case, **changes: object) -> dict[str, object]:
+    request = case.request
+    body = {
+        "description": request.description,
+        "patient_mrn": request.patient_mrn,
+        "subject": request.subject,
+        "assignee_user_id": request.assignee_user_id,
+        "phone_call_type_id": request.phone_call_type_id,
+        "notify_list": list(request.notify_list) or None,
+    }
+    return {k: v for k, v in {**body, **changes}.items() if v is not None}
+
+
+def _wait(http: httpx.Client, headers: dict[str, str], task_id: str) -> dict[str, object]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        task = http.get(f"/v1/tasks/{task_id}", headers=headers).json()["task"]
+        if task["status"] != "processing":
+            return task
+        time.sleep(0.05)
+    raise AssertionError("the task never finished")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.emr for c in CASES])
+def test_a_task_reaches_the_emr_and_its_outcome_comes_back(case, service, db_url):
+    if db_url.startswith("postgresql"):
+        pytest.skip("one database is enough to show the adapters end to end")
+    fake = case.make_fake()
+    with harness.serve_fake(fake) as emr_url:
+        service.start()
+        client = service.cli("clients", "create", "--name", f"e2e-{case.emr}")
+        connection = service.cli(
+            "connections",
+            "create",
+            "--client-id",
+            client["client_id"],
+            "--emr",
+            case.emr,
+            "--config",
+            json.dumps(case.config(emr_url)),
+        )
+        headers = {**client, "access_token": connection["access_token"]}
+        with httpx.Client(base_url=service.url, timeout=30) as http:
+            rules = http.get("/v1/tasks/requirements", headers=headers).json()["requirements"]
+            assert rules["emr"] == case.emr
+            for field in rules["required"]:
+                refused = http.post("/v1/tasks", json=_body(case, **{field: None}), headers=headers)
+                assert (refused.status_code, refused.json()["message"]) == (
+                    400,
+                    f"Missing required field: {field}",
+                )
+            created = http.post("/v1/tasks", json=_body(case), headers=headers).json()
+            failed = http.post("/v1/tasks", json=_body(case, patient_mrn="MRN-9999"), headers=headers).json()
+            done, missing = _wait(http, headers, created["task_id"]), _wait(http, headers, failed["task_id"])
+            events = http.get(
+                "/v1/webhook-events", params={"job_id": created["job_id"]}, headers=headers
+            ).json()
+    assert done["status"] == "created", done
+    assert done["emr_task_id"]
+    assert len(fake.created) == 1
+    assert missing["status"] == "failed"
+    assert [r["code"] for r in missing["reasons"]] == ["PATIENT_NOT_FOUND"]
+    [event] = events["webhook_events"]
+    assert (event["type"], event["data"]["emr_task_id"]) == ("task.created", done["emr_task_id"])
