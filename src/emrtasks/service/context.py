@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from emrtasks.service import adapters as service_adapters
 from emrtasks.service import limits
-from emrtasks.storage import crypto
+from emrtasks.storage import crypto, db
 from emrtasks.webhooks import ssrf
 
 
@@ -49,6 +49,12 @@ class Context:
     webhooks: WebhookPolicy = field(default_factory=WebhookPolicy)
     resolver: ssrf.Resolver = ssrf.system_resolver
     limiter: limits.RateLimiter = field(default_factory=limits.RateLimiter)
+    writer: db.GroupCommitter = field(init=False)
+    """Hot write paths commit through it, many callers per transaction."""
+
+    def __post_init__(self) -> None:
+        self.writer = db.GroupCommitter(self.engine)
+
     clock: Callable[[], datetime] = utc_now
     wake: Callable[[], None] = lambda: None
     """Called after a job is committed, so an in-process worker starts it at once."""

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from emrtasks.domain import directory, ids, outcomes
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.emr import base
@@ -152,7 +154,8 @@ async def _retry(
         retry_after=retry_after,
     )
     now = ctx.clock()
-    async with db.write(ctx.engine) as conn:
+
+    async def work(conn: AsyncConnection) -> None:
         if not await jobs.reschedule(
             conn,
             job,
@@ -166,6 +169,8 @@ async def _retry(
         if retry_after and job.group_key:
             # The EMR asked this connection to slow down: hold its other queued jobs too.
             await jobs.defer_group(conn, job.group_key, now + timedelta(seconds=delay))
+
+    await ctx.writer.run(work)
 
 
 async def _finish_created(
@@ -223,7 +228,8 @@ async def _write_outcome(
         data=data,
     )
     code = reasons[0]["code"] if reasons else None
-    async with db.write(ctx.engine) as conn:
+
+    async def work(conn: AsyncConnection) -> None:
         if not await jobs.finish(conn, job, _JOB_STATE[status], now=now, error_code=code):
             raise _LeaseLost
         await stored_tasks.finish_task(
@@ -251,6 +257,8 @@ async def _write_outcome(
             await connections.update_connection(
                 conn, connection.id, now, status=domain_tasks.CONNECTION_LOGIN_REQUIRED
             )
+
+    await ctx.writer.run(work)
     ctx.wake()  # its webhook deliveries are due now
 
 

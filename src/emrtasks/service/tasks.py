@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from emrtasks.domain import errors, ids, outcomes, validation
 from emrtasks.domain import tasks as domain_tasks
@@ -54,7 +55,8 @@ async def _accept(
     request = await _validate(ctx, connection, body)
     accepted = Accepted(ids.new_id("task"), ids.new_id("job"))
     now = ctx.clock()
-    async with db.write(ctx.engine) as conn:
+
+    async def work(conn: AsyncConnection) -> None:
         await stored_tasks.insert_task(
             conn,
             task_id=accepted.task_id,
@@ -77,6 +79,8 @@ async def _accept(
         if idempotency_record is not None:
             answer = orjson.dumps(accepted.as_public()).decode()
             await idempotency.complete(conn, idempotency_record, 202, answer)
+
+    await ctx.writer.run(work)
     ctx.wake()
     return accepted
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 import emrtasks
 from emrtasks.domain import ids
 from emrtasks.queue import jobs
@@ -128,7 +130,7 @@ async def _record(
     decision: _Decision,
     now: datetime,
 ) -> None:
-    async with db.write(ctx.engine) as conn:
+    async def work(conn: AsyncConnection) -> None:
         if decision.job_state is None:
             assert decision.retry_at is not None
             moved = await jobs.reschedule(
@@ -168,6 +170,8 @@ async def _record(
         )
         if decision.endpoint_changes:
             await stored.update_endpoint(conn, found["endpoint_id"], now, **decision.endpoint_changes)
+
+    await ctx.writer.run(work)
 
 
 async def _give_up(ctx: Context, job: jobs.Job, found: dict[str, Any], code: str) -> None:

@@ -5,15 +5,17 @@ On SQLite a write transaction starts with BEGIN IMMEDIATE, so two writers queue 
 instead of failing on a read-to-write upgrade (https://www.sqlite.org/lang_transaction.html).
 """
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 _WRITE = "emrtasks_write"
+T = TypeVar("T")
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
@@ -78,3 +80,63 @@ async def read(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
+
+
+class GroupCommitter:
+    """Runs many callers' write transactions as one: each caller's work joins the next batch, and
+    every caller is answered only after that batch has committed (nothing is acknowledged early).
+
+    One commit (one fsync on SQLite, one round trip on PostgreSQL) then serves many requests. If a
+    batch fails, its works are run again one transaction each, so one caller's error (a unique key,
+    a lost lease) reaches that caller alone. Works must touch only the database: they may run twice.
+    """
+
+    def __init__(self, engine: AsyncEngine, max_batch: int = 128) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._pending: list[tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((work, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+            live = [(work, future) for work, future in batch if not future.cancelled()]
+            if live:
+                await self._commit(live)
+
+    async def _commit(
+        self, batch: list[tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]]
+    ) -> None:
+        try:
+            async with write(self._engine) as conn:
+                results = [await work(conn) for work, _future in batch]
+        except Exception:
+            if len(batch) == 1:
+                await self._alone(*batch[0])
+            else:
+                for work, future in batch:
+                    await self._alone(work, future)
+            return
+        for (_work, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    async def _alone(
+        self, work: Callable[[AsyncConnection], Awaitable[Any]], future: asyncio.Future[Any]
+    ) -> None:
+        try:
+            async with write(self._engine) as conn:
+                result = await work(conn)
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(result)
