@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from emrtasks.storage import db
 from emrtasks.storage.tables import sandbox_emr_tasks
@@ -15,6 +15,7 @@ class SandboxStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._writer = db.GroupCommitter(engine)
 
     async def insert_task(
         self,
@@ -24,16 +25,14 @@ class SandboxStore:
         record: dict[str, Any],
         now: datetime,
     ) -> None:
-        async with db.write(self._engine) as conn:
-            await conn.execute(
-                insert(sandbox_emr_tasks).values(
-                    id=emr_task_id,
-                    connection_id=connection_id,
-                    marker=marker,
-                    record=record,
-                    created_at=now,
-                )
-            )
+        statement = insert(sandbox_emr_tasks).values(
+            id=emr_task_id, connection_id=connection_id, marker=marker, record=record, created_at=now
+        )
+
+        async def work(conn: AsyncConnection) -> None:
+            await conn.execute(statement)
+
+        await self._writer.run(work)
 
     async def list_tasks(
         self, connection_id: str, marker: str | None = None, limit: int = 1000
