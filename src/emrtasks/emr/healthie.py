@@ -285,7 +285,7 @@ def graphql_failure(response: httpx.Response, answer: Mapping[str, Any], *, writ
             outcomes.EMR_REJECTED, f"Healthie refused the API version (setting api_version): {said}"
         )
     general = http.status_outcome(response, write=write, detail=said)
-    if general is not None:
+    if general is not None and not isinstance(general, outcomes.Created):
         return general
     if codes & _STATIC_CODES or any(_CAMEL.match(c) for c in codes) or _STATIC_WORDS.match(said):
         return outcomes.Rejected(outcomes.EMR_REJECTED, f"Healthie refused the request: {said}")

@@ -25,6 +25,7 @@
   404 when the message could not be stored. No rate limit is documented.
 """
 
+import asyncio
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -135,11 +136,13 @@ class PasswordLogin(http.OAuth2ClientCredentials):
         self._access: str | None = None
         self._refresh: str | None = None
         self._expires_at = 0.0
+        self._renewing = asyncio.Lock()  # a refresh token is good once: renew one at a time
 
     async def header(self) -> dict[str, str]:
-        if self._access is None or self._expires_at <= time.monotonic():
-            await self._renew()
-        return {"authorization": f"Bearer {self._access}"}
+        async with self._renewing:
+            if self._access is None or self._expires_at <= time.monotonic():
+                await self._renew()
+            return {"authorization": f"Bearer {self._access}"}
 
     def forget(self) -> None:
         self._access = None
@@ -160,7 +163,8 @@ class PasswordLogin(http.OAuth2ClientCredentials):
         try:
             response = await self._http.post(self._url, data=form)
         except httpx.HTTPError as exc:
-            raise outcomes.AdapterError(http.transport_outcome(exc, write=False)) from exc
+            unreachable = f"OpenEMR's token endpoint could not be reached ({type(exc).__name__})."
+            raise outcomes.AdapterError(outcomes.RetryLater(outcomes.EMR_UNAVAILABLE, unreachable)) from exc
         if response.status_code in (400, 401, 403):
             return False
         http.raise_for_read(response, "token endpoint")
@@ -176,7 +180,7 @@ class OpenEmrAdapter:
     def __init__(self, config: Mapping[str, Any], client: httpx.AsyncClient) -> None:
         self.rules = RULES
         self._http = client
-        root = f"{str(config['base_url']).rstrip('/')}"
+        root = str(config["base_url"]).rstrip("/")
         site = str(config.get("site") or "default")
         self._api = f"{root}/apis/{site}/api"
         self._fhir = f"{root}/apis/{site}/fhir"
@@ -190,9 +194,11 @@ class OpenEmrAdapter:
         self._users: tuple[float, dict[str, directory.User]] | None = None
 
     async def search_patients(self, mrn: str | None) -> list[directory.Patient]:
-        found = await (self._all_patients() if mrn is None else self._patients_by_mrn(mrn))
-        # A create always follows a patient search: refresh the recipients it checks against now, so
-        # that the create's first call is the write itself.
+        if mrn is None:
+            return await self._all_patients()
+        found = await self._patients_by_mrn(mrn)
+        # A create always follows the search for its patient: refresh the recipients it checks
+        # against now, in the read phase, so that the create's first call is the write itself.
         await self._known_users()
         return found
 
