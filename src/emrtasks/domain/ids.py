@@ -31,3 +31,11 @@ def hash_secret(secret: str) -> str:
 
 def secret_matches(secret: str, stored_hash: str) -> bool:
     return hmac.compare_digest(hash_secret(secret), stored_hash)
+
+
+_ID_CHARACTERS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
+
+
+def plausible(value: str) -> bool:
+    """Could this be one of our ids? Anything else (a NUL, 500 characters) cannot name a row."""
+    return 0 < len(value) <= 64 and all(c in _ID_CHARACTERS for c in value)

@@ -113,6 +113,8 @@ def _coerce(name: str, raw: object) -> tuple[_Value, errors.FieldError | None]:
         return None, None
     if not isinstance(raw, str):
         return None, _invalid(name, f"Invalid field: {name} must be a string.")
+    if "\x00" in raw:
+        return None, _invalid(name, f"Invalid field: {name} must not contain NUL characters.")
     return raw.strip() or None, None
 
 
@@ -121,6 +123,8 @@ def _coerce_list(name: str, raw: object) -> tuple[_Value, errors.FieldError | No
         return None, None
     if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
         return None, _invalid(name, f"Invalid field: {name} must be an array of strings.")
+    if any("\x00" in item for item in raw):
+        return None, _invalid(name, f"Invalid field: {name} must not contain NUL characters.")
     items = tuple(item.strip() for item in raw)
     if not all(items):
         return None, _invalid(name, f"Invalid field: {name} must not contain blank entries.")

@@ -157,6 +157,10 @@ def _reference_from(body: object) -> str:
         message = f"Invalid field: {REFERENCE_FIELD} must be a string."
         field = errors.FieldError(REFERENCE_FIELD, "invalid_type", message)
         raise errors.Problem(400, "invalid_field", message, (field,))
+    if value is not None and "\x00" in value:
+        message = f"Invalid field: {REFERENCE_FIELD} must not contain NUL characters."
+        field = errors.FieldError(REFERENCE_FIELD, "invalid_type", message)
+        raise errors.Problem(400, "invalid_field", message, (field,))
     if value is None or not value.strip():
         message = f"Missing required field: {REFERENCE_FIELD}"
         field = errors.FieldError(REFERENCE_FIELD, "missing_field", message)

@@ -4,6 +4,7 @@ from typing import Any
 
 import orjson
 
+from emrtasks.domain import ids
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.service import directory
 from emrtasks.service.context import Context
@@ -24,6 +25,8 @@ async def list_events(
     page_size: int,
     newest_first: bool,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    if job_id is not None and not ids.plausible(job_id):
+        return [], directory.pagination(0, page, page_size)  # no event can have such a job id
     async with db.read(ctx.engine) as conn:
         rows, total = await stored_events.list_events(
             conn,

@@ -170,6 +170,8 @@ async def _directory(ctx: Context, connection: domain_tasks.Connection) -> Any:
 
 
 async def get_task(ctx: Context, connection: domain_tasks.Connection, task_id: str) -> dict[str, Any]:
+    if not ids.plausible(task_id):
+        raise errors.not_found("Task")
     async with db.read(ctx.engine) as conn:
         row = await stored_tasks.get_task(conn, task_id, connection.id)
     if row is None:
@@ -193,6 +195,8 @@ async def get_task(ctx: Context, connection: domain_tasks.Connection, task_id: s
 
 
 async def get_job(ctx: Context, connection: domain_tasks.Connection, job_id: str) -> dict[str, Any]:
+    if not ids.plausible(job_id):
+        raise errors.not_found("Job")
     async with db.read(ctx.engine) as conn:
         row = await jobs.get_job(conn, job_id)
     if row is None or row["connection_id"] != connection.id:

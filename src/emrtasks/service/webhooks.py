@@ -99,7 +99,7 @@ async def recover(
 async def resend_event(ctx: Context, client: domain_tasks.Client, event_id: str) -> dict[str, Any]:
     now = ctx.clock()
     async with db.write(ctx.engine) as conn:
-        if not await stored_events.event_belongs_to(conn, event_id, client.id):
+        if not ids.plausible(event_id) or not await stored_events.event_belongs_to(conn, event_id, client.id):
             raise errors.not_found("Event")
         endpoints = await stored.list_endpoints(conn, client.id, active_only=True)
         if not endpoints:
@@ -162,7 +162,7 @@ async def schedule_delivery(
 
 
 async def _owned(conn: AsyncConnection, client: domain_tasks.Client, endpoint_id: str) -> dict[str, Any]:
-    endpoint = await stored.get_endpoint(conn, endpoint_id, client.id)
+    endpoint = await stored.get_endpoint(conn, endpoint_id, client.id) if ids.plausible(endpoint_id) else None
     if endpoint is None:
         raise errors.not_found("Webhook")
     return endpoint

@@ -41,7 +41,7 @@ async def list_patients(
     ctx: Ctx,
     connection: ConnectionDep,
     mrn: Annotated[str | None, Query(max_length=255)] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> JSON:
     found, pagination = await directory.patients(ctx, connection, mrn, page, page_size)

@@ -23,7 +23,7 @@ async def list_events(
     connection: OptionalConnectionDep,
     job_id: Annotated[str | None, Query(max_length=64)] = None,
     event_type: Annotated[str | None, Query(max_length=64)] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 50,
     sort: Literal["created_at", "-created_at"] = "-created_at",
 ) -> JSON:

@@ -1,0 +1,160 @@
+"""The documented surface: /openapi.json covers every /v1 route with its error responses (ErrorBody), and
+routing failures (unknown route 404, wrong method 405) answer with the contract's error body."""
+
+import pytest
+from fastapi.routing import APIRoute
+
+from emrtasks.api.app import create_app
+
+ERROR_BODY = "#/components/schemas/ErrorBody"
+AUTH = {"401", "403"}
+EXPECTED_ERRORS = {
+    ("post", "/v1/tasks"): {"400", "413"} | AUTH,
+    ("get", "/v1/tasks/requirements"): AUTH,
+    ("get", "/v1/tasks/{task_id}"): {"404"} | AUTH,
+    ("get", "/v1/jobs/{job_id}"): {"404"} | AUTH,
+    ("get", "/v1/users"): AUTH,
+    ("get", "/v1/phone-call-types"): AUTH,
+    ("get", "/v1/patients"): {"400"} | AUTH,
+    ("get", "/v1/settings"): AUTH,
+    ("post", "/v1/settings"): {"400", "413"} | AUTH,
+    ("get", "/v1/webhook-events"): {"400"} | AUTH,
+    ("get", "/v1/sandbox/emr-tasks"): {"400"} | AUTH,
+}
+
+
+@pytest.fixture
+async def spec(api):
+    answer = await api.get("/openapi.json")
+    assert answer.status_code == 200
+    return answer.json()
+
+
+def _v1_operations(spec):
+    return {
+        (method, path): operation
+        for path, operations in spec["paths"].items()
+        if path.startswith("/v1/")
+        for method, operation in operations.items()
+    }
+
+
+def _schema_ref(response):
+    return response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+
+
+def _api_routes(routes):
+    """Every APIRoute of the app, looking inside included routers (FastAPI may or may not flatten them)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _api_routes(inner.routes)
+
+
+async def test_openapi_documents_every_contract_operation(spec):
+    missing = set(EXPECTED_ERRORS) - set(_v1_operations(spec))
+    assert missing == set()
+
+
+async def test_every_v1_route_of_the_app_is_documented(spec, runtime):
+    app = create_app(runtime.ctx)
+    routes = {
+        (method.lower(), route.path)
+        for route in _api_routes(app.routes)
+        if route.path.startswith("/v1/")
+        for method in route.methods
+    }
+    assert set(EXPECTED_ERRORS) <= routes
+    assert routes == set(_v1_operations(spec))
+
+
+async def test_every_v1_operation_documents_401_with_the_error_body(spec):
+    for (method, path), operation in _v1_operations(spec).items():
+        assert _schema_ref(operation["responses"].get("401", {})) == ERROR_BODY, f"{method} {path}"
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(EXPECTED_ERRORS), ids=lambda v: v)
+async def test_each_v1_operation_documents_its_errors_with_the_error_body(spec, method, path):
+    responses = spec["paths"][path][method]["responses"]
+    for status in EXPECTED_ERRORS[(method, path)]:
+        assert status in responses, f"{method} {path} does not document {status}"
+        assert _schema_ref(responses[status]) == ERROR_BODY, f"{method} {path} {status}"
+
+
+async def test_every_documented_v1_error_response_uses_the_error_body(spec):
+    wrong = sorted(
+        f"{method.upper()} {path} {status}"
+        for (method, path), operation in _v1_operations(spec).items()
+        for status, response in operation["responses"].items()
+        if status[0] in "45" and _schema_ref(response) != ERROR_BODY
+    )
+    assert wrong == []
+
+
+async def test_the_error_body_schema_matches_the_contract(spec):
+    schema = spec["components"]["schemas"]["ErrorBody"]
+    assert set(schema["properties"]) == {"success", "error", "message", "errors"}
+    assert set(schema["required"]) >= {"error", "message"}
+    field_error = spec["components"]["schemas"]["FieldErrorBody"]
+    assert set(field_error["properties"]) == {"field", "code", "message"}
+
+
+async def test_the_three_cobalt_headers_are_documented_as_security_schemes(spec):
+    schemes = spec["components"]["securitySchemes"]
+    for name in ("client_id", "client_secret", "access_token"):
+        assert schemes[name] == {"type": "apiKey", "in": "header", "name": name}
+
+
+async def test_create_task_documents_its_body_and_202_answer(spec):
+    operation = spec["paths"]["/v1/tasks"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["properties"]) == {
+        "description",
+        "patient_mrn",
+        "subject",
+        "assignee_user_id",
+        "phone_call_type_id",
+        "notify_list",
+    }
+    assert set(body["required"]) == {"description", "patient_mrn"}
+    assert _schema_ref(operation["responses"]["202"]) == "#/components/schemas/Accepted"
+
+
+async def test_health_routes_are_documented(spec):
+    assert "get" in spec["paths"]["/healthz"]
+    assert _schema_ref(spec["paths"]["/readyz"]["get"]["responses"]["503"]) == ERROR_BODY
+
+
+# --- routing failures -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/nope", "/v1/nope", "/v2/tasks", "/v1/tasks/abc/extra"])
+async def test_an_unknown_route_is_404_with_the_contract_body(api, tenant, path):
+    answer = await api.get(path, headers=tenant.a)
+    assert answer.status_code == 404
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"success": False, "error": "not_found", "message": "Not found."}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/v1/tasks", "POST"),
+        ("GET", "/v1/tasks", "POST"),
+        ("PUT", "/v1/settings", "GET, POST"),
+        ("POST", "/v1/tasks/task_x", "GET"),
+        ("POST", "/v1/webhook-events", "GET"),
+        ("POST", "/healthz", "GET"),
+    ],
+)
+async def test_a_wrong_method_is_405_with_the_contract_body(api, tenant, method, path, allowed):
+    answer = await api.request(method, path, headers=tenant.a)
+    assert answer.status_code == 405
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"success": False, "error": "method_not_allowed", "message": "Method Not Allowed"}
+    # Starlette names the methods of the first matching route only (GET for /v1/settings), so a subset.
+    named = {m.strip() for m in answer.headers["allow"].split(",")}
+    assert named
+    assert named <= {m.strip() for m in allowed.split(",")}
