@@ -251,7 +251,7 @@ class DrChronoAdapter:
         since = _search_start(marker, base.utc_now(self._deps))
         params = {"since": since.date().isoformat(), "page_size": 250}
         try:
-            found_tasks = await self._read_all(f"{self._api}/tasks", params, max_pages=_MAX_PAGES)
+            found_tasks = await self._read_all(f"{self._api}/tasks", params, must_finish=True)
         except _TooMany:
             return outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, _TOO_MANY)
         suffix = f"[{marker}]"
@@ -278,17 +278,20 @@ class DrChronoAdapter:
         return body if isinstance(body, dict) else {}
 
     async def _read_all(
-        self, url: str, params: Mapping[str, Any], *, max_pages: int = 20
+        self, url: str, params: Mapping[str, Any], *, must_finish: bool = False
     ) -> list[dict[str, Any]]:
-        """Every result of a paginated list (`results` and an absolute `next` URL)."""
+        """The results of a paginated list (`results`, absolute `next` URLs), up to _MAX_PAGES pages;
+        past that, _TooMany if every result matters."""
         found: list[dict[str, Any]] = []
         page = await self._read(url, params)
-        for _ in range(max_pages):
+        for _ in range(_MAX_PAGES):
             found += page.get("results") or []
             if not page.get("next"):
                 return found
             page = await self._read(str(page["next"]))
-        raise _TooMany
+        if must_finish:
+            raise _TooMany
+        return found
 
 
 class _TooMany(Exception):

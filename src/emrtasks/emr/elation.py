@@ -177,8 +177,12 @@ class ElationAdapter:
         self, request: tasks.TaskRequest, patient: directory.Patient, marker: str
     ) -> outcomes.Outcome:
         members = _members(request, self._sender)
-        if members is None or not patient.emr_patient_id.isdigit():
-            return _unknown_member(request) if members is None else _bad_patient(patient)
+        if members is None:
+            return outcomes.Rejected(outcomes.USER_NOT_FOUND, _NOT_AN_ID.format(request.assignee_user_id))
+        if not patient.emr_patient_id.isdigit():
+            return outcomes.Rejected(
+                outcomes.PATIENT_NOT_FOUND, f"Not an Elation patient: {patient.emr_patient_id}"
+            )
         answer = await emr_http.send(
             self._http,
             self._auth,
@@ -221,7 +225,7 @@ class ElationAdapter:
             "limit": 100,
         }
         try:
-            threads = await self._read_all(f"{self._api}/message_threads/", params, max_pages=_MAX_PAGES)
+            threads = await self._read_all(f"{self._api}/message_threads/", params, must_finish=True)
         except _TooMany:
             return outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, _TOO_MANY)
         found = [str(t["id"]) for t in threads if not t.get("deleted_date") and _carries(t, marker)]
@@ -245,9 +249,8 @@ class ElationAdapter:
     ) -> dict[str, Any]:
         answer = await emr_http.send(self._http, self._auth, "GET", url, params=params)
         if not isinstance(answer, httpx.Response):
-            raise outcomes.AdapterError(
-                answer if isinstance(answer, outcomes.RetryLater) else _unreachable(answer)
-            )
+            # a read is never Unknown: http.send answers RetryLater to a failed read
+            raise outcomes.AdapterError(outcomes.RetryLater(outcomes.EMR_UNAVAILABLE, answer.description))
         if allow_missing and answer.status_code == 404:
             return {}
         emr_http.raise_for_read(answer, _detail(answer))
@@ -255,17 +258,20 @@ class ElationAdapter:
         return body if isinstance(body, dict) else {}
 
     async def _read_all(
-        self, url: str, params: Mapping[str, Any], *, max_pages: int = 20
+        self, url: str, params: Mapping[str, Any], *, must_finish: bool = False
     ) -> list[dict[str, Any]]:
-        """Every result of a paginated list (`results` and an absolute `next` URL)."""
+        """The results of a paginated list (`results`, absolute `next` URLs), up to _MAX_PAGES pages;
+        past that, _TooMany if every result matters."""
         found: list[dict[str, Any]] = []
         page = await self._read(url, params)
-        for _ in range(max_pages):
+        for _ in range(_MAX_PAGES):
             found += page.get("results") or []
             if not page.get("next"):
                 return found
             page = await self._read(str(page["next"]))
-        raise _TooMany
+        if must_finish:
+            raise _TooMany
+        return found
 
 
 class _TooMany(Exception):
@@ -273,6 +279,7 @@ class _TooMany(Exception):
 
 
 _MAX_PAGES = 50
+_NOT_AN_ID = "Elation assignees and notify_list entries are user ids or group:<id> (assignee {!r})."
 _TOO_MANY = "Too many Elation threads to search for this marker; check the chart before sending it again."
 _LOOKBACK = timedelta(days=7)
 # document_date may be kept as a date only: start the search a day before our task was minted.
@@ -347,20 +354,6 @@ def _create_failure(response: httpx.Response) -> outcomes.Outcome:
     return outcome or outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, f"Unexpected answer from Elation: {detail}")
 
 
-def _unknown_member(request: tasks.TaskRequest) -> outcomes.Rejected:
-    return outcomes.Rejected(
-        outcomes.USER_NOT_FOUND,
-        "Elation assignees are numeric user ids or group:<id>: "
-        f"{request.assignee_user_id!r} {list(request.notify_list)!r}",
-    )
-
-
-def _bad_patient(patient: directory.Patient) -> outcomes.Rejected:
-    return outcomes.Rejected(
-        outcomes.PATIENT_NOT_FOUND, f"Not an Elation patient id: {patient.emr_patient_id}"
-    )
-
-
 def _error_fields(response: httpx.Response) -> set[str]:
     try:
         body = response.json()
@@ -371,10 +364,6 @@ def _error_fields(response: httpx.Response) -> set[str]:
 
 def _detail(response: httpx.Response) -> str:
     return response.text[:300] if response.status_code >= 400 else ""
-
-
-def _unreachable(outcome: outcomes.Unknown) -> outcomes.RetryLater:
-    return outcomes.RetryLater(outcomes.EMR_UNAVAILABLE, outcome.description)
 
 
 def _is_live(patient: Mapping[str, Any]) -> bool:
