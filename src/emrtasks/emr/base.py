@@ -1,7 +1,7 @@
 """The adapter protocol every EMR module implements, what bootstrap hands an adapter, and the settings
 each EMR needs (documented and checked from one declaration)."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -49,6 +49,9 @@ class AdapterDeps:
     sandbox_store: Any
     http: httpx.AsyncClient | None = None
     clock: Any = None
+    save_credentials: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
+    """For EMRs that rotate secrets (a refresh token good once): store the new ones for the connection
+    (by id), encrypted, so a restart does not reuse a spent one."""
 
 
 class EmrModule(Protocol):

@@ -25,9 +25,9 @@
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import httpx
 
@@ -90,7 +90,18 @@ def build(
 ) -> "DrChronoAdapter":
     if deps.http is None:
         raise RuntimeError("the DrChrono adapter needs the EMR HTTP client")
-    return DrChronoAdapter(config, deps)
+    return DrChronoAdapter(connection.id, config, deps)
+
+
+def _saver(connection_id: str, deps: base.AdapterDeps) -> Callable[[dict[str, Any]], Awaitable[None]] | None:
+    save = deps.save_credentials
+    if save is None:
+        return None
+
+    async def store(tokens: dict[str, Any]) -> None:
+        await save(connection_id, tokens)
+
+    return store
 
 
 class RefreshingToken:
@@ -106,8 +117,10 @@ class RefreshingToken:
         client_secret: str,
         refresh_token: str,
         access_token: str | None = None,
+        on_rotate: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
         self._http = http
+        self._on_rotate = on_rotate
         self._url = token_url
         self._client = {"client_id": client_id, "client_secret": client_secret}
         self._refresh_token = refresh_token
@@ -153,10 +166,12 @@ class RefreshingToken:
         self._access = str(body["access_token"])
         self._refresh_token = str(body.get("refresh_token") or self._refresh_token)
         self._expires_at = time.monotonic() + max(lifetime - 60, lifetime / 2)
+        if self._on_rotate is not None:
+            await self._on_rotate(dict(self.credentials()))
 
 
 class DrChronoAdapter:
-    def __init__(self, config: Mapping[str, Any], deps: base.AdapterDeps) -> None:
+    def __init__(self, connection_id: str, config: Mapping[str, Any], deps: base.AdapterDeps) -> None:
         assert deps.http is not None
         self.rules = RULES
         self._http = deps.http
@@ -173,9 +188,9 @@ class DrChronoAdapter:
             str(config["client_secret"]),
             str(config["refresh_token"]),
             config.get("access_token"),
+            on_rotate=_saver(connection_id, deps),
         )
-        # http.Auth is a closed union; RefreshingToken has the two methods http.send calls.
-        self._auth = cast(emr_http.Auth, self.token)
+        self._auth: emr_http.Auth = self.token
 
     # --- directory ---
     async def search_patients(self, mrn: str | None) -> list[directory.Patient]:

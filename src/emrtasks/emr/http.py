@@ -7,7 +7,7 @@ or 504 to a write) is `Unknown`, to be looked up by marker before anything is re
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -144,7 +144,12 @@ class StaticToken:
         pass
 
 
-Auth = OAuth2ClientCredentials | StaticToken
+class Auth(Protocol):
+    """What `send` needs of an EMR's authentication: headers for a call, and to forget a refused token."""
+
+    async def header(self) -> dict[str, str]: ...
+
+    def forget(self) -> None: ...
 
 
 async def send(
@@ -166,7 +171,7 @@ async def send(
             response = await http.request(method, url, headers=merged, **kwargs)
         except httpx.HTTPError as exc:
             return transport_outcome(exc, write=write)
-        if response.status_code != 401 or attempt == 2 or isinstance(auth, StaticToken):
+        if response.status_code != 401 or attempt == 2 or isinstance(auth, StaticToken):  # nothing to renew
             return response
         auth.forget()
     raise AssertionError("unreachable")

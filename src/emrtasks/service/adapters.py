@@ -1,6 +1,7 @@
 """Adapters per connection, built on first use from its settings and decrypted credentials, and each
 EMR's directory (users, call types): kept in the database, cached in memory, fetched again when stale."""
 
+import dataclasses
 import json
 import logging
 import time
@@ -39,7 +40,7 @@ class Adapters:
         engine: AsyncEngine | None = None,
         directory_ttl_seconds: float = 300.0,
     ) -> None:
-        self.deps = deps
+        self.deps = dataclasses.replace(deps, save_credentials=self.save_credentials)
         self._cipher = cipher
         self._engine = engine
         self._ttl = directory_ttl_seconds
@@ -63,6 +64,19 @@ class Adapters:
             secrets = json.loads(self._cipher.decrypt(connection.credentials))
         own = {k: v for k, v in connection.settings.items() if k not in CONNECTION_LIMITS}
         return base.with_defaults(emr.module_for(connection.emr).SETTINGS, {**own, **secrets})
+
+    async def save_credentials(self, connection_id: str, changes: dict[str, Any]) -> None:
+        """An adapter's rotated secrets (a new refresh token), merged into the connection's, encrypted."""
+        if self._engine is None or self._cipher is None:
+            return
+        async with db.write(self._engine) as conn:
+            found = await connections.get_connection(conn, connection_id)
+            if found is None:
+                return
+            secrets = json.loads(self._cipher.decrypt(found.credentials)) if found.credentials else {}
+            secrets.update({k: v for k, v in changes.items() if v is not None})
+            credentials = self._cipher.encrypt(json.dumps(secrets))
+            await connections.update_connection(conn, connection_id, _utc(self.deps), credentials=credentials)
 
     async def directory(self, connection: tasks.Connection, *, refresh: bool = False) -> Directory:
         cached = self._directories.get(connection.id)
