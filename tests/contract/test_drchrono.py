@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from emrtasks.domain import directory, outcomes
+from emrtasks.domain import directory, outcomes, tasks
 from emrtasks.emr import base, drchrono
 from emrtasks.service import create_task
 from tests.contract import harness
@@ -31,7 +31,10 @@ async def wired():
 def _adapter(fake, http, **changes):
     config = base.with_defaults(drchrono.SETTINGS, {**CASE.config(harness.BASE_URL), **changes})
     assert drchrono.check_config(config) == []
-    return drchrono.build(None, config, base.AdapterDeps(sandbox_store=None, http=http, clock=lambda: NOW))
+    connection = tasks.Connection("conn_drchrono", "ci_drchrono", "drchrono", "drchrono", None, "active", {})
+    return drchrono.build(
+        connection, config, base.AdapterDeps(sandbox_store=None, http=http, clock=lambda: NOW)
+    )
 
 
 async def _patient(adapter):
