@@ -153,7 +153,7 @@ async def test_the_lookup_starts_a_day_before_the_time_inside_our_task_id(wired)
     _, fake, http = wired
     adapter = _adapter(fake, http, clock=lambda: datetime.now(UTC))
     marker = ids.new_id("task")
-    minted = elation.marker_time(marker)
+    minted = ids.created_at(marker)
     assert minted is not None and abs((datetime.now(UTC) - minted).total_seconds()) < 5
     await adapter.find_task(marker)
     sent = fake.api_requests()[-1]

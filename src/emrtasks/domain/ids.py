@@ -5,6 +5,7 @@ import hmac
 import os
 import secrets
 import time
+from datetime import UTC, datetime
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
@@ -17,6 +18,17 @@ def new_id(prefix: str) -> str:
         value, index = divmod(value, 32)
         chars.append(_CROCKFORD[index])
     return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def created_at(identifier: str) -> datetime | None:
+    """When an id from `new_id` was minted (its first 10 characters are Unix milliseconds)."""
+    head = identifier.rpartition("_")[2]
+    if len(head) != 26 or any(c not in _CROCKFORD for c in head):
+        return None
+    millis = 0
+    for char in head[:10]:
+        millis = millis * 32 + _CROCKFORD.index(char)
+    return datetime.fromtimestamp(millis / 1000, UTC)
 
 
 def new_secret(prefix: str) -> str:

@@ -26,12 +26,12 @@
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
-from emrtasks.domain import directory, outcomes, rules, tasks
+from emrtasks.domain import directory, ids, outcomes, rules, tasks
 from emrtasks.emr import base
 from emrtasks.emr import http as emr_http
 
@@ -319,7 +319,6 @@ _LOOKBACK = timedelta(days=7)
 # `since` compares DrChrono's own clock and time zone: start the search a day before our task was minted.
 _MARGIN = timedelta(days=1)
 _TITLE_FROM_DESCRIPTION = 80
-_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
 def task_title(request: tasks.TaskRequest, marker: str) -> str:
@@ -335,19 +334,8 @@ def parse_assignee(value: str) -> dict[str, str | int] | None:
 
 
 def _search_start(marker: str, now: datetime) -> datetime:
-    minted = marker_time(marker)
+    minted = ids.created_at(marker)
     return (minted if minted and minted <= now else now - _LOOKBACK) - _MARGIN
-
-
-def marker_time(marker: str) -> datetime | None:
-    """When our task id was minted: its first 10 base32 characters are Unix milliseconds (domain.ids)."""
-    head = marker.rpartition("_")[2]
-    if len(head) != 26 or any(c not in _CROCKFORD for c in head):
-        return None
-    millis = 0
-    for char in head[:10]:
-        millis = millis * 32 + _CROCKFORD.index(char)
-    return datetime.fromtimestamp(millis / 1000, UTC)
 
 
 def _create_failure(response: httpx.Response) -> outcomes.Outcome:

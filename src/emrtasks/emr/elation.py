@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from emrtasks.domain import directory, outcomes, rules, tasks
+from emrtasks.domain import directory, ids, outcomes, rules, tasks
 from emrtasks.emr import base
 from emrtasks.emr import http as emr_http
 
@@ -284,7 +284,6 @@ _TOO_MANY = "Too many Elation threads to search for this marker; check the chart
 _LOOKBACK = timedelta(days=7)
 # document_date may be kept as a date only: start the search a day before our task was minted.
 _MARGIN = timedelta(days=1)
-_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
 def message_body(request: tasks.TaskRequest, marker: str) -> str:
@@ -299,19 +298,8 @@ def _carries(thread: Mapping[str, Any], marker: str) -> bool:
 
 
 def _search_start(marker: str, now: datetime) -> datetime:
-    minted = marker_time(marker)
+    minted = ids.created_at(marker)
     return (minted if minted and minted <= now else now - _LOOKBACK) - _MARGIN
-
-
-def marker_time(marker: str) -> datetime | None:
-    """When our task id was minted: its first 10 base32 characters are Unix milliseconds (domain.ids)."""
-    head = marker.rpartition("_")[2]
-    if len(head) != 26 or any(c not in _CROCKFORD for c in head):
-        return None
-    millis = 0
-    for char in head[:10]:
-        millis = millis * 32 + _CROCKFORD.index(char)
-    return datetime.fromtimestamp(millis / 1000, UTC)
 
 
 def parse_assignee(value: str) -> dict[str, int] | None:
