@@ -25,6 +25,7 @@
   enforced by 403 as well as 429: a 403 that names a rate limit is retried later.
 """
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -46,7 +47,10 @@ RULES = rules.Rules(
     emr=NAME,
     fields=(
         rules.FieldRule(
-            "description", True, max_length=INTERNAL_NOTE_LIMIT - MARKER_ROOM, target="patientcase.internalnote"
+            "description",
+            True,
+            max_length=INTERNAL_NOTE_LIMIT - MARKER_ROOM,
+            target="patientcase.internalnote",
         ),
         rules.FieldRule("patient_mrn", True, max_length=64, target="patientid (by MRN custom field)"),
         rules.FieldRule("subject", False, max_length=200, target="patientcase.subject"),
@@ -71,6 +75,7 @@ DEFAULT_RULES = NAME
 MAX_CONCURRENCY = 4
 RATE_PER_SECOND: float | None = None  # unpublished (apiserver-athenaFlex#191)
 SCOPE = "athena/service/Athenanet.MDP.*"
+_RATE_LIMITED = re.compile(r"rate[- ]limit|quota|too many requests")
 
 SETTINGS: tuple[base.Setting, ...] = (
     base.Setting(
@@ -100,6 +105,8 @@ SETTINGS: tuple[base.Setting, ...] = (
 def check_config(config: Mapping[str, Any]) -> list[str]:
     problems = base.check_config(SETTINGS, config)
     entries = config.get("subclasses")
+    if isinstance(entries, list) and not entries:
+        problems.append("subclasses must list at least one patient case subclass (phone_call_type_id)")
     if isinstance(entries, list) and not all(
         isinstance(e, dict) and isinstance(e.get("code"), str) and e["code"] for e in entries
     ):
@@ -107,9 +114,7 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def build(
-    connection: tasks.Connection, config: Mapping[str, Any], deps: base.AdapterDeps
-) -> "AthenaAdapter":
+def build(connection: tasks.Connection, config: Mapping[str, Any], deps: base.AdapterDeps) -> "AthenaAdapter":
     if deps.http is None:
         raise RuntimeError("athenahealth needs the EMR HTTP client")
     return AthenaAdapter(config, deps.http)
@@ -136,7 +141,7 @@ class AthenaAdapter:
         )
 
     async def search_patients(self, mrn: str | None) -> list[directory.Patient]:
-        """Every patient holding exactly this MRN. athena has no unfiltered patient listing: None finds none."""
+        """Every patient holding exactly this MRN; athena lists no patients unfiltered, so None finds none."""
         if not mrn:
             return []
         if self._mrn_field is None:
@@ -212,7 +217,8 @@ class AthenaAdapter:
         if not isinstance(fields, list):
             return asked
         value = next(
-            (f.get("customfieldvalue") for f in fields if str(f.get("customfieldid")) == self._mrn_field), None
+            (f.get("customfieldvalue") for f in fields if str(f.get("customfieldid")) == self._mrn_field),
+            None,
         )
         return str(value) if value is not None else ""
 
@@ -222,7 +228,9 @@ class AthenaAdapter:
         return None if answer.status_code == 404 else answer
 
     async def _get_url(self, url: str, *, missing_ok: bool = False) -> httpx.Response:
-        answer = await emr_http.send(self._http, self._auth, "GET", url, headers={"accept": "application/json"})
+        answer = await emr_http.send(
+            self._http, self._auth, "GET", url, headers={"accept": "application/json"}
+        )
         if not isinstance(answer, httpx.Response):
             raise outcomes.AdapterError(_as_retry(answer))
         if missing_ok and answer.status_code == 404:
@@ -244,7 +252,9 @@ def _write_outcome(answer: httpx.Response) -> outcomes.Outcome:
         body = _json(answer)
         if body.get("success") is False:
             detail = _detail(answer)
-            return outcomes.Rejected(outcomes.EMR_REJECTED, f"athenahealth refused the patient case: {detail}")
+            return outcomes.Rejected(
+                outcomes.EMR_REJECTED, f"athenahealth refused the patient case: {detail}"
+            )
         if body.get("patientcaseid") is None:
             return outcomes.Unknown(
                 outcomes.OUTCOME_UNKNOWN, "athenahealth accepted the patient case but did not say its id."
@@ -256,20 +266,26 @@ def _write_outcome(answer: httpx.Response) -> outcomes.Outcome:
 
 
 def _error_outcome(answer: httpx.Response, *, write: bool) -> outcomes.Outcome | None:
-    """athena's own errors first (unknown provider or patient, 403 rate limits), then the generic mapping."""
+    """athena's own errors first (403 rate limits; on a write, unknown provider or patient), then the rest."""
     if answer.status_code < 400:
         return None
     detail = _detail(answer)
     said = detail.lower()
-    if answer.status_code == 403 and ("rate" in said or "quota" in said or "too many" in said):
+    if answer.status_code == 403 and _RATE_LIMITED.search(said):
         return outcomes.RetryLater(
-            outcomes.EMR_RATE_LIMITED, f"athenahealth is rate limiting: {detail}", emr_http.retry_after(answer)
+            outcomes.EMR_RATE_LIMITED,
+            f"athenahealth is rate limiting: {detail}",
+            emr_http.retry_after(answer),
         )
-    if answer.status_code in (400, 404) and not _missing_fields(answer):
+    if write and answer.status_code in (400, 404) and not _missing_fields(answer):
         if "provider" in said:
-            return outcomes.Rejected(outcomes.USER_NOT_FOUND, f"athenahealth does not know the provider: {detail}")
-        if "patient" in said and write:
-            return outcomes.Rejected(outcomes.PATIENT_NOT_FOUND, f"athenahealth does not know the patient: {detail}")
+            return outcomes.Rejected(
+                outcomes.USER_NOT_FOUND, f"athenahealth does not know the provider: {detail}"
+            )
+        if "patient" in said:
+            return outcomes.Rejected(
+                outcomes.PATIENT_NOT_FOUND, f"athenahealth does not know the patient: {detail}"
+            )
     return emr_http.status_outcome(answer, write=write, detail=detail)
 
 
@@ -329,9 +345,10 @@ def _iso_date(athena_date: str) -> str:
 
 
 def _user(provider: dict[str, Any]) -> directory.User:
-    name = provider.get("displayname") or " ".join(
-        str(provider.get(k) or "") for k in ("firstname", "lastname")
-    ).strip()
+    name = (
+        provider.get("displayname")
+        or " ".join(str(provider.get(k) or "") for k in ("firstname", "lastname")).strip()
+    )
     return directory.User(str(provider["providerid"]), str(name or provider["providerid"]), "provider")
 
 

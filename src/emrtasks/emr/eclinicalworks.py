@@ -1,29 +1,25 @@
 """eClinicalWorks: a task is a telephone encounter, written through eCW's FHIR R4 API as an Encounter.
 
-- eCW's FHIR Encounter write "Creates Telephone Encounter records only"; every write needs a separate
-  contract (interop@eclinicalworks.com) and each practice must activate the API
-  (https://explorer.usecobalt.com/ehr/eclinicalworks, from eCW's portal https://fhir.eclinicalworks.com).
-  eCW's public pages do not list the write's elements, so the Encounter follows R4 and US Core
-  (https://hl7.org/fhir/R4/encounter.html,
-  https://hl7.org/fhir/us/core/STU3.1.1/StructureDefinition-us-core-encounter.html) and what a telephone
-  encounter holds as Cobalt models it: patient, provider, location, assigned-to staff and a reason of at
-  most 50 characters (https://docs.usecobalt.com/api-reference/telephone-encounters/create).
-- Create: `POST [base]/Encounter` (application/fhir+json): `status` in-progress (an open telephone
-  encounter), `class` VR ("virtual": a telephone conference), `type` SNOMED 185317003 "Telephone
-  encounter", `subject` the Patient, `participant` the connection's provider (PPRF) and the assignee
-  (PART, "Assigned to"), `location` the connection's facility, `period.start`, `reasonCode` (subject as
-  text, phone call type as coding) and the description as narrative `text` (an R4 Encounter has no note).
-- Marker: `Encounter.identifier` {marker_system, task id}; found again with
-  `GET [base]/Encounter?identifier=<marker_system>|<task id>` (a US Core Encounter search parameter) sent
-  with `Prefer: handling=strict`, so a server that ignores the parameter fails instead of answering
-  everything. Only Encounters that carry the identifier count; any others leave the lookup unknown.
-- Patients: `GET [base]/Patient?identifier=<mrn_system>|<mrn>`; users: `GET [base]/Practitioner`;
-  call types: the connection's `call_types`.
-- Auth: SMART Backend Services (http://hl7.org/fhir/smart-app-launch/backend-services.html): the
-  client_credentials grant with a client assertion JWT signed RS384 by the app's private key, whose public
-  key eCW holds in the app's JWKS; eCW's backend tokens last 5 minutes (secondary:
-  https://app2.doordoc.com/docs/backend).
-- Limits: 250 calls a minute per practice code (secondary, same sources). Errors are OperationOutcomes.
+- eCW's FHIR Encounter write "Creates Telephone Encounter records only"; writes need a separate contract
+  (interop@eclinicalworks.com) and each practice's activation (https://explorer.usecobalt.com/ehr/eclinicalworks;
+  eCW's portal: https://fhir.eclinicalworks.com). eCW publishes no element list for the write, so the
+  Encounter follows R4 and US Core (https://hl7.org/fhir/R4/encounter.html,
+  https://hl7.org/fhir/us/core/STU3.1.1/StructureDefinition-us-core-encounter.html) and holds what Cobalt's
+  telephone encounter holds: patient, provider, location, assigned-to staff, a reason of at most 50
+  characters (https://docs.usecobalt.com/api-reference/telephone-encounters/create).
+- Create: `POST [base]/Encounter`, application/fhir+json: status in-progress (open), class VR ("virtual",
+  a telephone conference), type SNOMED 185317003 "Telephone encounter", subject, participant (the
+  connection's provider as PPRF, the assignee as PART "Assigned to"), location (the connection's
+  facility), period.start, reasonCode (subject as text, call type as coding), and the description as
+  narrative `text` (an R4 Encounter has no note).
+- Marker: `Encounter.identifier` {marker_system, task id}, found with `GET [base]/Encounter?identifier=`
+  (a US Core search parameter) and `Prefer: handling=strict`, so a server that ignores the parameter
+  fails instead of answering everything; answers that do not carry the identifier leave it unknown.
+- Patients: `GET [base]/Patient?identifier=<mrn_system>|<mrn>`; users: `GET [base]/Practitioner`.
+- Auth: SMART Backend Services (http://hl7.org/fhir/smart-app-launch/backend-services.html): client
+  credentials with a client assertion JWT signed RS384 by the key registered in the app's JWKS.
+  Backend tokens last 5 minutes, 250 calls a minute per practice code (secondary:
+  https://app2.doordoc.com/docs/backend). Errors are OperationOutcomes.
 """
 
 import base64
@@ -81,6 +77,7 @@ FHIR_JSON = "application/fhir+json"
 TELEPHONE = {"system": "http://snomed.info/sct", "code": "185317003", "display": "Telephone encounter"}
 VIRTUAL = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "VR", "display": "virtual"}
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+Clock = Callable[[], datetime]
 
 SETTINGS: tuple[base.Setting, ...] = (
     base.Setting(
@@ -107,7 +104,9 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
     if isinstance(config.get("private_key"), str) and config["private_key"] and _key(config) is None:
         problems.append("private_key must be a PEM RSA private key (unencrypted)")
     entries = config.get("call_types")
-    if isinstance(entries, list) and not all(isinstance(e, dict) and isinstance(e.get("code"), str) for e in entries):
+    if isinstance(entries, list) and not all(
+        isinstance(e, dict) and isinstance(e.get("code"), str) for e in entries
+    ):
         problems.append('call_types entries must be {"code": "...", "display": "..."}')
     return problems
 
@@ -120,16 +119,7 @@ def build(connection: tasks.Connection, config: Mapping[str, Any], deps: base.Ad
     def clock() -> datetime:
         return base.utc_now(deps)
 
-    auth = ClientAssertion(
-        deps.http,
-        str(config["token_url"]),
-        str(config["client_id"]),
-        key,
-        key_id=config.get("key_id"),
-        scope=str(config.get("scope") or SCOPE),
-        clock=clock,
-    )
-    return EcwAdapter(config, deps.http, auth, clock)
+    return EcwAdapter(config, deps.http, ClientAssertion(deps.http, config, key, clock), clock)
 
 
 def _key(config: Mapping[str, Any]) -> rsa.RSAPrivateKey | None:
@@ -145,22 +135,15 @@ class ClientAssertion(emr_http.OAuth2ClientCredentials):
     with the app's private key, naming the client (iss, sub) and the token endpoint (aud); no secret."""
 
     def __init__(
-        self,
-        http: httpx.AsyncClient,
-        token_url: str,
-        client_id: str,
-        key: rsa.RSAPrivateKey,
-        *,
-        key_id: str | None,
-        scope: str,
-        clock: Callable[[], datetime],
+        self, http: httpx.AsyncClient, config: Mapping[str, Any], key: rsa.RSAPrivateKey, clock: Clock
     ) -> None:
-        super().__init__(http, token_url, client_id, "", scope=scope, basic_auth=False)
+        self._client_id, self._token_url = str(config["client_id"]), str(config["token_url"])
+        scope = str(config.get("scope") or SCOPE)
+        super().__init__(http, self._token_url, self._client_id, "", scope=scope, basic_auth=False)
         for field in ("client_id", "client_secret"):  # the signed assertion is the client's credential
             self._form.pop(field, None)
         self._form["client_assertion_type"] = ASSERTION_TYPE
-        self._client_id, self._token_url, self._key, self._key_id = client_id, token_url, key, key_id
-        self._clock = clock
+        self._key, self._key_id, self._clock = key, config.get("key_id"), clock
 
     async def _fetch(self) -> emr_http._Token:
         self._form["client_assertion"] = self.assertion()
@@ -184,11 +167,7 @@ class ClientAssertion(emr_http.OAuth2ClientCredentials):
 
 class EcwAdapter:
     def __init__(
-        self,
-        config: Mapping[str, Any],
-        http: httpx.AsyncClient,
-        auth: emr_http.Auth,
-        clock: Callable[[], datetime],
+        self, config: Mapping[str, Any], http: httpx.AsyncClient, auth: emr_http.Auth, clock: Clock
     ) -> None:
         self.rules = RULES
         self._base = str(config["base_url"]).rstrip("/")
@@ -203,7 +182,7 @@ class EcwAdapter:
         self._http, self._auth, self._clock = http, auth, clock
 
     async def search_patients(self, mrn: str | None) -> list[directory.Patient]:
-        """Every patient holding exactly this MRN. eCW offers no unfiltered patient listing: None finds none."""
+        """Every patient holding exactly this MRN; eCW lists no patients unfiltered, so None finds none."""
         if not mrn:
             return []
         found = await self._search("Patient", {"identifier": f"{self._mrn_system}|{mrn}"})
@@ -212,7 +191,9 @@ class EcwAdapter:
 
     async def list_users(self) -> list[directory.User]:
         found = await self._search("Practitioner", {"_count": "200"})
-        return [directory.User(str(r["id"]), _name(r) or str(r["id"]), "provider") for r in found if r.get("id")]
+        return [
+            directory.User(str(r["id"]), _name(r) or str(r["id"]), "provider") for r in found if r.get("id")
+        ]
 
     async def list_call_types(self) -> list[directory.CallType]:
         return [directory.CallType(code, display) for code, display in self._call_types.items()]
@@ -238,7 +219,9 @@ class EcwAdapter:
             return _created(answer)
         return _refusal(answer, request)
 
-    def encounter(self, request: tasks.TaskRequest, patient: directory.Patient, marker: str) -> dict[str, Any]:
+    def encounter(
+        self, request: tasks.TaskRequest, patient: directory.Patient, marker: str
+    ) -> dict[str, Any]:
         """The telephone encounter as an R4 Encounter."""
         encounter: dict[str, Any] = {
             "resourceType": "Encounter",
@@ -317,7 +300,9 @@ class EcwAdapter:
                 for e in bundle.get("entry") or []
                 if (e.get("resource") or {}).get("resourceType") == resource
             ]
-            url = next((link["url"] for link in bundle.get("link") or [] if link.get("relation") == "next"), None)
+            url = next(
+                (link["url"] for link in bundle.get("link") or [] if link.get("relation") == "next"), None
+            )
             params = {}  # a next link carries its own query
         return found
 
@@ -402,10 +387,7 @@ def _diagnostics(answer: httpx.Response) -> str:
 
 def _name(resource: dict[str, Any]) -> str:
     name = (resource.get("name") or [{}])[0]
-    if name.get("text"):
-        return str(name["text"])
-    parts = [*(name.get("prefix") or []), *(name.get("given") or []), name.get("family") or ""]
-    return " ".join(parts).strip()
+    return str(name.get("text") or " ".join([*(name.get("given") or []), name.get("family") or ""]).strip())
 
 
 def _b64url(raw: bytes) -> str:

@@ -1,0 +1,217 @@
+"""eClinicalWorks' FHIR R4 API as far as the adapter uses it: a SMART Backend Services token endpoint that
+verifies the RS384 client assertion against the app's registered public key, Patient, Practitioner and
+Encounter search, and the Encounter create that writes telephone encounters only, enforcing R4 and US Core
+(status, class, type and subject required; references that resolve) and bearer tokens it issued.
+"""
+
+import base64
+import json
+import time
+import uuid
+from typing import Any
+
+import httpx
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.contract import harness
+
+CLIENT_ID = "emrtasks-ecw"
+KEY_ID = "emrtasks-2026"
+TOKEN_PATH = "/oauth/oauth2/token"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+MRN_SYSTEM = "urn:oid:1.2.840.114350.ecw.mrn"
+PROVIDER_ID = "dr-1"
+LOCATION_ID = "loc-1"
+TELEPHONE_CODE = "185317003"
+STATUSES = ("planned", "arrived", "triaged", "in-progress", "onleave", "finished", "cancelled")
+_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+PRIVATE_KEY_PEM = _KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
+PATIENTS = [
+    {"id": "p-1001", "mrn": "MRN-1001", "family": "Thompson", "given": "Ava", "birthDate": "1984-03-12"},
+    {"id": "p-2000a", "mrn": "MRN-2000", "family": "Morgan", "given": "Chris", "birthDate": "1990-04-04"},
+    {"id": "p-2000b", "mrn": "MRN-2000", "family": "Morgan", "given": "Chris", "birthDate": "1961-08-30"},
+]
+PRACTITIONERS = {PROVIDER_ID: "Dana Reyes, MD", "staff-7": "Jordan Lee, RN", "staff-8": "Taylor Brooks"}
+
+
+def outcome(status: int, text: str, code: str = "invalid") -> JSONResponse:
+    body = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": code, "diagnostics": text}],
+    }
+    return JSONResponse(body, status_code=status, media_type="application/fhir+json")
+
+
+def bundle(resources: list[dict[str, Any]]) -> JSONResponse:
+    body = {"resourceType": "Bundle", "type": "searchset", "total": len(resources)}
+    body["entry"] = [{"resource": r} for r in resources]
+    return JSONResponse(body, media_type="application/fhir+json")
+
+
+def _unb64(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+class FakeEcw(harness.FakeEMR):
+    def __init__(self) -> None:
+        super().__init__()
+        self.public_key = _KEY.public_key()
+        self.used_jtis: set[str] = set()
+        self.patients = {
+            p["id"]: {
+                "resourceType": "Patient",
+                "id": p["id"],
+                "identifier": [
+                    {"system": MRN_SYSTEM, "value": p["mrn"]},
+                    {"system": "urn:oid:ecw.account", "value": f"ACC-{p['id']}"},
+                ],
+                "name": [{"family": p["family"], "given": [p["given"]]}],
+                "birthDate": p["birthDate"],
+                "gender": "unknown",
+            }
+            for p in PATIENTS
+        }
+        # Same MRN in another system: only the connection's MRN system may match.
+        self.patients["p-other"] = {
+            "resourceType": "Patient",
+            "id": "p-other",
+            "identifier": [{"system": "urn:other", "value": "MRN-1001"}],
+            "name": [{"family": "Elsewhere"}],
+        }
+        self.practitioners = {
+            pid: {"resourceType": "Practitioner", "id": pid, "name": [{"text": name}]}
+            for pid, name in PRACTITIONERS.items()
+        }
+        self.app = Starlette(
+            routes=[
+                Route(TOKEN_PATH, self.token, methods=["POST"]),
+                Route("/Patient", self.search_patients, methods=["GET"]),
+                Route("/Practitioner", self.search_practitioners, methods=["GET"]),
+                Route("/Encounter", self.search_encounters, methods=["GET"]),
+                Route("/Encounter", self.create_encounter, methods=["POST"]),
+            ]
+        )
+
+    def is_token_request(self, request: httpx.Request) -> bool:
+        return request.url.path == TOKEN_PATH
+
+    # --- SMART Backend Services ---
+    async def token(self, request: Request) -> Response:
+        form = await request.form()
+        if (
+            form.get("grant_type") != "client_credentials"
+            or form.get("client_assertion_type") != ASSERTION_TYPE
+        ):
+            return JSONResponse({"error": "invalid_request"}, status_code=400)
+        if not str(form.get("scope", "")).startswith("system/"):
+            return JSONResponse({"error": "invalid_scope"}, status_code=400)
+        problem = self.check_assertion(str(form.get("client_assertion", "")), str(request.url))
+        if self.refuse_credentials or problem:
+            return JSONResponse({"error": "invalid_client", "error_description": problem or "refused"}, 401)
+        body = {"access_token": self.issue_token(), "token_type": "bearer", "expires_in": 300}
+        return JSONResponse({**body, "scope": form["scope"]})
+
+    def check_assertion(self, assertion: str, token_url: str) -> str | None:
+        """The JWT must be RS384, signed by the registered key, name the client and this endpoint, and be
+        fresh (exp at most five minutes ahead, jti never seen)."""
+        try:
+            header_part, claims_part, signature = assertion.split(".")
+            header, claims = json.loads(_unb64(header_part)), json.loads(_unb64(claims_part))
+            signed = f"{header_part}.{claims_part}".encode()
+            self.public_key.verify(_unb64(signature), signed, padding.PKCS1v15(), hashes.SHA384())
+        except (ValueError, InvalidSignature):
+            return "the client assertion is not a JWT signed by the registered key"
+        now = time.time()
+        if header.get("alg") != "RS384" or header.get("kid") != KEY_ID:
+            return "alg must be RS384 and kid a registered key"
+        if claims.get("iss") != CLIENT_ID or claims.get("sub") != CLIENT_ID or claims.get("aud") != token_url:
+            return "iss and sub must be the client id, aud the token endpoint"
+        if not now < claims.get("exp", 0) <= now + 300 or claims.get("jti") in self.used_jtis:
+            return "the assertion is expired, too long-lived or replayed"
+        self.used_jtis.add(claims.get("jti"))
+        return None
+
+    def _refused(self, request: Request) -> Response | None:
+        if not self.bearer_ok(request.headers.get("authorization")):
+            return outcome(401, "Invalid or expired access token", code="login")
+        return None
+
+    # --- reads ---
+    async def search_patients(self, request: Request) -> Response:
+        if refused := self._refused(request):
+            return refused
+        if "identifier" not in request.query_params:
+            return outcome(400, "Patient search needs identifier, name or birthdate")
+        system, _, value = request.query_params["identifier"].partition("|")
+        found = [p for p in self.patients.values() if _has_identifier(p, system, value)]
+        return bundle(found)
+
+    async def search_practitioners(self, request: Request) -> Response:
+        if refused := self._refused(request):
+            return refused
+        return bundle(list(self.practitioners.values()))
+
+    async def search_encounters(self, request: Request) -> Response:
+        if refused := self._refused(request):
+            return refused
+        unknown = set(request.query_params) - {"identifier", "patient", "_count"}
+        if unknown and "handling=strict" in request.headers.get("prefer", ""):
+            return outcome(400, f"Unknown search parameter: {', '.join(sorted(unknown))}")
+        system, _, value = request.query_params.get("identifier", "|").partition("|")
+        return bundle([e for e in self.created if _has_identifier(e, system, value)])
+
+    # --- the telephone encounter ---
+    async def create_encounter(self, request: Request) -> Response:
+        if refused := self._refused(request):
+            return refused
+        if request.headers.get("content-type", "").split(";")[0] not in (
+            "application/fhir+json",
+            "application/json",
+        ):
+            return outcome(415, "Encounter must be sent as application/fhir+json")
+        encounter = await request.json()
+        problem = self.check_encounter(encounter)
+        if problem:
+            return outcome(*problem)
+        encounter = {**encounter, "id": str(uuid.uuid4()), "meta": {"versionId": "1"}}
+        self.created.append(encounter)
+        location = {"location": f"Encounter/{encounter['id']}/_history/1"}
+        return JSONResponse(encounter, status_code=201, media_type="application/fhir+json", headers=location)
+
+    def check_encounter(self, encounter: dict[str, Any]) -> tuple[int, str] | None:
+        """R4: status, class 1..1; US Core: type 1..*, subject 1..1; eCW writes telephone encounters only."""
+        if encounter.get("resourceType") != "Encounter":
+            return 400, "resourceType must be Encounter"
+        for required in ("status", "class", "type", "subject"):
+            if not encounter.get(required):
+                return 400, f"Encounter.{required}: minimum required = 1, but only found 0"
+        if encounter["status"] not in STATUSES:
+            return 400, f"Encounter.status: unknown code {encounter['status']}"
+        codes = [c.get("code") for t in encounter["type"] for c in t.get("coding") or []]
+        if TELEPHONE_CODE not in codes:
+            return 422, "Only Telephone Encounters can be created"
+        patient = encounter["subject"].get("reference", "")
+        if patient.removeprefix("Patient/") not in self.patients:
+            return 404, f"Resource {patient} not found"
+        for participant in encounter.get("participant") or []:
+            reference = (participant.get("individual") or {}).get("reference", "")
+            if reference.removeprefix("Practitioner/") not in self.practitioners:
+                return 422, f"Resource {reference} not found"
+        for place in encounter.get("location") or []:
+            if place["location"].get("reference") != f"Location/{LOCATION_ID}":
+                return 422, f"Resource {place['location'].get('reference')} not found"
+        return None
+
+
+def _has_identifier(resource: dict[str, Any], system: str, value: str) -> bool:
+    return any(
+        i.get("system") == system and i.get("value") == value for i in resource.get("identifier") or []
+    )
