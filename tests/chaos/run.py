@@ -54,6 +54,7 @@ class Report:
     deliveries_verified: int = 0
     violations: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    logs: str = ""
 
     def print(self) -> None:
         print(f"\n== chaos on {self.database}: {'PASS' if not self.violations else 'FAIL'} ==")
@@ -71,6 +72,8 @@ class Report:
             print(f"  {name:34} {value}")
         for violation in self.violations[:20]:
             print(f"  VIOLATION: {violation}")
+        if self.logs:
+            print("  errors logged by the processes:\n" + self.logs)
 
 
 class Processes:
@@ -190,6 +193,8 @@ async def run_once(database: str, tasks: int, seed: int, *, restart: bool = True
             with Receiver() as receiver:
                 await _run(procs, receiver, restart and database == "postgres", tasks, report)
                 await _check(url, receiver, report)
+            if report.violations:
+                report.logs = _tracebacks(Path(tmp))
         finally:
             procs.stop()
             if database == "postgres":
@@ -323,6 +328,17 @@ async def _check(url: str, receiver: Receiver, report: Report) -> None:
             report.violations.append(f"{task_id} is {status} but the EMR holds {written}")
     if len(rows) != report.accepted:
         report.violations.append(f"{len(rows)} tasks stored for {report.accepted} accepted")
+
+
+def _tracebacks(folder: Path) -> str:
+    """The first tracebacks the processes logged, to explain a violation."""
+    found = []
+    for log in sorted(folder.glob("*.log")):
+        text = log.read_text(errors="replace")
+        start = text.find("Traceback")
+        if start >= 0:
+            found.append(f"--- {log.name}\n{text[max(0, start - 300) : start + 3000]}")
+    return "\n".join(found[:3])
 
 
 def _environment(url: str, tmp: Path) -> dict[str, str]:

@@ -174,10 +174,17 @@ async def extend_leases(
 ) -> None:
     if not running:
         return
+    # SKIP LOCKED: a row another transaction holds (the reaper, a settle) is renewed next time;
+    # waiting on it could deadlock with that transaction's own row order.
+    mine = (
+        select(jobs.c.id)
+        .where(jobs.c.id.in_([j.id for j in running]), jobs.c.locked_by == worker_id, jobs.c.state == RUNNING)
+        .order_by(jobs.c.id)
+        .with_for_update(skip_locked=True)
+    )
     statement = (
         update(jobs)
-        .where(jobs.c.id.in_([j.id for j in running]), jobs.c.locked_by == worker_id)
-        .where(jobs.c.state == RUNNING)
+        .where(jobs.c.id.in_(mine.scalar_subquery()))
         .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
     )
     async with db.write(engine) as conn:
@@ -235,9 +242,17 @@ async def _fenced_update(conn: AsyncConnection, job: Job, now: datetime, values:
 
 async def reap(engine: AsyncEngine, *, now: datetime) -> int:
     """Return jobs whose lease expired to the queue; their last attempt may have reached the EMR."""
+    expired = (
+        select(jobs.c.id)
+        .where(jobs.c.state == RUNNING, jobs.c.lease_expires_at < now)
+        .order_by(jobs.c.id)
+        .with_for_update(skip_locked=True)  # a job being settled right now is not expired
+    )
     statement = (
         update(jobs)
-        .where(jobs.c.state == RUNNING, jobs.c.lease_expires_at < now)
+        .where(
+            jobs.c.id.in_(expired.scalar_subquery()), jobs.c.state == RUNNING, jobs.c.lease_expires_at < now
+        )
         .values(
             state=QUEUED,
             run_at=now,

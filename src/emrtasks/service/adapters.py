@@ -1,6 +1,7 @@
 """Adapters per connection, built on first use from its settings and decrypted credentials, and each
 EMR's directory (users, call types): kept in the database, cached in memory, fetched again when stale."""
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from emrtasks import emr
@@ -46,6 +48,7 @@ class Adapters:
         self._ttl = directory_ttl_seconds
         self._built: dict[str, tuple[tasks.Connection, base.Adapter]] = {}
         self._directories: dict[str, tuple[float, Directory]] = {}
+        self._fetching: dict[str, asyncio.Lock] = {}
 
     def for_connection(self, connection: tasks.Connection) -> base.Adapter:
         cached = self._built.get(connection.id)
@@ -82,9 +85,14 @@ class Adapters:
         cached = self._directories.get(connection.id)
         if cached and not refresh and cached[0] > time.monotonic():
             return cached[1]
-        found = await self._stored_or_fetched(connection, refresh)
-        self._directories[connection.id] = (time.monotonic() + min(self._ttl, _MEMORY_SECONDS), found)
-        return found
+        # One fetch per connection at a time: a burst of requests shares it instead of each asking the EMR.
+        async with self._fetching.setdefault(connection.id, asyncio.Lock()):
+            cached = self._directories.get(connection.id)
+            if cached and not refresh and cached[0] > time.monotonic():
+                return cached[1]
+            found = await self._stored_or_fetched(connection, refresh)
+            self._directories[connection.id] = (time.monotonic() + min(self._ttl, _MEMORY_SECONDS), found)
+            return found
 
     async def _stored_or_fetched(self, connection: tasks.Connection, refresh: bool) -> Directory:
         stored = await self._stored(connection)
@@ -126,8 +134,11 @@ class Adapters:
             return
         users = [{"id": u.id, "name": u.name, "kind": u.kind} for u in found.users.values()]
         call_types = [{"id": c.id, "name": c.name} for c in found.call_types.values()]
-        async with db.write(self._engine) as conn:
-            await connections.save_directory(conn, connection.id, users, call_types, now)
+        try:
+            async with db.write(self._engine) as conn:
+                await connections.save_directory(conn, connection.id, users, call_types, now)
+        except IntegrityError:
+            log.info("connection %s: another process stored its directory first", connection.id)
 
 
 def _utc(deps: base.AdapterDeps) -> datetime:
