@@ -10,10 +10,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import uvicorn
-
-from emrtasks import bootstrap, demo, emr
-from emrtasks.api.app import StripQuery, create_app
+from emrtasks import bootstrap, emr
 from emrtasks.config import Settings
 from emrtasks.domain import errors
 from emrtasks.service import admin
@@ -99,15 +96,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Server(uvicorn.Server):
-    """uvicorn, minus its habit of re-raising SIGTERM after serving: we drain the worker first."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 async def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    # The web stack is loaded only to serve, so the other commands start quickly.
+    import uvicorn
+
+    from emrtasks.api.app import StripQuery, create_app
+
+    class _Server(uvicorn.Server):
+        """uvicorn, minus its habit of re-raising SIGTERM after serving: we drain the worker first."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
     async with bootstrap.runtime(settings, run_worker=not args.no_worker) as rt:
         app = create_app(rt.ctx, max_body_bytes=settings.max_body_bytes, bench_routes=settings.bench_routes)
         logging.getLogger("uvicorn.access").addFilter(StripQuery())
@@ -221,6 +222,9 @@ async def _create_connection(settings: Settings, args: argparse.Namespace) -> in
 
 
 async def _demo(settings: Settings, _args: argparse.Namespace) -> int:
+    from emrtasks import demo
+    from emrtasks.api.app import create_app
+
     async with bootstrap.runtime(settings, run_worker=True) as rt:
         app = create_app(rt.ctx, max_body_bytes=settings.max_body_bytes)
         return await demo.run(rt.ctx, app)

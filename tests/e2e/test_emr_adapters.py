@@ -10,7 +10,7 @@ import pytest
 from tests.contract import harness
 from tests.contract.cases import all_cases
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 CASES = all_cases()
 
 
@@ -38,9 +38,7 @@ def _wait(http: httpx.Client, headers: dict[str, str], task_id: str) -> dict[str
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.emr for c in CASES])
-def test_a_task_reaches_the_emr_and_its_outcome_comes_back(case, service, db_url):
-    if db_url.startswith("postgresql"):
-        pytest.skip("one database is enough to show the adapters end to end")
+def test_a_task_reaches_the_emr_and_its_outcome_comes_back(case, service):
     fake = case.make_fake()
     with harness.serve_fake(fake) as emr_url:
         service.start()

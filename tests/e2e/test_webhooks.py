@@ -9,7 +9,9 @@ import pytest
 from tests.e2e.conftest import free_port
 from tests.receiver import Receiver
 
-pytestmark = pytest.mark.e2e
+# Delivery is the same code on both databases (PostgreSQL is covered by the integration tests and
+# the chaos run); one database keeps the suite quick.
+pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 
 TASK = {
     "subject": "Follow-up appointment needed",

@@ -23,3 +23,12 @@ async def test_upgrading_twice_changes_nothing(runtime):
     async with runtime.engine.connect() as conn:
         diff = await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), tables.metadata))
     assert diff == []
+
+
+def test_the_recorded_head_is_alembics_head():
+    from alembic.script import ScriptDirectory
+
+    from emrtasks.storage import migrate
+
+    config = migrate.alembic_config(None)  # type: ignore[arg-type]
+    assert ScriptDirectory.from_config(config).get_current_head() == migrate.HEAD
