@@ -166,7 +166,7 @@ async def submit(
 async def _post_until_answered(
     http: httpx.AsyncClient, headers: dict[str, str], body: dict[str, Any], report: Report
 ) -> dict[str, Any] | None:
-    for attempt in range(60):
+    for attempt in range(150):
         try:
             answer = await http.post("/v1/tasks", json=body, headers=headers)
         except httpx.TransportError:

@@ -1,8 +1,10 @@
 """What every use case needs, built once by bootstrap: the engine, the clock, adapters, the retry policy."""
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -52,8 +54,16 @@ class Context:
     writer: db.GroupCommitter = field(init=False)
     """Hot write paths commit through it, many callers per transaction."""
 
+    _background: set[asyncio.Task[None]] = field(init=False, default_factory=set)
+
     def __post_init__(self) -> None:
         self.writer = db.GroupCommitter(self.engine)
+
+    def background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run cleanup that must not hold up the answer (a reference is kept until it ends)."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     clock: Callable[[], datetime] = utc_now
     wake: Callable[[], None] = lambda: None

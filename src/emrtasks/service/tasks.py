@@ -1,5 +1,6 @@
 """Accept a Create Task request (validate; task + job in one transaction); read tasks and jobs back."""
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
@@ -116,8 +117,22 @@ async def _accept_once(ctx: Context, connection: domain_tasks.Connection, body: 
     try:
         return await _accept(ctx, connection, body, record_id)
     except BaseException:
-        await idempotency.release(ctx.engine, record_id)
+        # Refusals are not remembered. If the database is down too, keep trying in the background,
+        # so the client's retry is not held off (409) until the claim counts as abandoned.
+        try:
+            await idempotency.release(ctx.engine, record_id)
+        except Exception:
+            ctx.background(_release(ctx, record_id))
         raise
+
+
+async def _release(ctx: Context, record_id: str) -> None:
+    for _ in range(_ABANDONED_AFTER_SECONDS):
+        try:
+            await idempotency.release(ctx.engine, record_id)
+            return
+        except Exception:
+            await asyncio.sleep(1)
 
 
 def _parse_key(header: str) -> str:
