@@ -11,9 +11,12 @@ class Settings(BaseSettings):
         default="sqlite+aiosqlite:///./emrtasks.db",
         description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://...",
     )
-    db_pool_size: int = Field(default=10, ge=1, description="Connections per process (PostgreSQL).")
+    db_pool_size: int = Field(
+        default=20, ge=1, description="Database connections per process (a fixed pool)."
+    )
     sqlite_synchronous: str = Field(
-        default="FULL", description="SQLite synchronous pragma: FULL survives power loss."
+        default="FULL",
+        description="SQLite synchronous pragma for what is acknowledged: FULL survives a power loss.",
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest accepted body.")
     auth_cache_seconds: float = Field(

@@ -16,7 +16,7 @@ _client_secret = APIKeyHeader(name="client_secret", auto_error=False, scheme_nam
 _access_token = APIKeyHeader(name="access_token", auto_error=False, scheme_name="access_token")
 
 
-def get_context(request: Request) -> Context:
+async def get_context(request: Request) -> Context:  # async: a plain def would run in a thread pool
     ctx: Context = request.app.state.ctx
     return ctx
 

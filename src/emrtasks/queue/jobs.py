@@ -88,7 +88,7 @@ async def claim(
     group's backlog cannot fill the batch ahead of another group's single job. Across processes two
     concurrent claims may each fill the same room: the limit can overshoot by one batch there.
     """
-    async with db.write(engine) as conn:
+    async with db.write(engine, durable=False) as conn:  # a lost claim only runs the job again
         running = await _running_per_group(conn)
         full = [g for g, (count, room) in running.items() if count >= room]
         candidates = (
@@ -187,7 +187,7 @@ async def extend_leases(
         .where(jobs.c.id.in_(mine.scalar_subquery()))
         .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
     )
-    async with db.write(engine) as conn:
+    async with db.write(engine, durable=False) as conn:
         await conn.execute(statement)
 
 
@@ -264,7 +264,7 @@ async def reap(engine: AsyncEngine, *, now: datetime) -> int:
             updated_at=now,
         )
     )
-    async with db.write(engine) as conn:
+    async with db.write(engine, durable=False) as conn:
         result = await conn.execute(statement)
     return int(result.rowcount)
 

@@ -115,7 +115,10 @@ class Worker:
         due = await jobs.next_run_at(self._engine)
         if due is None:
             return self._poll
-        return max(0.0, min(self._poll, (due - self._clock()).total_seconds()))
+        wait = (due - self._clock()).total_seconds()
+        # Due jobs the claim left behind belong to full groups: wait for a job to finish (a wake-up),
+        # not spin claiming nothing.
+        return self._poll if wait <= 0 else min(self._poll, wait)
 
     async def _run_job(self, job: jobs.Job) -> None:
         handler = self._handlers.get(job.kind)

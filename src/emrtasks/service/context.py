@@ -52,12 +52,15 @@ class Context:
     resolver: ssrf.Resolver = ssrf.system_resolver
     limiter: limits.RateLimiter = field(default_factory=limits.RateLimiter)
     writer: db.GroupCommitter = field(init=False)
-    """Hot write paths commit through it, many callers per transaction."""
+    """Hot write paths commit through it, many callers per transaction: what we acknowledge."""
+    relaxed_writer: db.GroupCommitter = field(init=False)
+    """The same, for writes a crash may undo because a retry redoes them (outcomes, attempts)."""
 
     _background: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         self.writer = db.GroupCommitter(self.engine)
+        self.relaxed_writer = db.GroupCommitter(self.engine, durable=False)
 
     def background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run cleanup that must not hold up the answer (a reference is kept until it ends)."""

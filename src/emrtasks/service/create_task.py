@@ -170,7 +170,7 @@ async def _retry(
             # The EMR asked this connection to slow down: hold its other queued jobs too.
             await jobs.defer_group(conn, job.group_key, now + timedelta(seconds=delay))
 
-    await ctx.writer.run(work)
+    await ctx.relaxed_writer.run(work)
 
 
 async def _finish_created(
@@ -258,7 +258,7 @@ async def _write_outcome(
                 conn, connection.id, now, status=domain_tasks.CONNECTION_LOGIN_REQUIRED
             )
 
-    await ctx.writer.run(work)
+    await ctx.relaxed_writer.run(work)
     ctx.wake()  # its webhook deliveries are due now
 
 

@@ -171,7 +171,7 @@ async def _record(
         if decision.endpoint_changes:
             await stored.update_endpoint(conn, found["endpoint_id"], now, **decision.endpoint_changes)
 
-    await ctx.writer.run(work)
+    await ctx.relaxed_writer.run(work)
 
 
 async def _give_up(ctx: Context, job: jobs.Job, found: dict[str, Any], code: str) -> None:

@@ -6,6 +6,8 @@ instead of failing on a read-to-write upgrade (https://www.sqlite.org/lang_trans
 """
 
 import asyncio
+import contextlib
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -15,6 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 _WRITE = "emrtasks_write"
+_DURABLE = "emrtasks_durable"
 T = TypeVar("T")
 
 
@@ -24,19 +27,29 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 
 def create_engine(url: str, *, pool_size: int = 10, synchronous: str = "FULL") -> AsyncEngine:
     if url.startswith("sqlite"):
-        return _create_sqlite_engine(url, synchronous)
+        return _create_sqlite_engine(url, synchronous, pool_size)
     # hide_parameters: statement errors must never carry patient data into logs.
     return create_async_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,  # a fixed pool: no connections opened and closed under load
+        pool_timeout=60,
         pool_pre_ping=True,
         hide_parameters=True,
     )
 
 
-def _create_sqlite_engine(url: str, synchronous: str) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+def _create_sqlite_engine(url: str, synchronous: str, pool_size: int) -> AsyncEngine:
+    # A fixed pool: overflow connections would be opened and closed under load, each costing a
+    # thread and the pragmas below.
+    engine = create_async_engine(
+        url,
+        connect_args={"timeout": 30},
+        hide_parameters=True,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=60,
+    )
     if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         raise ValueError(f"Invalid SQLite synchronous setting: {synchronous}")
 
@@ -56,19 +69,46 @@ def _create_sqlite_engine(url: str, synchronous: str) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        immediate = connection.get_execution_options().get(_WRITE, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = connection.get_execution_options()
+        if options.get(_WRITE, False):
+            # Only what we acknowledge must survive a power loss; the rest (claims, outcomes a
+            # retry would look up again) may skip the fsync. Switched only when it changes.
+            wanted = synchronous.upper() if options.get(_DURABLE, True) else "NORMAL"
+            info = connection.connection.info
+            if info.get("synchronous") != wanted:
+                connection.exec_driver_sql(f"PRAGMA synchronous={wanted}")
+                info["synchronous"] = wanted
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.exec_driver_sql("BEGIN")
 
     return engine
 
 
 @asynccontextmanager
-async def write(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A transaction that will write: committed on exit, rolled back on error."""
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(**{_WRITE: True})
+async def write(engine: AsyncEngine, *, durable: bool = True) -> AsyncIterator[AsyncConnection]:
+    """A transaction that will write: committed on exit, rolled back on error. `durable=False` (SQLite)
+    lets the commit skip the fsync: for writes that a crash may undo because a retry redoes them.
+
+    On SQLite, writers of one process take turns on an asyncio lock first: SQLite lets one writer
+    in at a time anyway, and a writer that waits in SQLite's busy handler sleeps in steps of
+    milliseconds, which is what made every write slow under load."""
+    async with _writer_turn(engine), engine.connect() as conn:
+        conn = await conn.execution_options(**{_WRITE: True, _DURABLE: durable})
         async with conn.begin():
             yield conn
+
+
+def _writer_turn(engine: AsyncEngine) -> contextlib.AbstractAsyncContextManager[Any]:
+    if engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    lock = _SQLITE_WRITERS.get(engine.sync_engine)
+    if lock is None:
+        lock = _SQLITE_WRITERS[engine.sync_engine] = asyncio.Lock()
+    return lock
+
+
+_SQLITE_WRITERS: "weakref.WeakKeyDictionary[Any, asyncio.Lock]" = weakref.WeakKeyDictionary()
 
 
 @asynccontextmanager
@@ -91,8 +131,9 @@ class GroupCommitter:
     a lost lease) reaches that caller alone. Works must touch only the database: they may run twice.
     """
 
-    def __init__(self, engine: AsyncEngine, max_batch: int = 128) -> None:
+    def __init__(self, engine: AsyncEngine, max_batch: int = 128, *, durable: bool = True) -> None:
         self._engine = engine
+        self._durable = durable
         self._max_batch = max_batch
         self._pending: list[tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -115,7 +156,7 @@ class GroupCommitter:
         self, batch: list[tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]]
     ) -> None:
         try:
-            async with write(self._engine) as conn:
+            async with write(self._engine, durable=self._durable) as conn:
                 results = [await work(conn) for work, _future in batch]
         except Exception:
             if len(batch) == 1:
@@ -132,7 +173,7 @@ class GroupCommitter:
         self, work: Callable[[AsyncConnection], Awaitable[Any]], future: asyncio.Future[Any]
     ) -> None:
         try:
-            async with write(self._engine) as conn:
+            async with write(self._engine, durable=self._durable) as conn:
                 result = await work(conn)
         except BaseException as exc:
             if not future.done():
