@@ -1,4 +1,4 @@
-"""The documentation keeps up with the code: every setting in .env.example and the README, with its default."""
+"""The docs keep up with the code: every setting in .env.example and the README, with its default."""
 
 from pathlib import Path
 
