@@ -34,3 +34,12 @@ demo: ## Create a client, connections and tasks, and show what happened
 
 chaos: ## Chaos run at full size (1,000 tasks) on SQLite and PostgreSQL; restarts the local PostgreSQL once
 	$(PYTHON) -m tests.chaos.run --tasks 1000 --db both
+
+.PHONY: bench bench-quick
+BENCH_ARGS ?=
+
+bench: ## Benchmark serve end to end, SQLite and PostgreSQL, 3 runs each (~7 min; docs/performance.md)
+	$(PYTHON) bench/run.py --db both --runs 3 $(BENCH_ARGS)
+
+bench-quick: ## A smoke run of the benchmark: both databases, one short run each (~1.5 min)
+	$(PYTHON) bench/run.py --quick $(BENCH_ARGS)
