@@ -267,7 +267,7 @@ class DrChronoAdapter:
         params = {"since": since.date().isoformat(), "page_size": 250}
         try:
             found_tasks = await self._read_all(f"{self._api}/tasks", params, must_finish=True)
-        except _TooMany:
+        except emr_http.TooManyPages:
             return outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, _TOO_MANY)
         suffix = f"[{marker}]"
         found = [str(t["id"]) for t in found_tasks if str(t.get("title") or "").endswith(suffix)]
@@ -295,22 +295,9 @@ class DrChronoAdapter:
     async def _read_all(
         self, url: str, params: Mapping[str, Any], *, must_finish: bool = False
     ) -> list[dict[str, Any]]:
-        """The results of a paginated list (`results`, absolute `next` URLs), up to _MAX_PAGES pages;
-        past that, _TooMany if every result matters."""
-        found: list[dict[str, Any]] = []
-        page = await self._read(url, params)
-        for _ in range(_MAX_PAGES):
-            found += page.get("results") or []
-            if not page.get("next"):
-                return found
-            page = await self._read(str(page["next"]))
-        if must_finish:
-            raise _TooMany
-        return found
-
-
-class _TooMany(Exception):
-    pass
+        return await emr_http.read_pages(
+            self._read, url, params, max_pages=_MAX_PAGES, must_finish=must_finish
+        )
 
 
 _MAX_PAGES = 40

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from emrtasks.domain import directory, outcomes, rules, tasks
-from emrtasks.emr import base
+from emrtasks.emr import base, fhir
 from emrtasks.emr import http as emr_http
 
 NAME = "eclinicalworks"
@@ -192,7 +192,9 @@ class EcwAdapter:
     async def list_users(self) -> list[directory.User]:
         found = await self._search("Practitioner", {"_count": "200"})
         return [
-            directory.User(str(r["id"]), _name(r) or str(r["id"]), "provider") for r in found if r.get("id")
+            directory.User(str(r["id"]), fhir.display_name(r) or str(r["id"]), "provider")
+            for r in found
+            if r.get("id")
         ]
 
     async def list_call_types(self) -> list[directory.CallType]:
@@ -283,48 +285,13 @@ class EcwAdapter:
     async def _search(
         self, resource: str, params: dict[str, str], *, strict: bool = False
     ) -> list[dict[str, Any]]:
-        """A search, following `next` links (at most 10 pages); AdapterError when it fails."""
         headers = {"accept": FHIR_JSON, **({"prefer": "handling=strict"} if strict else {})}
-        url: str | None = f"{self._base}/{resource}"
-        found: list[dict[str, Any]] = []
-        for _ in range(10):
-            if url is None:
-                break
-            answer = await emr_http.send(self._http, self._auth, "GET", url, params=params, headers=headers)
-            if not isinstance(answer, httpx.Response):
-                raise outcomes.AdapterError(_as_retry(answer))
-            emr_http.raise_for_read(answer, _diagnostics(answer))
-            bundle = answer.json()
-            found += [
-                e["resource"]
-                for e in bundle.get("entry") or []
-                if (e.get("resource") or {}).get("resourceType") == resource
-            ]
-            url = next(
-                (link["url"] for link in bundle.get("link") or [] if link.get("relation") == "next"), None
-            )
-            params = {}  # a next link carries its own query
-        return found
+        return await fhir.search(
+            self._http, self._auth, f"{self._base}/{resource}", resource, params, headers
+        )
 
     def _patient(self, resource: dict[str, Any]) -> directory.Patient | None:
-        mrn = next(
-            (i.get("value") for i in resource.get("identifier") or [] if i.get("system") == self._mrn_system),
-            None,
-        )
-        if not mrn or not resource.get("id"):
-            return None
-        name = (resource.get("name") or [{}])[0]
-        return directory.Patient(
-            emr_patient_id=str(resource["id"]),
-            mrn=str(mrn),
-            first_name=" ".join(name.get("given") or []),
-            last_name=str(name.get("family") or ""),
-            dob=str(resource.get("birthDate") or ""),
-            sex=str(resource.get("gender") or ""),
-            phone=next(
-                (t.get("value", "") for t in resource.get("telecom") or [] if t.get("system") == "phone"), ""
-            ),
-        )
+        return fhir.patient_from(resource, self._mrn_system)
 
 
 def _participant(code: str, display: str, practitioner: str, text: str | None = None) -> dict[str, Any]:
@@ -355,7 +322,7 @@ def _created(answer: httpx.Response) -> outcomes.Outcome:
 
 
 def _refusal(answer: httpx.Response, request: tasks.TaskRequest) -> outcomes.Outcome:
-    detail = _diagnostics(answer)
+    detail = fhir.diagnostics(answer)
     if answer.status_code in (400, 404, 409, 422):
         assignee = request.assignee_user_id or ""
         if assignee and f"Practitioner/{assignee}" in detail:
@@ -371,30 +338,5 @@ def _refusal(answer: httpx.Response, request: tasks.TaskRequest) -> outcomes.Out
     )
 
 
-def _diagnostics(answer: httpx.Response) -> str:
-    """The text of an OperationOutcome, if the answer is one; else the start of the body."""
-    try:
-        body = answer.json()
-    except ValueError:
-        return answer.text.strip()[:300]
-    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
-        return ""
-    parts = [
-        i.get("diagnostics") or (i.get("details") or {}).get("text") or "" for i in body.get("issue") or []
-    ]
-    return "; ".join(p for p in parts if p)[:500]
-
-
-def _name(resource: dict[str, Any]) -> str:
-    name = (resource.get("name") or [{}])[0]
-    return str(name.get("text") or " ".join([*(name.get("given") or []), name.get("family") or ""]).strip())
-
-
 def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _as_retry(outcome: outcomes.RetryLater | outcomes.Unknown) -> outcomes.RetryLater:
-    if isinstance(outcome, outcomes.RetryLater):
-        return outcome
-    return outcomes.RetryLater(outcomes.EMR_UNAVAILABLE, outcome.description)

@@ -226,7 +226,7 @@ class ElationAdapter:
         }
         try:
             threads = await self._read_all(f"{self._api}/message_threads/", params, must_finish=True)
-        except _TooMany:
+        except emr_http.TooManyPages:
             return outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, _TOO_MANY)
         found = [str(t["id"]) for t in threads if not t.get("deleted_date") and _carries(t, marker)]
         if not found:
@@ -260,22 +260,9 @@ class ElationAdapter:
     async def _read_all(
         self, url: str, params: Mapping[str, Any], *, must_finish: bool = False
     ) -> list[dict[str, Any]]:
-        """The results of a paginated list (`results`, absolute `next` URLs), up to _MAX_PAGES pages;
-        past that, _TooMany if every result matters."""
-        found: list[dict[str, Any]] = []
-        page = await self._read(url, params)
-        for _ in range(_MAX_PAGES):
-            found += page.get("results") or []
-            if not page.get("next"):
-                return found
-            page = await self._read(str(page["next"]))
-        if must_finish:
-            raise _TooMany
-        return found
-
-
-class _TooMany(Exception):
-    pass
+        return await emr_http.read_pages(
+            self._read, url, params, max_pages=_MAX_PAGES, must_finish=must_finish
+        )
 
 
 _MAX_PAGES = 50

@@ -129,7 +129,9 @@ class FhirAdapter:
     async def list_users(self) -> list[directory.User]:
         found = await self._search("Practitioner", {"_count": "200"})
         return [
-            directory.User(str(r["id"]), _name(r) or str(r["id"]), "provider") for r in found if r.get("id")
+            directory.User(str(r["id"]), display_name(r) or str(r["id"]), "provider")
+            for r in found
+            if r.get("id")
         ]
 
     async def list_call_types(self) -> list[directory.CallType]:
@@ -155,7 +157,7 @@ class FhirAdapter:
             return outcomes.Unknown(
                 outcomes.OUTCOME_UNKNOWN, "The server holds several Tasks with this marker."
             )
-        detail = _diagnostics(answer)
+        detail = diagnostics(answer)
         if answer.status_code in (400, 404, 422) and "Practitioner" in detail:
             return outcomes.Rejected(
                 outcomes.USER_NOT_FOUND, f"The FHIR server does not know the assignee: {detail}"
@@ -216,49 +218,10 @@ class FhirAdapter:
         return task
 
     async def _search(self, resource: str, params: dict[str, str]) -> list[dict[str, Any]]:
-        """A search, following `next` links (at most 10 pages); AdapterError when it fails."""
-        url: str | None = f"{self._base}/{resource}"
-        found: list[dict[str, Any]] = []
-        for _ in range(10):
-            if url is None:
-                break
-            answer = await emr_http.send(
-                self._http, self._auth, "GET", url, params=params, headers={"accept": "application/fhir+json"}
-            )
-            if not isinstance(answer, httpx.Response):
-                raise outcomes.AdapterError(_as_retry(answer))
-            emr_http.raise_for_read(answer, _diagnostics(answer))
-            bundle = answer.json()
-            found += [
-                e["resource"]
-                for e in bundle.get("entry") or []
-                if e.get("resource", {}).get("resourceType") == resource
-            ]
-            url = next(
-                (link["url"] for link in bundle.get("link") or [] if link.get("relation") == "next"), None
-            )
-            params = {}
-        return found
+        return await search(self._http, self._auth, f"{self._base}/{resource}", resource, params)
 
     def _patient(self, resource: dict[str, Any]) -> directory.Patient | None:
-        mrn = next(
-            (i.get("value") for i in resource.get("identifier") or [] if i.get("system") == self._mrn_system),
-            None,
-        )
-        if not mrn or not resource.get("id"):
-            return None
-        name = (resource.get("name") or [{}])[0]
-        return directory.Patient(
-            emr_patient_id=str(resource["id"]),
-            mrn=str(mrn),
-            first_name=" ".join(name.get("given") or []),
-            last_name=str(name.get("family") or ""),
-            dob=str(resource.get("birthDate") or ""),
-            sex=str(resource.get("gender") or ""),
-            phone=next(
-                (t.get("value", "") for t in resource.get("telecom") or [] if t.get("system") == "phone"), ""
-            ),
-        )
+        return patient_from(resource, self._mrn_system)
 
     def _created(self, answer: httpx.Response) -> outcomes.Outcome:
         try:
@@ -276,13 +239,72 @@ class FhirAdapter:
         return outcomes.Created(str(resource_id))
 
 
+async def search(
+    http: httpx.AsyncClient,
+    auth: emr_http.Auth,
+    url: str,
+    resource: str,
+    params: dict[str, str],
+    headers: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """A FHIR search, following `next` links (at most 10 pages); AdapterError when it fails."""
+    found: list[dict[str, Any]] = []
+    next_url: str | None = url
+    for _ in range(10):
+        if next_url is None:
+            break
+        answer = await emr_http.send(
+            http,
+            auth,
+            "GET",
+            next_url,
+            params=params,
+            headers={"accept": "application/fhir+json", **(headers or {})},
+        )
+        if not isinstance(answer, httpx.Response):
+            raise outcomes.AdapterError(_as_retry(answer))
+        emr_http.raise_for_read(answer, diagnostics(answer))
+        bundle = answer.json()
+        found += [
+            e["resource"]
+            for e in bundle.get("entry") or []
+            if (e.get("resource") or {}).get("resourceType") == resource
+        ]
+        next_url = next(
+            (link["url"] for link in bundle.get("link") or [] if link.get("relation") == "next"), None
+        )
+        params = {}  # a next link carries its own query
+    return found
+
+
+def patient_from(resource: dict[str, Any], mrn_system: str) -> directory.Patient | None:
+    """A FHIR Patient as our directory's patient, if it carries an MRN in the connection's system."""
+    mrn = next(
+        (i.get("value") for i in resource.get("identifier") or [] if i.get("system") == mrn_system), None
+    )
+    if not mrn or not resource.get("id"):
+        return None
+    name = (resource.get("name") or [{}])[0]
+    return directory.Patient(
+        emr_patient_id=str(resource["id"]),
+        mrn=str(mrn),
+        first_name=" ".join(name.get("given") or []),
+        last_name=str(name.get("family") or ""),
+        dob=str(resource.get("birthDate") or ""),
+        sex=str(resource.get("gender") or ""),
+        phone=next(
+            (t.get("value", "") for t in resource.get("telecom") or [] if t.get("system") == "phone"), ""
+        ),
+    )
+
+
 def _as_retry(outcome: outcomes.RetryLater | outcomes.Unknown) -> outcomes.RetryLater:
     if isinstance(outcome, outcomes.RetryLater):
         return outcome
     return outcomes.RetryLater(outcomes.EMR_UNAVAILABLE, outcome.description)
 
 
-def _diagnostics(answer: httpx.Response) -> str:
+def diagnostics(answer: httpx.Response) -> str:
     """The text of an OperationOutcome, if the answer is one."""
     try:
         body = answer.json()
@@ -296,7 +318,7 @@ def _diagnostics(answer: httpx.Response) -> str:
     return "; ".join(p for p in parts if p)[:500]
 
 
-def _name(resource: dict[str, Any]) -> str:
+def display_name(resource: dict[str, Any]) -> str:
     name = (resource.get("name") or [{}])[0]
     if name.get("text"):
         return str(name["text"])

@@ -6,6 +6,7 @@ or 504 to a write) is `Unknown`, to be looked up by marker before anything is re
 """
 
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -175,3 +176,29 @@ async def send(
             return response
         auth.forget()
     raise AssertionError("unreachable")
+
+
+class TooManyPages(Exception):
+    """A paginated list ran past its page limit where every result mattered."""
+
+
+async def read_pages(
+    read: Callable[..., Awaitable[dict[str, Any]]],
+    url: str,
+    params: Mapping[str, Any],
+    *,
+    max_pages: int,
+    must_finish: bool = False,
+) -> list[dict[str, Any]]:
+    """The `results` of a list paginated with absolute `next` URLs (Django REST style: Elation,
+    DrChrono), at most `max_pages` pages; past that, TooManyPages if every result matters."""
+    found: list[dict[str, Any]] = []
+    page = await read(url, params)
+    for _ in range(max_pages):
+        found += page.get("results") or []
+        if not page.get("next"):
+            return found
+        page = await read(str(page["next"]))
+    if must_finish:
+        raise TooManyPages
+    return found
