@@ -78,7 +78,9 @@ class Worker:
     async def _step(self, stopping: asyncio.Task[bool]) -> None:
         try:
             claimed, free = await self._claim()
-            timeout = await self._idle_timeout() if len(claimed) < free else self._poll
+            # Only an empty claim asks when the next job is due: after a busy one, the jobs just
+            # started wake the loop as they finish, which saves a query per loop under load.
+            timeout = await self._idle_timeout() if not claimed and free > 0 else self._poll
         except Exception:  # the database may be restarting: back off and try again
             log.exception("claiming jobs failed")
             timeout = self._poll
