@@ -114,7 +114,9 @@ async def fan_out(ctx: Context, conn: AsyncConnection, client_id: str, event_id:
     """Inside the transaction that writes an event: one delivery per active endpoint (the outbox)."""
     count = 0
     for endpoint in await stored.list_endpoints(conn, client_id, active_only=True):
-        count += await schedule_delivery(ctx, conn, event_id, endpoint["id"], client_id, now, "scheduled")
+        count += await schedule_delivery(
+            ctx, conn, event_id, endpoint["id"], client_id, now, "scheduled", new=True
+        )
     return count
 
 
@@ -126,9 +128,12 @@ async def schedule_delivery(
     client_id: str,
     now: datetime,
     trigger: str,
+    *,
+    new: bool = False,
 ) -> int:
-    """Queue a delivery of the event to the endpoint, unless one is already queued or running."""
-    existing = await stored.find_delivery(conn, event_id, endpoint_id)
+    """Queue a delivery of the event to the endpoint, unless one is already queued or running
+    (`new`: the event was written in this transaction, so it has no delivery yet)."""
+    existing = None if new else await stored.find_delivery(conn, event_id, endpoint_id)
     if existing and existing["job_id"]:
         job = await jobs.get_job(conn, existing["job_id"])
         if job and job["state"] in (jobs.QUEUED, jobs.RUNNING):
