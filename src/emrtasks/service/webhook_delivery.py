@@ -18,7 +18,6 @@ from emrtasks.domain import ids
 from emrtasks.queue import jobs
 from emrtasks.service.context import Context
 from emrtasks.storage import db
-from emrtasks.storage import events as stored_events
 from emrtasks.storage import webhooks as stored
 from emrtasks.webhooks import delivery, signing
 
@@ -40,12 +39,11 @@ class _LeaseLost(Exception):
 
 async def run_delivery(ctx: Context, job: jobs.Job) -> None:
     async with db.read(ctx.engine) as conn:
-        found = await stored.get_delivery(conn, str(job.payload.get("delivery_id", "")))
-        event = await stored_events.get_event(conn, found["event_id"]) if found else None
-        endpoint = await stored.get_endpoint(conn, found["endpoint_id"]) if found else None
-    if found is None or event is None:
+        context = await stored.delivery_context(conn, str(job.payload.get("delivery_id", "")))
+    if context is None:
         await _finish_only(ctx, job, "MISSING_DELIVERY")
         return
+    found, event, endpoint = context
     if endpoint is None or endpoint["status"] != stored.ACTIVE:
         await _give_up(ctx, job, found, "ENDPOINT_DISABLED")
         return

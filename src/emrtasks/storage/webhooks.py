@@ -158,3 +158,29 @@ async def attempts_of(conn: AsyncConnection, event_ids: Sequence[str]) -> dict[s
 async def count_event_deliveries(conn: AsyncConnection, event_id: str) -> int:
     query = select(func.count()).select_from(deliveries).where(deliveries.c.event_id == event_id)
     return int((await conn.execute(query)).scalar() or 0)
+
+
+async def delivery_context(
+    conn: AsyncConnection, delivery_id: str
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None] | None:
+    """A delivery, its event and its endpoint (None if deleted), in one query."""
+    d, e, w = deliveries.c, events.c, webhook_endpoints.c
+    query = (
+        select(
+            *(c.label(f"d_{c.name}") for c in d),
+            e.id.label("e_id"),
+            e.body.label("e_body"),
+            *(c.label(f"w_{c.name}") for c in w),
+        )
+        .join(events, e.id == d.event_id)
+        .outerjoin(webhook_endpoints, (w.id == d.endpoint_id) & (w.status != DELETED))
+        .where(d.id == delivery_id)
+    )
+    row = (await conn.execute(query)).mappings().first()
+    if row is None:
+        return None
+    part = {
+        prefix: {k[2:]: v for k, v in row.items() if k.startswith(prefix)} for prefix in ("d_", "e_", "w_")
+    }
+    endpoint = part["w_"] if part["w_"].get("id") else None
+    return part["d_"], part["e_"], endpoint
