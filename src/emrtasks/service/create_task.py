@@ -45,8 +45,8 @@ class _LeaseLost(Exception):
 
 async def run_create_task(ctx: Context, job: jobs.Job) -> None:
     async with db.read(ctx.engine) as conn:
-        task = await stored_tasks.get_task(conn, job.task_id or "")
-        connection = await connections.get_connection(conn, job.connection_id or "")
+        found = await connections.get_task_and_connection(conn, job.task_id or "")
+    task, connection = found if found else (None, None)
     if task is None or connection is None:
         log.error("job %s refers to a missing task or connection", job.id)
         async with db.write(ctx.engine) as conn:

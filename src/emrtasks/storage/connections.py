@@ -8,7 +8,7 @@ from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from emrtasks.domain import tasks as domain_tasks
-from emrtasks.storage.tables import connections, emr_directories
+from emrtasks.storage.tables import connections, emr_directories, tasks
 
 
 async def insert_connection(
@@ -97,3 +97,16 @@ async def list_connections(
     if client_id is not None:
         query = query.where(connections.c.client_id == client_id)
     return [_to_connection(row) for row in (await conn.execute(query)).all()]
+
+
+async def get_task_and_connection(
+    conn: AsyncConnection, task_id: str
+) -> tuple[dict[str, Any], domain_tasks.Connection] | None:
+    """A task and its connection in one query: what a create_task job starts from."""
+    task_columns = [c.label(f"t_{c.name}") for c in tasks.c]
+    query = _select().add_columns(*task_columns).join(tasks, tasks.c.connection_id == connections.c.id)
+    row = (await conn.execute(query.where(tasks.c.id == task_id))).first()
+    if row is None:
+        return None
+    task = {k[2:]: v for k, v in row._mapping.items() if k.startswith("t_")}
+    return task, _to_connection(row)
