@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     )
     worker_concurrency: int = Field(default=16, ge=1, description="Jobs one worker runs at once.")
     job_lease_seconds: float = Field(
-        default=30.0, gt=0, description="A running job not heartbeaten for this long is reclaimed."
+        default=60.0,
+        gt=0,
+        description="A job not heartbeaten for this long is reclaimed (keep it above the EMR timeout).",
     )
     worker_poll_seconds: float = Field(
         default=1.0, gt=0, description="Fallback poll when no wake-up arrives (other processes)."

@@ -88,7 +88,9 @@ async def claim(
     group's backlog cannot fill the batch ahead of another group's single job. Across processes two
     concurrent claims may each fill the same room: the limit can overshoot by one batch there.
     """
-    async with db.write(engine, durable=False) as conn:  # a lost claim only runs the job again
+    # Durable: a claim undone by a power loss would come back as a fresh job (reconcile false) and
+    # could write the EMR again without looking first.
+    async with db.write(engine) as conn:
         running = await _running_per_group(conn)
         full = [g for g, (count, room) in running.items() if count >= room]
         candidates = (
@@ -267,6 +269,19 @@ async def reap(engine: AsyncEngine, *, now: datetime) -> int:
     async with db.write(engine, durable=False) as conn:
         result = await conn.execute(statement)
     return int(result.rowcount)
+
+
+async def still_held(engine: AsyncEngine, job: Job, *, now: datetime) -> bool:
+    """Whether this attempt still holds the job with time left on its lease (checked before a write
+    to an EMR, so a worker that lost its lease does not write after another took the job over)."""
+    query = select(jobs.c.id).where(
+        jobs.c.id == job.id,
+        jobs.c.attempts == job.attempts,
+        jobs.c.state == RUNNING,
+        jobs.c.lease_expires_at > now,
+    )
+    async with db.read(engine) as conn:
+        return (await conn.execute(query)).first() is not None
 
 
 async def get_job(conn: AsyncConnection, job_id: str) -> dict[str, Any] | None:

@@ -22,6 +22,9 @@ from emrtasks.storage import db
 log = logging.getLogger("emrtasks.worker")
 
 Handler = Callable[[jobs.Job], Awaitable[None]]
+# A job whose handler keeps raising is given up this many attempts past its limit; handlers settle
+# their own jobs before that (a task as unknown, a delivery as failed).
+_GIVE_UP_AFTER = 10
 Clock = Callable[[], datetime]
 
 
@@ -139,6 +142,9 @@ class Worker:
         now = self._clock()
         try:
             async with db.write(self._engine) as conn:
+                if job.attempts >= job.max_attempts + _GIVE_UP_AFTER:  # handlers give up sooner
+                    await jobs.finish(conn, job, jobs.FAILED, now=now, error_code="CRASHED")
+                    return
                 await jobs.reschedule(
                     conn,
                     job,

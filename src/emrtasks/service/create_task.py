@@ -52,8 +52,13 @@ async def run_create_task(ctx: Context, job: jobs.Job) -> None:
         async with db.write(ctx.engine) as conn:
             await jobs.finish(conn, job, jobs.FAILED, now=ctx.clock(), error_code="MISSING_TASK")
         return
-    attempt = await _attempt(ctx, job, task, connection)
     try:
+        if job.attempts > job.max_attempts + _CRASH_ALLOWANCE:
+            # Every attempt since the limit died before settling (a crash, an adapter that cannot
+            # be built): stop, and leave it for a person, since an earlier attempt may have written.
+            attempt = _Attempt(outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, _CRASHES), settled_by_lookup=True)
+        else:
+            attempt = await _attempt(ctx, job, task, connection)
         await _settle(ctx, job, task, connection, attempt)
     except _LeaseLost:
         log.warning("job %s attempt %d lost its lease; result discarded", job.id, job.attempts)
@@ -75,6 +80,8 @@ async def _attempt(
         if isinstance(patient, outcomes.Rejected):
             return _Attempt(patient)
         request = stored_tasks.to_request(task)
+        if not await jobs.still_held(ctx.engine, job, now=ctx.clock()):
+            raise _LeaseLost  # another worker has the job now; it will look before writing
         return _Attempt(await adapter.create_task(request, patient, marker=task["id"]))
     except outcomes.AdapterError as exc:
         return _Attempt(exc.outcome)

@@ -88,7 +88,10 @@ async def _accept(
 
 async def _accept_once(ctx: Context, connection: domain_tasks.Connection, body: object, key: str) -> Accepted:
     """Idempotency-Key (draft-ietf-httpapi-idempotency-key-header): the first answer, once."""
-    fingerprint = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    try:
+        fingerprint = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    except orjson.JSONEncodeError as exc:  # nested deeper than any valid request
+        raise errors.Problem(400, "invalid_body", "Request body must be a JSON object.") from exc
     record_id = ids.new_id("idem")
     for _ in range(2):
         now = ctx.clock()
@@ -116,6 +119,10 @@ async def _accept_once(ctx: Context, connection: domain_tasks.Connection, body: 
             )
     try:
         return await _accept(ctx, connection, body, record_id)
+    except idempotency.ClaimLost as exc:
+        raise errors.Problem(
+            409, "idempotency_key_in_flight", _IN_FLIGHT, headers=(("Retry-After", "1"),)
+        ) from exc
     except BaseException:
         # Refusals are not remembered. If the database is down too, keep trying in the background,
         # so the client's retry is not held off (409) until the claim counts as abandoned.

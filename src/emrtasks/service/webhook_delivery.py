@@ -33,6 +33,9 @@ class _Decision:
     error_code: str | None = None
 
 
+_CRASH_ALLOWANCE = 3
+
+
 class _LeaseLost(Exception):
     pass
 
@@ -44,6 +47,9 @@ async def run_delivery(ctx: Context, job: jobs.Job) -> None:
         await _finish_only(ctx, job, "MISSING_DELIVERY")
         return
     found, event, endpoint = context
+    if job.attempts > job.max_attempts + _CRASH_ALLOWANCE:  # every attempt crashed before recording
+        await _give_up(ctx, job, found, "DELIVERY_CRASHED")
+        return
     if endpoint is None or endpoint["status"] != stored.ACTIVE:
         await _give_up(ctx, job, found, "ENDPOINT_DISABLED")
         return

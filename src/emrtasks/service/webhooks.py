@@ -1,7 +1,7 @@
 """Webhook endpoints of a client (register, list, delete, rotate, enable) and scheduling deliveries:
 the fan-out of a new event, a resend of one event, and the recovery of every event since a time."""
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -193,6 +193,7 @@ async def _checked_url(ctx: Context, value: object) -> str:
         )
     try:
         scheme, host, port = ssrf.split_url(url)
+        url = ssrf.ascii_url(url)  # an international host is stored in its ASCII (IDNA) form
         if scheme != "https" and not ctx.webhooks.allow_insecure:
             raise ssrf.Refused("HTTPS is required")
         if not ctx.webhooks.allow_private:
@@ -223,11 +224,11 @@ def _parse_since(value: object) -> datetime:
         raise _field_problem("since", "invalid_field", message)
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError as exc:
+        if moment.tzinfo is None:
+            raise ValueError("no time zone")
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise _field_problem("since", "invalid_field", message) from exc
-    if moment.tzinfo is None:
-        raise _field_problem("since", "invalid_field", message)
-    return moment
 
 
 def _field_problem(name: str, code: str, message: str) -> errors.Problem:

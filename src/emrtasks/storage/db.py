@@ -146,11 +146,21 @@ class GroupCommitter:
         return await future
 
     async def _drain(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-            live = [(work, future) for work, future in batch if not future.cancelled()]
-            if live:
-                await self._commit(live)
+        batch: list[tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]] = []
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+                live = [(work, future) for work, future in batch if not future.cancelled()]
+                if live:
+                    await self._commit(live)
+        except BaseException as exc:  # cancelled, or a work raised past Exception: nobody waits forever
+            for _work, future in [*batch, *self._pending]:
+                if not future.done():
+                    future.set_exception(
+                        exc if isinstance(exc, Exception) else RuntimeError("writer stopped")
+                    )
+            self._pending = []
+            raise
 
     async def _commit(
         self, batch: list[tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]]

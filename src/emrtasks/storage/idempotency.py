@@ -59,13 +59,20 @@ async def claim(
         return found
 
 
+class ClaimLost(Exception):
+    """The in-flight claim was taken over (its holder was slow past the abandonment time)."""
+
+
 async def complete(conn: AsyncConnection, record_id: str, status_code: int, response: str) -> None:
-    """Inside the transaction that does the work, so the record and the work commit together."""
-    await conn.execute(
+    """Inside the transaction that does the work, so the record and the work commit together; if the
+    claim is no longer ours, ClaimLost rolls the work back: another request owns the key now."""
+    result = await conn.execute(
         update(idempotency_keys)
-        .where(idempotency_keys.c.id == record_id)
+        .where(idempotency_keys.c.id == record_id, idempotency_keys.c.state == IN_FLIGHT)
         .values(state=COMPLETED, status_code=status_code, response=response)
     )
+    if result.rowcount != 1:
+        raise ClaimLost(record_id)
 
 
 async def release(engine: AsyncEngine, record_id: str) -> None:

@@ -65,6 +65,8 @@ async def post(
         return Result(None, _ms(started), None, f"timeout after {timeout_seconds:g} s")
     except httpx.HTTPError as exc:
         return Result(None, _ms(started), None, f"{type(exc).__name__}: {exc}"[:500])
+    except (ValueError, UnicodeError) as exc:  # a URL or header httpx cannot send: a failed attempt
+        return Result(None, _ms(started), None, f"the request could not be sent: {type(exc).__name__}")
     return Result(
         response.status_code,
         _ms(started),

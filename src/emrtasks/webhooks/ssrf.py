@@ -106,6 +106,23 @@ def split_url(url: str) -> tuple[str, str, int]:
         raise Refused("the URL has no host")
     if parts.username or parts.password:
         raise Refused("the URL must not carry credentials")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        raise Refused("the URL must not contain spaces or control characters")
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError as exc:
+        raise Refused("the URL's host is not a valid name") from exc
     if port == 0:
         raise Refused("the URL's port must be between 1 and 65535")
     return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def ascii_url(url: str) -> str:
+    """The URL with its host in IDNA form, so every later request can send it as a header."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    encoded = host.encode("idna").decode("ascii")
+    if encoded == host:
+        return url
+    netloc = encoded + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
