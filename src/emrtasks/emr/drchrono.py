@@ -281,16 +281,7 @@ class DrChronoAdapter:
 
     # --- calls ---
     async def _read(self, url: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        answer = await emr_http.send(self._http, self._auth, "GET", url, params=params)
-        if not isinstance(answer, httpx.Response):
-            raise outcomes.AdapterError(
-                answer
-                if isinstance(answer, outcomes.RetryLater)
-                else outcomes.RetryLater(outcomes.EMR_UNAVAILABLE, answer.description)
-            )
-        emr_http.raise_for_read(answer, answer.text[:300] if answer.status_code >= 400 else "")
-        body = answer.json()
-        return body if isinstance(body, dict) else {}
+        return await emr_http.read_json(self._http, self._auth, url, params)
 
     async def _read_all(
         self, url: str, params: Mapping[str, Any], *, must_finish: bool = False

@@ -22,6 +22,7 @@
   patient is unknown, a `members` error an unknown user or group; 401/403 = credentials.
 """
 
+import dataclasses
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 import httpx
 
 from emrtasks.domain import directory, ids, outcomes, rules, tasks
-from emrtasks.emr import base
+from emrtasks.emr import base, fhir
 from emrtasks.emr import http as emr_http
 
 NAME = "elation"
@@ -247,15 +248,7 @@ class ElationAdapter:
     async def _read(
         self, url: str, params: Mapping[str, Any] | None = None, *, allow_missing: bool = False
     ) -> dict[str, Any]:
-        answer = await emr_http.send(self._http, self._auth, "GET", url, params=params)
-        if not isinstance(answer, httpx.Response):
-            # a read is never Unknown: http.send answers RetryLater to a failed read
-            raise outcomes.AdapterError(outcomes.RetryLater(outcomes.EMR_UNAVAILABLE, answer.description))
-        if allow_missing and answer.status_code == 404:
-            return {}
-        emr_http.raise_for_read(answer, _detail(answer))
-        body = answer.json()
-        return body if isinstance(body, dict) else {}
+        return await emr_http.read_json(self._http, self._auth, url, params, allow_missing=allow_missing)
 
     async def _read_all(
         self, url: str, params: Mapping[str, Any], *, must_finish: bool = False
@@ -359,20 +352,8 @@ def _patient(found: Mapping[str, Any], mrn: str) -> directory.Patient:
 
 
 def _fhir_patient(resource: Mapping[str, Any], system: str) -> directory.Patient | None:
-    mrns = [i.get("value") for i in resource.get("identifier") or [] if i.get("system") == system]
-    if not resource.get("id") or not mrns:
-        return None
-    name = (resource.get("name") or [{}])[0]
-    phones = [t.get("value") for t in resource.get("telecom") or [] if t.get("system") == "phone"]
-    return directory.Patient(
-        emr_patient_id=str(resource["id"]),
-        mrn=str(mrns[0]),
-        first_name=" ".join(name.get("given") or []),
-        last_name=str(name.get("family") or ""),
-        dob=str(resource.get("birthDate") or ""),
-        sex=_sex(resource.get("gender")),
-        phone=str(phones[0] or "") if phones else "",
-    )
+    found = fhir.patient_from(dict(resource), system)
+    return dataclasses.replace(found, sex=_sex(resource.get("gender"))) if found else None
 
 
 def _user(found: Mapping[str, Any]) -> directory.User:

@@ -178,6 +178,26 @@ async def send(
     raise AssertionError("unreachable")
 
 
+async def read_json(
+    http: httpx.AsyncClient,
+    auth: Auth,
+    url: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    allow_missing: bool = False,
+) -> dict[str, Any]:
+    """A GET whose JSON object answer is wanted: AdapterError for any failure (a read is never
+    Unknown), `{}` for a 404 when `allow_missing`."""
+    answer = await send(http, auth, "GET", url, params=params)
+    if not isinstance(answer, httpx.Response):
+        raise outcomes.AdapterError(outcomes.RetryLater(outcomes.EMR_UNAVAILABLE, answer.description))
+    if allow_missing and answer.status_code == 404:
+        return {}
+    raise_for_read(answer, answer.text[:300] if answer.status_code >= 400 else "")
+    body = answer.json()
+    return body if isinstance(body, dict) else {}
+
+
 class TooManyPages(Exception):
     """A paginated list ran past its page limit where every result mattered."""
 
