@@ -202,6 +202,55 @@ async def test_recover_resends_every_event_since_a_time(webhook_settings, tmp_pa
             await http.aclose()
 
 
+async def test_a_resend_asked_for_during_an_attempt_is_sent_after_it(webhook_settings, tmp_path):
+    with Receiver() as receiver:
+        receiver.delay_seconds = 0.5
+        async with bootstrap.runtime(
+            webhook_settings.model_copy(update={"key_file": str(tmp_path / "k")})
+        ) as rt:
+            tenant, http, _ = await _setup(rt, receiver)
+            await http.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a)
+            await asyncio.to_thread(receiver.wait_for, lambda r: r.in_flight == 1)
+            [event] = await _events(http, tenant.a)
+            resent = await http.post(f"/v1/webhook-events/{event['id']}/retry", headers=tenant.headers())
+            assert resent.status_code == 202
+            await asyncio.to_thread(receiver.wait_for, lambda r: len(r.verified()) == 2)
+            assert [d.headers["webhook-attempt"] for d in receiver.verified()] == ["1", "2"]
+
+            async def settled():
+                [found] = await _events(http, tenant.a)
+                return found["delivery_status"] == "success" and len(found["attempts"]) == 2
+
+            await _until(settled)
+            await http.aclose()
+
+
+async def test_a_resend_does_not_wait_for_the_next_scheduled_retry(webhook_settings, tmp_path):
+    settings = webhook_settings.model_copy(
+        update={"key_file": str(tmp_path / "k"), "webhook_retry_schedule": "0,3600"}
+    )
+    with Receiver(default=500) as receiver:
+        async with bootstrap.runtime(settings) as rt:
+            tenant, http, webhook_id = await _setup(rt, receiver)
+            await http.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a)
+
+            async def tried_once():
+                events = await _events(http, tenant.a)
+                return events and len(events[0]["attempts"]) == 1
+
+            await _until(tried_once)  # the next retry is an hour away
+            receiver.default = 200
+            answer = await http.post(
+                f"/v1/webhook/{webhook_id}/recover",
+                json={"since": "2000-01-01T00:00:00Z"},
+                headers=tenant.headers(),
+            )
+            assert (answer.status_code, answer.json()["scheduled"]) == (202, 1)
+            await asyncio.to_thread(receiver.wait_for, lambda r: len(r.verified()) == 1, 5)
+            assert receiver.verified()[0].headers["webhook-attempt"] == "2"
+            await http.aclose()
+
+
 async def test_a_slow_endpoint_does_not_hold_up_another(webhook_settings, tmp_path):
     settings = webhook_settings.model_copy(
         update={"key_file": str(tmp_path / "k"), "webhook_endpoint_concurrency": 2, "worker_concurrency": 4}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from emrtasks.queue import notify
@@ -191,6 +191,20 @@ async def extend_leases(
     )
     async with db.write(engine, durable=False) as conn:
         await conn.execute(statement)
+
+
+async def expedite(conn: AsyncConnection, job_id: str, *, now: datetime) -> bool:
+    """Make a queued job due now (a resend asked for while its next retry waits); False if it is
+    no longer queued."""
+    statement = (
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.state == QUEUED)
+        .values(run_at=case((jobs.c.run_at > now, now), else_=jobs.c.run_at), updated_at=now)
+    )
+    result = await conn.execute(statement)
+    if result.rowcount == 1:
+        await notify.notify(conn)
+    return bool(result.rowcount == 1)
 
 
 async def finish(

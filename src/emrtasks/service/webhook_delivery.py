@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 import emrtasks
 from emrtasks.domain import ids
 from emrtasks.queue import jobs
+from emrtasks.service import webhooks
 from emrtasks.service.context import Context
 from emrtasks.storage import db
 from emrtasks.storage import webhooks as stored
@@ -119,6 +120,9 @@ def retry_delay(step: float, result: delivery.Result, rng: random.Random | None 
     return delay
 
 
+_DISABLING = frozenset({"ENDPOINT_GONE", "ENDPOINT_FAILING"})
+
+
 def _disable(endpoint: dict[str, Any], reason: str, code: str) -> _Decision:
     log.warning("webhook endpoint %s disabled: %s", endpoint["id"], reason)
     changes = {"status": stored.DISABLED, "disabled_reason": reason}
@@ -135,12 +139,15 @@ async def _record(
     now: datetime,
 ) -> None:
     async def work(conn: AsyncConnection) -> None:
+        # A resend asked for during this attempt: the next attempt is due now, or, when this job
+        # ends here, a new delivery job follows it (with its own schedule, like any resend).
+        resend = await stored.take_resend_request(conn, found["id"])
         if decision.job_state is None:
             assert decision.retry_at is not None
             moved = await jobs.reschedule(
                 conn,
                 job,
-                run_at=decision.retry_at,
+                run_at=now if resend else decision.retry_at,
                 now=now,
                 reconcile=False,
                 error_code="DELIVERY_FAILED",
@@ -174,6 +181,10 @@ async def _record(
         )
         if decision.endpoint_changes:
             await stored.update_endpoint(conn, found["endpoint_id"], now, **decision.endpoint_changes)
+        if resend and decision.job_state is not None and decision.error_code not in _DISABLING:
+            await webhooks.schedule_delivery(
+                ctx, conn, found["event_id"], found["endpoint_id"], found["client_id"], now, "manual"
+            )
 
     await ctx.relaxed_writer.run(work)
 

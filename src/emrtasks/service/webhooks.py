@@ -131,13 +131,24 @@ async def schedule_delivery(
     *,
     new: bool = False,
 ) -> int:
-    """Queue a delivery of the event to the endpoint, unless one is already queued or running
-    (`new`: the event was written in this transaction, so it has no delivery yet)."""
+    """Queue a delivery of the event to the endpoint, due now (`new`: the event was written in this
+    transaction, so it has no delivery yet).
+
+    A delivery whose next retry is already queued is made due now instead of queued twice. One
+    whose attempt is running right now is marked, and its job sends once more right after that
+    attempt: the running attempt may fail, or may have been sent before whatever the client is
+    recovering from, so a resend asked for now never folds into it."""
     existing = None if new else await stored.find_delivery(conn, event_id, endpoint_id)
     if existing and existing["job_id"]:
+        if await jobs.expedite(conn, existing["job_id"], now=now):
+            await stored.update_delivery(conn, existing["id"], now, status=stored.PENDING)
+            return 1
         job = await jobs.get_job(conn, existing["job_id"])
-        if job and job["state"] in (jobs.QUEUED, jobs.RUNNING):
-            return 0
+        if job and job["state"] == jobs.RUNNING:
+            await stored.update_delivery(
+                conn, existing["id"], now, status=stored.PENDING, resend_requested=True
+            )
+            return 1
     delivery_id = existing["id"] if existing else ids.new_id("dlv")
     job_id = ids.new_id("job")
     await jobs.enqueue(

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -182,6 +183,8 @@ deliveries = Table(
     Column("status", String(20), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("job_id", String(_ID)),
+    # A resend was asked for while an attempt was running: one more follows that attempt.
+    Column("resend_requested", Boolean, nullable=False, server_default=false()),
     Column("last_attempt_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),

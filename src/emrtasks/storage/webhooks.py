@@ -105,6 +105,16 @@ async def update_delivery(conn: AsyncConnection, delivery_id: str, now: datetime
     await conn.execute(query.values(updated_at=now, **values))
 
 
+async def take_resend_request(conn: AsyncConnection, delivery_id: str) -> bool:
+    """Clear the delivery's resend request; True if there was one."""
+    query = (
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id, deliveries.c.resend_requested)
+        .values(resend_requested=False)
+    )
+    return bool((await conn.execute(query)).rowcount == 1)
+
+
 async def insert_attempt(conn: AsyncConnection, **values: Any) -> None:
     await conn.execute(insert(delivery_attempts).values(**values))
 
