@@ -137,7 +137,7 @@ async def runtime(
     finally:
         await http.aclose()
         await emr_http.aclose()
-        await engine.dispose()
+        await db.dispose(engine)
 
 
 def _warn_about_unsafe_settings(settings: Settings) -> None:

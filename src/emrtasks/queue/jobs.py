@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from emrtasks.queue import notify
 from emrtasks.storage import db
+from emrtasks.storage.db import Connection
 from emrtasks.storage.tables import jobs
 
 QUEUED = "queued"
@@ -44,7 +45,7 @@ class Job:
 
 
 async def enqueue(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     job_id: str,
     kind: str,
@@ -126,7 +127,7 @@ async def claim(
 _SCAN_FACTOR = 4
 
 
-async def _running_per_group(conn: AsyncConnection) -> dict[str, tuple[int, int]]:
+async def _running_per_group(conn: Connection) -> dict[str, tuple[int, int]]:
     query = (
         select(jobs.c.group_key, func.count(), func.min(jobs.c.group_limit))
         .where(jobs.c.state == RUNNING, jobs.c.group_key.is_not(None))
@@ -150,7 +151,7 @@ def _fit(candidates: list[Any], running: dict[str, tuple[int, int]], limit: int)
     return chosen
 
 
-async def defer_group(conn: AsyncConnection, group_key: str, until: datetime) -> None:
+async def defer_group(conn: Connection, group_key: str, until: datetime) -> None:
     """Hold a group's queued jobs until `until` (an EMR asked one connection to slow down)."""
     await conn.execute(
         update(jobs)
@@ -193,7 +194,7 @@ async def extend_leases(
         await conn.execute(statement)
 
 
-async def expedite(conn: AsyncConnection, job_id: str, *, now: datetime) -> bool:
+async def expedite(conn: Connection, job_id: str, *, now: datetime) -> bool:
     """Make a queued job due now (a resend asked for while its next retry waits); False if it is
     no longer queued."""
     statement = (
@@ -208,7 +209,7 @@ async def expedite(conn: AsyncConnection, job_id: str, *, now: datetime) -> bool
 
 
 async def finish(
-    conn: AsyncConnection,
+    conn: Connection,
     job: Job,
     state: str,
     *,
@@ -227,7 +228,7 @@ async def finish(
 
 
 async def reschedule(
-    conn: AsyncConnection,
+    conn: Connection,
     job: Job,
     *,
     run_at: datetime,
@@ -246,7 +247,7 @@ async def reschedule(
     return await _fenced_update(conn, job, now, values)
 
 
-async def _fenced_update(conn: AsyncConnection, job: Job, now: datetime, values: Mapping[str, Any]) -> bool:
+async def _fenced_update(conn: Connection, job: Job, now: datetime, values: Mapping[str, Any]) -> bool:
     statement = (
         update(jobs)
         .where(jobs.c.id == job.id, jobs.c.attempts == job.attempts, jobs.c.state == RUNNING)
@@ -298,7 +299,7 @@ async def still_held(engine: AsyncEngine, job: Job, *, now: datetime) -> bool:
         return (await conn.execute(query)).first() is not None
 
 
-async def get_job(conn: AsyncConnection, job_id: str) -> dict[str, Any] | None:
+async def get_job(conn: Connection, job_id: str) -> dict[str, Any] | None:
     row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).mappings().first()
     return dict(row) if row else None
 

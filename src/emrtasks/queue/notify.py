@@ -13,13 +13,14 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+
+from emrtasks.storage.db import Connection
 
 CHANNEL = "emrtasks_jobs"
 log = logging.getLogger("emrtasks.worker")
 
 
-async def notify(conn: AsyncConnection) -> None:
+async def notify(conn: Connection) -> None:
     """Inside an enqueueing transaction: listeners hear it when (and only if) it commits."""
     if conn.dialect.name == "postgresql":
         await conn.execute(text(f"SELECT pg_notify('{CHANNEL}', '')"))

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from emrtasks.domain import directory, ids, outcomes
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.emr import base
@@ -22,6 +20,7 @@ from emrtasks.service.context import Context
 from emrtasks.storage import connections, db
 from emrtasks.storage import events as stored_events
 from emrtasks.storage import tasks as stored_tasks
+from emrtasks.storage.db import Connection
 from emrtasks.webhooks import events
 
 log = logging.getLogger("emrtasks.create_task")
@@ -162,7 +161,7 @@ async def _retry(
     )
     now = ctx.clock()
 
-    async def work(conn: AsyncConnection) -> None:
+    async def work(conn: Connection) -> None:
         if not await jobs.reschedule(
             conn,
             job,
@@ -236,7 +235,7 @@ async def _write_outcome(
     )
     code = reasons[0]["code"] if reasons else None
 
-    async def work(conn: AsyncConnection) -> None:
+    async def work(conn: Connection) -> None:
         if not await jobs.finish(conn, job, _JOB_STATE[status], now=now, error_code=code):
             raise _LeaseLost
         await stored_tasks.finish_task(

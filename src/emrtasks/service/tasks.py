@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from emrtasks.domain import errors, ids, outcomes, validation
 from emrtasks.domain import tasks as domain_tasks
@@ -17,6 +16,7 @@ from emrtasks.service import admin
 from emrtasks.service.context import Context
 from emrtasks.storage import db, idempotency
 from emrtasks.storage import tasks as stored_tasks
+from emrtasks.storage.db import Connection
 from emrtasks.webhooks import events
 
 CREATE_TASK = "create_task"
@@ -57,7 +57,7 @@ async def _accept(
     accepted = Accepted(ids.new_id("task"), ids.new_id("job"))
     now = ctx.clock()
 
-    async def work(conn: AsyncConnection) -> None:
+    async def work(conn: Connection) -> None:
         await stored_tasks.insert_task(
             conn,
             task_id=accepted.task_id,

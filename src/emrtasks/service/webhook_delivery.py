@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 import emrtasks
 from emrtasks.domain import ids
 from emrtasks.queue import jobs
@@ -20,6 +18,7 @@ from emrtasks.service import webhooks
 from emrtasks.service.context import Context
 from emrtasks.storage import db
 from emrtasks.storage import webhooks as stored
+from emrtasks.storage.db import Connection
 from emrtasks.webhooks import delivery, signing
 
 log = logging.getLogger("emrtasks.webhooks")
@@ -138,7 +137,7 @@ async def _record(
     decision: _Decision,
     now: datetime,
 ) -> None:
-    async def work(conn: AsyncConnection) -> None:
+    async def work(conn: Connection) -> None:
         # A resend asked for during this attempt: the next attempt is due now, or, when this job
         # ends here, a new delivery job follows it (with its own schedule, like any resend).
         resend = await stored.take_resend_request(conn, found["id"])

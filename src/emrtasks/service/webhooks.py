@@ -4,8 +4,6 @@ the fan-out of a new event, a resend of one event, and the recovery of every eve
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from emrtasks.domain import errors, ids
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.queue import jobs
@@ -13,6 +11,7 @@ from emrtasks.service.context import Context
 from emrtasks.storage import db
 from emrtasks.storage import events as stored_events
 from emrtasks.storage import webhooks as stored
+from emrtasks.storage.db import Connection
 from emrtasks.webhooks import events, signing, ssrf
 
 DELIVER_WEBHOOK = "deliver_webhook"
@@ -110,7 +109,7 @@ async def resend_event(ctx: Context, client: domain_tasks.Client, event_id: str)
     return {"success": True, "event_id": event_id, "webhook_ids": [e["id"] for e in endpoints]}
 
 
-async def fan_out(ctx: Context, conn: AsyncConnection, client_id: str, event_id: str, now: datetime) -> int:
+async def fan_out(ctx: Context, conn: Connection, client_id: str, event_id: str, now: datetime) -> int:
     """Inside the transaction that writes an event: one delivery per active endpoint (the outbox)."""
     count = 0
     for endpoint in await stored.list_endpoints(conn, client_id, active_only=True):
@@ -122,7 +121,7 @@ async def fan_out(ctx: Context, conn: AsyncConnection, client_id: str, event_id:
 
 async def schedule_delivery(
     ctx: Context,
-    conn: AsyncConnection,
+    conn: Connection,
     event_id: str,
     endpoint_id: str,
     client_id: str,
@@ -177,7 +176,7 @@ async def schedule_delivery(
     return 1
 
 
-async def _owned(conn: AsyncConnection, client: domain_tasks.Client, endpoint_id: str) -> dict[str, Any]:
+async def _owned(conn: Connection, client: domain_tasks.Client, endpoint_id: str) -> dict[str, Any]:
     endpoint = await stored.get_endpoint(conn, endpoint_id, client.id) if ids.plausible(endpoint_id) else None
     if endpoint is None:
         raise errors.not_found("Webhook")

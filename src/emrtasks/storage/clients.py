@@ -3,23 +3,21 @@
 from datetime import datetime
 
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from emrtasks.domain import tasks as domain_tasks
+from emrtasks.storage.db import Connection
 from emrtasks.storage.tables import clients
 
 
 async def insert_client(
-    conn: AsyncConnection, *, client_id: str, name: str, secret_hash: str, now: datetime
+    conn: Connection, *, client_id: str, name: str, secret_hash: str, now: datetime
 ) -> None:
     await conn.execute(
         insert(clients).values(id=client_id, name=name, secret_hash=secret_hash, created_at=now)
     )
 
 
-async def get_client_with_hash(
-    conn: AsyncConnection, client_id: str
-) -> tuple[domain_tasks.Client, str] | None:
+async def get_client_with_hash(conn: Connection, client_id: str) -> tuple[domain_tasks.Client, str] | None:
     query = select(clients.c.id, clients.c.name, clients.c.secret_hash).where(clients.c.id == client_id)
     row = (await conn.execute(query)).first()
     if row is None:

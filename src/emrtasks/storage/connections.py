@@ -5,14 +5,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from emrtasks.domain import tasks as domain_tasks
+from emrtasks.storage.db import Connection
 from emrtasks.storage.tables import connections, emr_directories, tasks
 
 
 async def insert_connection(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     connection: domain_tasks.Connection,
     token_hash: str,
@@ -35,17 +35,17 @@ async def insert_connection(
     )
 
 
-async def get_by_token_hash(conn: AsyncConnection, token_hash: str) -> domain_tasks.Connection | None:
+async def get_by_token_hash(conn: Connection, token_hash: str) -> domain_tasks.Connection | None:
     row = (await conn.execute(_select().where(connections.c.token_hash == token_hash))).first()
     return _to_connection(row) if row else None
 
 
-async def get_connection(conn: AsyncConnection, connection_id: str) -> domain_tasks.Connection | None:
+async def get_connection(conn: Connection, connection_id: str) -> domain_tasks.Connection | None:
     row = (await conn.execute(_select().where(connections.c.id == connection_id))).first()
     return _to_connection(row) if row else None
 
 
-async def update_connection(conn: AsyncConnection, connection_id: str, now: datetime, **values: Any) -> None:
+async def update_connection(conn: Connection, connection_id: str, now: datetime, **values: Any) -> None:
     query = update(connections).where(connections.c.id == connection_id)
     await conn.execute(query.values(updated_at=now, **values))
 
@@ -69,14 +69,14 @@ def _to_connection(row: Row[Any]) -> domain_tasks.Connection:
     )
 
 
-async def get_directory(conn: AsyncConnection, connection_id: str) -> dict[str, Any] | None:
+async def get_directory(conn: Connection, connection_id: str) -> dict[str, Any] | None:
     query = select(emr_directories).where(emr_directories.c.connection_id == connection_id)
     row = (await conn.execute(query)).mappings().first()
     return dict(row) if row else None
 
 
 async def save_directory(
-    conn: AsyncConnection,
+    conn: Connection,
     connection_id: str,
     users: list[dict[str, str]],
     call_types: list[dict[str, str]],
@@ -90,9 +90,7 @@ async def save_directory(
     )
 
 
-async def list_connections(
-    conn: AsyncConnection, client_id: str | None = None
-) -> list[domain_tasks.Connection]:
+async def list_connections(conn: Connection, client_id: str | None = None) -> list[domain_tasks.Connection]:
     query = _select().order_by(connections.c.created_at)
     if client_id is not None:
         query = query.where(connections.c.client_id == client_id)
@@ -100,7 +98,7 @@ async def list_connections(
 
 
 async def get_task_and_connection(
-    conn: AsyncConnection, task_id: str
+    conn: Connection, task_id: str
 ) -> tuple[dict[str, Any], domain_tasks.Connection] | None:
     """A task and its connection in one query: what a create_task job starts from."""
     task_columns = [c.label(f"t_{c.name}") for c in tasks.c]

@@ -1,24 +1,65 @@
 """The engine and its transactions: SQLite pragmas (WAL, busy timeout, foreign keys), write vs read
 transactions.
 
-On SQLite a write transaction starts with BEGIN IMMEDIATE, so two writers queue on the busy timeout
-instead of failing on a read-to-write upgrade (https://www.sqlite.org/lang_transaction.html).
+On SQLite a write transaction starts with BEGIN IMMEDIATE, so two writers queue instead of failing
+on a read-to-write upgrade (https://www.sqlite.org/lang_transaction.html).
+
+A SQLite database in a file is used inline: the transactions that `read` and `write` open run their
+statements with the standard library's sqlite3 on the event loop's own thread. A statement on a
+small indexed table takes microseconds there, where handing it to an aiosqlite thread and back
+took about 0.5 ms of the loop's time (docs/performance.md). Nothing waits inside SQLite: a writer
+that finds the database locked by another process gives way to the loop and tries again, and only
+a commit's fsync (a fraction of a millisecond, shared by a whole group commit) holds the loop.
+The async engine stays for what needs it (migrations, and `:memory:` databases).
 """
 
 import asyncio
 import contextlib
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, Unpack
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+import sqlalchemy
+from sqlalchemy import event, exc, text
+from sqlalchemy.engine import Connection as SyncConnection
+from sqlalchemy.engine import CursorResult, Dialect, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.sql.base import Executable
 
 _WRITE = "emrtasks_write"
 _DURABLE = "emrtasks_durable"
 T = TypeVar("T")
+
+
+class Connection(Protocol):
+    """What the storage modules use of a connection: an `AsyncConnection`, or an inline SQLite one."""
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    async def execute(
+        self, statement: Executable, parameters: Any = None
+    ) -> CursorResult[Unpack[tuple[Any, ...]]]: ...
+
+
+class InlineConnection:
+    """A sync SQLAlchemy connection to a SQLite file, awaited like an `AsyncConnection`."""
+
+    __slots__ = ("_sync",)
+
+    def __init__(self, sync: SyncConnection) -> None:
+        self._sync = sync
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._sync.dialect
+
+    async def execute(
+        self, statement: Executable, parameters: Any = None
+    ) -> CursorResult[Unpack[tuple[Any, ...]]]:
+        return self._sync.execute(statement, parameters)
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
@@ -52,47 +93,127 @@ def _create_sqlite_engine(url: str, synchronous: str, pool_size: int) -> AsyncEn
     )
     if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         raise ValueError(f"Invalid SQLite synchronous setting: {synchronous}")
+    _configure_sqlite(engine.sync_engine, synchronous, busy_timeout_ms=30000, inline=False)
+    database = engine.url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        inline = sqlalchemy.create_engine(
+            engine.url.set(drivername="sqlite+pysqlite"),
+            # Busy waits happen in `_begin_write`, on the loop, never inside SQLite.
+            connect_args={"timeout": 0, "check_same_thread": False},
+            hide_parameters=True,
+            pool_size=pool_size,
+            max_overflow=0,
+            pool_timeout=60,
+        )
+        _configure_sqlite(inline, synchronous, busy_timeout_ms=0, inline=True)
+        _INLINE[engine.sync_engine] = _Inline(inline, synchronous.upper())
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def _configure_sqlite(engine: Engine, synchronous: str, *, busy_timeout_ms: int, inline: bool) -> None:
+
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so BEGIN is ours (IMMEDIATE for writes).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         for pragma in (
             "journal_mode=WAL",
-            "busy_timeout=30000",
+            f"busy_timeout={busy_timeout_ms}",
             "foreign_keys=ON",
             f"synchronous={synchronous.upper()}",
         ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        options = connection.get_execution_options()
-        if options.get(_WRITE, False):
-            # Only what we acknowledge must survive a power loss; the rest (claims, outcomes a
-            # retry would look up again) may skip the fsync. Switched only when it changes.
-            wanted = synchronous.upper() if options.get(_DURABLE, True) else "NORMAL"
-            info = connection.connection.info
-            if info.get("synchronous") != wanted:
-                connection.exec_driver_sql(f"PRAGMA synchronous={wanted}")
-                info["synchronous"] = wanted
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: SyncConnection) -> None:
+        if not connection.get_execution_options().get(_WRITE, False):
             connection.exec_driver_sql("BEGIN")
+        elif not inline:  # an inline writer begins in `_begin_write`, where it may wait
+            _begin_immediate(connection, synchronous)
 
-    return engine
+
+def _begin_immediate(connection: SyncConnection, synchronous: str) -> None:
+    # Only what we acknowledge must survive a power loss; the rest (claims, outcomes a retry would
+    # look up again) may skip the fsync. Switched only when it changes.
+    wanted = synchronous.upper() if connection.get_execution_options().get(_DURABLE, True) else "NORMAL"
+    info = connection.connection.info
+    if info.get("synchronous") != wanted:
+        connection.exec_driver_sql(f"PRAGMA synchronous={wanted}")
+        info["synchronous"] = wanted
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class _Inline:
+    def __init__(self, engine: Engine, synchronous: str) -> None:
+        self.engine = engine
+        self.synchronous = synchronous
+
+
+# The inline engine of each SQLite async engine that has one.
+_INLINE: "weakref.WeakKeyDictionary[Any, _Inline]" = weakref.WeakKeyDictionary()
+
+
+def _inline(engine: AsyncEngine) -> _Inline | None:
+    return _INLINE.get(engine.sync_engine) if engine.dialect.name == "sqlite" else None
+
+
+async def dispose(engine: AsyncEngine) -> None:
+    """Close every pooled connection, the inline ones too."""
+    inline = _inline(engine)
+    if inline is not None:
+        inline.engine.dispose()
+    await engine.dispose()
+
+
+# How long an inline writer keeps trying while another process holds SQLite's write lock.
+_LOCKED_PATIENCE_SECONDS = 30.0
+
+
+async def _begin_write(sync: SyncConnection, synchronous: str) -> None:
+    """Start a write transaction, giving way to the event loop while another process writes."""
+    delay = 0.001
+    deadline = time.monotonic() + _LOCKED_PATIENCE_SECONDS
+    while True:
+        sync.begin()  # SQLAlchemy's transaction; the database's starts here:
+        try:
+            _begin_immediate(sync, synchronous)
+            return
+        except exc.OperationalError as error:
+            sync.rollback()
+            if not _is_locked(error) or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _is_locked(error: exc.OperationalError) -> bool:
+    message = str(error.orig).lower()
+    return "locked" in message or "busy" in message
 
 
 @asynccontextmanager
-async def write(engine: AsyncEngine, *, durable: bool = True) -> AsyncIterator[AsyncConnection]:
+async def write(engine: AsyncEngine, *, durable: bool = True) -> AsyncIterator[Connection]:
     """A transaction that will write: committed on exit, rolled back on error. `durable=False` (SQLite)
     lets the commit skip the fsync: for writes that a crash may undo because a retry redoes them.
 
     On SQLite, writers of one process take turns on an asyncio lock first: SQLite lets one writer
     in at a time anyway, and a writer that waits in SQLite's busy handler sleeps in steps of
     milliseconds, which is what made every write slow under load."""
+    inline = _inline(engine)
+    if inline is not None:
+        async with _writer_turn(engine):
+            with inline.engine.connect() as sync:
+                sync = sync.execution_options(**{_WRITE: True, _DURABLE: durable})
+                await _begin_write(sync, inline.synchronous)
+                try:
+                    yield InlineConnection(sync)
+                except BaseException:
+                    sync.rollback()
+                    raise
+                sync.commit()
+        return
     async with _writer_turn(engine), engine.connect() as conn:
         conn = await conn.execution_options(**{_WRITE: True, _DURABLE: durable})
         async with conn.begin():
@@ -112,12 +233,22 @@ _SQLITE_WRITERS: "weakref.WeakKeyDictionary[Any, asyncio.Lock]" = weakref.WeakKe
 
 
 @asynccontextmanager
-async def read(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+async def read(engine: AsyncEngine) -> AsyncIterator[Connection]:
+    inline = _inline(engine)
+    if inline is not None:
+        with inline.engine.connect() as sync, sync.begin():
+            yield InlineConnection(sync)
+        return
     async with engine.connect() as conn, conn.begin():
         yield conn
 
 
 async def ping(engine: AsyncEngine) -> None:
+    inline = _inline(engine)
+    if inline is not None:
+        with inline.engine.connect() as sync:
+            sync.execute(text("SELECT 1"))
+        return
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
 
@@ -135,10 +266,10 @@ class GroupCommitter:
         self._engine = engine
         self._durable = durable
         self._max_batch = max_batch
-        self._pending: list[tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]] = []
+        self._pending: list[tuple[Callable[[Connection], Awaitable[Any]], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def run(self, work: Callable[[Connection], Awaitable[T]]) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((work, future))
         if self._writer is None or self._writer.done():
@@ -146,7 +277,7 @@ class GroupCommitter:
         return await future
 
     async def _drain(self) -> None:
-        batch: list[tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]] = []
+        batch: list[tuple[Callable[[Connection], Awaitable[Any]], asyncio.Future[Any]]] = []
         try:
             while self._pending:
                 batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
@@ -163,7 +294,7 @@ class GroupCommitter:
             raise
 
     async def _commit(
-        self, batch: list[tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]]
+        self, batch: list[tuple[Callable[[Connection], Awaitable[Any]], asyncio.Future[Any]]]
     ) -> None:
         try:
             async with write(self._engine, durable=self._durable) as conn:
@@ -179,9 +310,7 @@ class GroupCommitter:
             if not future.done():
                 future.set_result(result)
 
-    async def _alone(
-        self, work: Callable[[AsyncConnection], Awaitable[Any]], future: asyncio.Future[Any]
-    ) -> None:
+    async def _alone(self, work: Callable[[Connection], Awaitable[Any]], future: asyncio.Future[Any]) -> None:
         try:
             async with write(self._engine, durable=self._durable) as conn:
                 result = await work(conn)

@@ -4,13 +4,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from emrtasks.storage.db import Connection
 from emrtasks.storage.tables import events
 
 
 async def insert_event(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     event_id: str,
     client_id: str,
@@ -36,7 +36,7 @@ async def insert_event(
 
 
 async def list_events(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     client_id: str,
     connection_id: str | None,
@@ -64,11 +64,11 @@ async def list_events(
     return [dict(r) for r in rows], int(total or 0)
 
 
-async def event_belongs_to(conn: AsyncConnection, event_id: str, client_id: str) -> bool:
+async def event_belongs_to(conn: Connection, event_id: str, client_id: str) -> bool:
     query = select(events.c.id).where(events.c.id == event_id, events.c.client_id == client_id)
     return (await conn.execute(query)).first() is not None
 
 
-async def get_event(conn: AsyncConnection, event_id: str) -> dict[str, Any] | None:
+async def get_event(conn: Connection, event_id: str) -> dict[str, Any] | None:
     row = (await conn.execute(select(events).where(events.c.id == event_id))).mappings().first()
     return dict(row) if row else None

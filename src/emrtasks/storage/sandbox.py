@@ -4,9 +4,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from emrtasks.storage import db
+from emrtasks.storage.db import Connection
 from emrtasks.storage.tables import sandbox_emr_tasks
 
 
@@ -29,7 +30,7 @@ class SandboxStore:
             id=emr_task_id, connection_id=connection_id, marker=marker, record=record, created_at=now
         )
 
-        async def work(conn: AsyncConnection) -> None:
+        async def work(conn: Connection) -> None:
             await conn.execute(statement)
 
         await self._writer.run(work)

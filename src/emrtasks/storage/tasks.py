@@ -4,14 +4,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from emrtasks.domain import tasks as domain_tasks
+from emrtasks.storage.db import Connection
 from emrtasks.storage.tables import tasks
 
 
 async def insert_task(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     task_id: str,
     job_id: str,
@@ -39,9 +39,7 @@ async def insert_task(
     )
 
 
-async def get_task(
-    conn: AsyncConnection, task_id: str, connection_id: str | None = None
-) -> dict[str, Any] | None:
+async def get_task(conn: Connection, task_id: str, connection_id: str | None = None) -> dict[str, Any] | None:
     query = select(tasks).where(tasks.c.id == task_id)
     if connection_id is not None:
         query = query.where(tasks.c.connection_id == connection_id)
@@ -50,7 +48,7 @@ async def get_task(
 
 
 async def finish_task(
-    conn: AsyncConnection,
+    conn: Connection,
     task_id: str,
     *,
     status: str,

@@ -5,8 +5,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from emrtasks.storage.db import Connection
 from emrtasks.storage.tables import deliveries, delivery_attempts, events, webhook_endpoints
 
 ACTIVE = "active"
@@ -18,7 +18,7 @@ FAILED = "failed"
 
 
 async def insert_endpoint(
-    conn: AsyncConnection, *, endpoint_id: str, client_id: str, url: str, secret: str, now: datetime
+    conn: Connection, *, endpoint_id: str, client_id: str, url: str, secret: str, now: datetime
 ) -> None:
     await conn.execute(
         insert(webhook_endpoints).values(
@@ -34,7 +34,7 @@ async def insert_endpoint(
 
 
 async def get_endpoint(
-    conn: AsyncConnection, endpoint_id: str, client_id: str | None = None
+    conn: Connection, endpoint_id: str, client_id: str | None = None
 ) -> dict[str, Any] | None:
     query = select(webhook_endpoints).where(
         webhook_endpoints.c.id == endpoint_id, webhook_endpoints.c.status != DELETED
@@ -46,7 +46,7 @@ async def get_endpoint(
 
 
 async def list_endpoints(
-    conn: AsyncConnection, client_id: str, *, active_only: bool = False
+    conn: Connection, client_id: str, *, active_only: bool = False
 ) -> list[dict[str, Any]]:
     wanted = [ACTIVE] if active_only else [ACTIVE, DISABLED]
     query = (
@@ -57,17 +57,17 @@ async def list_endpoints(
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
-async def update_endpoint(conn: AsyncConnection, endpoint_id: str, now: datetime, **values: Any) -> None:
+async def update_endpoint(conn: Connection, endpoint_id: str, now: datetime, **values: Any) -> None:
     query = update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
     await conn.execute(query.values(updated_at=now, **values))
 
 
-async def get_delivery(conn: AsyncConnection, delivery_id: str) -> dict[str, Any] | None:
+async def get_delivery(conn: Connection, delivery_id: str) -> dict[str, Any] | None:
     row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).mappings().first()
     return dict(row) if row else None
 
 
-async def find_delivery(conn: AsyncConnection, event_id: str, endpoint_id: str) -> dict[str, Any] | None:
+async def find_delivery(conn: Connection, event_id: str, endpoint_id: str) -> dict[str, Any] | None:
     query = select(deliveries).where(
         deliveries.c.event_id == event_id, deliveries.c.endpoint_id == endpoint_id
     )
@@ -76,7 +76,7 @@ async def find_delivery(conn: AsyncConnection, event_id: str, endpoint_id: str) 
 
 
 async def insert_delivery(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     delivery_id: str,
     event_id: str,
@@ -100,12 +100,12 @@ async def insert_delivery(
     )
 
 
-async def update_delivery(conn: AsyncConnection, delivery_id: str, now: datetime, **values: Any) -> None:
+async def update_delivery(conn: Connection, delivery_id: str, now: datetime, **values: Any) -> None:
     query = update(deliveries).where(deliveries.c.id == delivery_id)
     await conn.execute(query.values(updated_at=now, **values))
 
 
-async def take_resend_request(conn: AsyncConnection, delivery_id: str) -> bool:
+async def take_resend_request(conn: Connection, delivery_id: str) -> bool:
     """Clear the delivery's resend request; True if there was one."""
     query = (
         update(deliveries)
@@ -115,11 +115,11 @@ async def take_resend_request(conn: AsyncConnection, delivery_id: str) -> bool:
     return bool((await conn.execute(query)).rowcount == 1)
 
 
-async def insert_attempt(conn: AsyncConnection, **values: Any) -> None:
+async def insert_attempt(conn: Connection, **values: Any) -> None:
     await conn.execute(insert(delivery_attempts).values(**values))
 
 
-async def event_ids_since(conn: AsyncConnection, client_id: str, since: datetime) -> list[str]:
+async def event_ids_since(conn: Connection, client_id: str, since: datetime) -> list[str]:
     query = (
         select(events.c.id)
         .where(events.c.client_id == client_id, events.c.created_at >= since)
@@ -128,9 +128,7 @@ async def event_ids_since(conn: AsyncConnection, client_id: str, since: datetime
     return list((await conn.execute(query)).scalars())
 
 
-async def delivery_summaries(
-    conn: AsyncConnection, event_ids: Sequence[str]
-) -> dict[str, list[dict[str, Any]]]:
+async def delivery_summaries(conn: Connection, event_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """Each event's deliveries, for the events listing."""
     if not event_ids:
         return {}
@@ -141,7 +139,7 @@ async def delivery_summaries(
     return found
 
 
-async def attempts_of(conn: AsyncConnection, event_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+async def attempts_of(conn: Connection, event_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     if not event_ids:
         return {}
     a = delivery_attempts.c
@@ -165,13 +163,13 @@ async def attempts_of(conn: AsyncConnection, event_ids: Sequence[str]) -> dict[s
     return found
 
 
-async def count_event_deliveries(conn: AsyncConnection, event_id: str) -> int:
+async def count_event_deliveries(conn: Connection, event_id: str) -> int:
     query = select(func.count()).select_from(deliveries).where(deliveries.c.event_id == event_id)
     return int((await conn.execute(query)).scalar() or 0)
 
 
 async def delivery_context(
-    conn: AsyncConnection, delivery_id: str
+    conn: Connection, delivery_id: str
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None] | None:
     """A delivery, its event and its endpoint (None if deleted), in one query."""
     d, e, w = deliveries.c, events.c, webhook_endpoints.c
