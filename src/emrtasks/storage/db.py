@@ -19,7 +19,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Protocol, TypeVar, Unpack
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy
 from sqlalchemy import event, exc, text
@@ -41,7 +41,7 @@ class Connection(Protocol):
 
     async def execute(
         self, statement: Executable, parameters: Any = None
-    ) -> CursorResult[Unpack[tuple[Any, ...]]]: ...
+    ) -> CursorResult[*tuple[Any, ...]]: ...
 
 
 class InlineConnection:
@@ -58,7 +58,7 @@ class InlineConnection:
 
     async def execute(
         self, statement: Executable, parameters: Any = None
-    ) -> CursorResult[Unpack[tuple[Any, ...]]]:
+    ) -> CursorResult[*tuple[Any, ...]]:
         return self._sync.execute(statement, parameters)
 
 
