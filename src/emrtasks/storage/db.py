@@ -56,9 +56,7 @@ class InlineConnection:
     def dialect(self) -> Dialect:
         return self._sync.dialect
 
-    async def execute(
-        self, statement: Executable, parameters: Any = None
-    ) -> CursorResult[*tuple[Any, ...]]:
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[*tuple[Any, ...]]:
         return self._sync.execute(statement, parameters)
 
 
