@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, insert, or_, select, update
+from sqlalchemy import bindparam, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from emrtasks.queue import notify
@@ -59,24 +59,30 @@ async def enqueue(
     run_at: datetime | None = None,
 ) -> None:
     await conn.execute(
-        insert(jobs).values(
-            id=job_id,
-            kind=kind,
-            state=QUEUED,
-            connection_id=connection_id,
-            task_id=task_id,
-            payload=dict(payload or {}),
-            attempts=0,
-            max_attempts=max_attempts,
-            run_at=run_at or now,
-            reconcile=False,
-            group_key=group_key,
-            group_limit=group_limit,
-            created_at=now,
-            updated_at=now,
-        )
+        _INSERT,
+        {
+            "id": job_id,
+            "kind": kind,
+            "state": QUEUED,
+            "connection_id": connection_id,
+            "task_id": task_id,
+            "payload": dict(payload or {}),
+            "attempts": 0,
+            "max_attempts": max_attempts,
+            "run_at": run_at or now,
+            "reconcile": False,
+            "group_key": group_key,
+            "group_limit": group_limit,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
     await notify.notify(conn)
+
+
+# The statements of the hot path are built once, their values bound at each execution: building a
+# statement cost several times what running it costs on SQLite (docs/performance.md).
+_INSERT = insert(jobs)
 
 
 async def claim(
@@ -94,31 +100,17 @@ async def claim(
     async with db.write(engine) as conn:
         running = await _running_per_group(conn)
         full = [g for g, (count, room) in running.items() if count >= room]
-        candidates = (
-            select(jobs.c.id, jobs.c.group_key, jobs.c.group_limit)
-            .where(jobs.c.state == QUEUED, jobs.c.run_at <= now)
-            .order_by(jobs.c.run_at)
-            .limit(limit * _SCAN_FACTOR)
-            .with_for_update(skip_locked=True)
-        )
+        parameters: dict[str, Any] = {"b_now": now, "b_scan": limit * _SCAN_FACTOR}
         if full:
-            candidates = candidates.where(or_(jobs.c.group_key.is_(None), jobs.c.group_key.not_in(full)))
-        chosen = _fit(list((await conn.execute(candidates)).all()), running, limit)
+            found = await conn.execute(_CANDIDATES_SKIPPING, parameters | {"b_full": full})
+        else:
+            found = await conn.execute(_CANDIDATES, parameters)
+        chosen = _fit(list(found.all()), running, limit)
         if not chosen:
             return []
-        statement = (
-            update(jobs)
-            .where(jobs.c.id.in_(chosen))
-            .values(
-                state=RUNNING,
-                attempts=jobs.c.attempts + 1,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                locked_by=worker_id,
-                updated_at=now,
-            )
-            .returning(*_JOB_COLUMNS)
-        )
-        rows = (await conn.execute(statement)).all()
+        lease = now + timedelta(seconds=lease_seconds)
+        taken = {"b_ids": chosen, "b_lease": lease, "b_worker": worker_id, "b_now": now}
+        rows = (await conn.execute(_TAKE, taken)).all()
     claimed = sorted((_to_job(row._mapping) for row in rows), key=lambda j: chosen.index(j.id))
     return claimed
 
@@ -126,14 +118,26 @@ async def claim(
 # How many candidates a claim looks at per job it wants, so capped groups cannot hide the rest.
 _SCAN_FACTOR = 4
 
+_CANDIDATES = (
+    select(jobs.c.id, jobs.c.group_key, jobs.c.group_limit)
+    .where(jobs.c.state == QUEUED, jobs.c.run_at <= bindparam("b_now"))
+    .order_by(jobs.c.run_at)
+    .limit(bindparam("b_scan"))
+    .with_for_update(skip_locked=True)
+)
+_CANDIDATES_SKIPPING = _CANDIDATES.where(
+    or_(jobs.c.group_key.is_(None), jobs.c.group_key.not_in(bindparam("b_full", expanding=True)))
+)
+_RUNNING_PER_GROUP = (
+    select(jobs.c.group_key, func.count(), func.min(jobs.c.group_limit))
+    .where(jobs.c.state == RUNNING, jobs.c.group_key.is_not(None))
+    .group_by(jobs.c.group_key)
+)
+
 
 async def _running_per_group(conn: Connection) -> dict[str, tuple[int, int]]:
-    query = (
-        select(jobs.c.group_key, func.count(), func.min(jobs.c.group_limit))
-        .where(jobs.c.state == RUNNING, jobs.c.group_key.is_not(None))
-        .group_by(jobs.c.group_key)
-    )
-    return {key: (count, room or 1) for key, count, room in (await conn.execute(query)).all()}
+    rows = (await conn.execute(_RUNNING_PER_GROUP)).all()
+    return {key: (count, room or 1) for key, count, room in rows}
 
 
 def _fit(candidates: list[Any], running: dict[str, tuple[int, int]], limit: int) -> list[str]:
@@ -248,13 +252,14 @@ async def reschedule(
 
 
 async def _fenced_update(conn: Connection, job: Job, now: datetime, values: Mapping[str, Any]) -> bool:
-    statement = (
-        update(jobs)
-        .where(jobs.c.id == job.id, jobs.c.attempts == job.attempts, jobs.c.state == RUNNING)
-        .values(lease_expires_at=None, locked_by=None, updated_at=now, **values)
-    )
-    result = await conn.execute(statement)
+    parameters = {"b_id": job.id, "b_attempts": job.attempts, "lease_expires_at": None, "locked_by": None}
+    result = await conn.execute(_FENCED, parameters | {"updated_at": now, **values})
     return bool(result.rowcount == 1)
+
+
+_FENCED = update(jobs).where(
+    jobs.c.id == bindparam("b_id"), jobs.c.attempts == bindparam("b_attempts"), jobs.c.state == RUNNING
+)
 
 
 async def reap(engine: AsyncEngine, *, now: datetime) -> int:
@@ -289,14 +294,17 @@ async def reap(engine: AsyncEngine, *, now: datetime) -> int:
 async def still_held(engine: AsyncEngine, job: Job, *, now: datetime) -> bool:
     """Whether this attempt still holds the job with time left on its lease (checked before a write
     to an EMR, so a worker that lost its lease does not write after another took the job over)."""
-    query = select(jobs.c.id).where(
-        jobs.c.id == job.id,
-        jobs.c.attempts == job.attempts,
-        jobs.c.state == RUNNING,
-        jobs.c.lease_expires_at > now,
-    )
+    parameters = {"b_id": job.id, "b_attempts": job.attempts, "b_now": now}
     async with db.read(engine) as conn:
-        return (await conn.execute(query)).first() is not None
+        return (await conn.execute(_HELD, parameters)).first() is not None
+
+
+_HELD = select(jobs.c.id).where(
+    jobs.c.id == bindparam("b_id"),
+    jobs.c.attempts == bindparam("b_attempts"),
+    jobs.c.state == RUNNING,
+    jobs.c.lease_expires_at > bindparam("b_now"),
+)
 
 
 async def get_job(conn: Connection, job_id: str) -> dict[str, Any] | None:
@@ -316,6 +324,20 @@ _JOB_COLUMNS = (
     jobs.c.payload,
     jobs.c.group_key,
     jobs.c.group_limit,
+)
+
+
+_TAKE = (
+    update(jobs)
+    .where(jobs.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(
+        state=RUNNING,
+        attempts=jobs.c.attempts + 1,
+        lease_expires_at=bindparam("b_lease"),
+        locked_by=bindparam("b_worker"),
+        updated_at=bindparam("b_now"),
+    )
+    .returning(*_JOB_COLUMNS)
 )
 
 

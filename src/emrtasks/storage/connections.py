@@ -4,7 +4,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy import Row, bindparam, delete, insert, select, update
 
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.storage.db import Connection
@@ -101,10 +101,18 @@ async def get_task_and_connection(
     conn: Connection, task_id: str
 ) -> tuple[dict[str, Any], domain_tasks.Connection] | None:
     """A task and its connection in one query: what a create_task job starts from."""
-    task_columns = [c.label(f"t_{c.name}") for c in tasks.c]
-    query = _select().add_columns(*task_columns).join(tasks, tasks.c.connection_id == connections.c.id)
-    row = (await conn.execute(query.where(tasks.c.id == task_id))).first()
+    row = (await conn.execute(_TASK_AND_CONNECTION, {"b_id": task_id})).first()
     if row is None:
         return None
-    task = {k[2:]: v for k, v in row._mapping.items() if k.startswith("t_")}
+    task = dict(zip(_TASK_NAMES, tuple(row)[-len(_TASK_NAMES) :], strict=True))
     return task, _to_connection(row)
+
+
+_TASK_NAMES = tuple(c.name for c in tasks.c)
+# Built once (every create_task job runs it; see queue/jobs.py).
+_TASK_AND_CONNECTION = (
+    _select()
+    .add_columns(*(c.label(f"t_{c.name}") for c in tasks.c))
+    .join(tasks, tasks.c.connection_id == connections.c.id)
+    .where(tasks.c.id == bindparam("b_id"))
+)

@@ -22,17 +22,21 @@ async def insert_event(
     now: datetime,
 ) -> None:
     await conn.execute(
-        insert(events).values(
-            id=event_id,
-            client_id=client_id,
-            connection_id=connection_id,
-            type=event_type,
-            job_id=job_id,
-            task_id=task_id,
-            body=body,
-            created_at=now,
-        )
+        _INSERT,
+        {
+            "id": event_id,
+            "client_id": client_id,
+            "connection_id": connection_id,
+            "type": event_type,
+            "job_id": job_id,
+            "task_id": task_id,
+            "body": body,
+            "created_at": now,
+        },
     )
+
+
+_INSERT = insert(events)  # built once (the hot path: see queue/jobs.py)
 
 
 async def list_events(

@@ -10,6 +10,8 @@ from emrtasks.storage import db
 from emrtasks.storage.db import Connection
 from emrtasks.storage.tables import sandbox_emr_tasks
 
+_INSERT = insert(sandbox_emr_tasks)  # built once: every sandbox create runs it
+
 
 class SandboxStore:
     """Implements `emr.sandbox.Store` on our database; each call is its own transaction, like a remote EMR."""
@@ -26,12 +28,16 @@ class SandboxStore:
         record: dict[str, Any],
         now: datetime,
     ) -> None:
-        statement = insert(sandbox_emr_tasks).values(
-            id=emr_task_id, connection_id=connection_id, marker=marker, record=record, created_at=now
-        )
+        values = {
+            "id": emr_task_id,
+            "connection_id": connection_id,
+            "marker": marker,
+            "record": record,
+            "created_at": now,
+        }
 
         async def work(conn: Connection) -> None:
-            await conn.execute(statement)
+            await conn.execute(_INSERT, values)
 
         await self._writer.run(work)
 

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.storage.db import Connection
@@ -20,23 +20,29 @@ async def insert_task(
     now: datetime,
 ) -> None:
     await conn.execute(
-        insert(tasks).values(
-            id=task_id,
-            client_id=connection.client_id,
-            connection_id=connection.id,
-            job_id=job_id,
-            status=domain_tasks.PROCESSING,
-            description=request.description,
-            patient_mrn=request.patient_mrn,
-            subject=request.subject,
-            assignee_user_id=request.assignee_user_id,
-            phone_call_type_id=request.phone_call_type_id,
-            notify_list=list(request.notify_list),
-            reasons=[],
-            created_at=now,
-            updated_at=now,
-        )
+        _INSERT,
+        {
+            "id": task_id,
+            "client_id": connection.client_id,
+            "connection_id": connection.id,
+            "job_id": job_id,
+            "status": domain_tasks.PROCESSING,
+            "description": request.description,
+            "patient_mrn": request.patient_mrn,
+            "subject": request.subject,
+            "assignee_user_id": request.assignee_user_id,
+            "phone_call_type_id": request.phone_call_type_id,
+            "notify_list": list(request.notify_list),
+            "reasons": [],
+            "created_at": now,
+            "updated_at": now,
+        },
     )
+
+
+# Built once, bound at each execution (the hot path: see jobs.py).
+_INSERT = insert(tasks)
+_FINISH = update(tasks).where(tasks.c.id == bindparam("b_id"))
 
 
 async def get_task(conn: Connection, task_id: str, connection_id: str | None = None) -> dict[str, Any] | None:
@@ -58,15 +64,15 @@ async def finish_task(
     reasons: list[dict[str, str]] | None = None,
 ) -> None:
     await conn.execute(
-        update(tasks)
-        .where(tasks.c.id == task_id)
-        .values(
-            status=status,
-            emr_task_id=emr_task_id,
-            failure_reason=failure_reason,
-            reasons=reasons or [],
-            updated_at=now,
-        )
+        _FINISH,
+        {
+            "b_id": task_id,
+            "status": status,
+            "emr_task_id": emr_task_id,
+            "failure_reason": failure_reason,
+            "reasons": reasons or [],
+            "updated_at": now,
+        },
     )
 
 

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from emrtasks.storage.db import Connection
 from emrtasks.storage.tables import deliveries, delivery_attempts, events, webhook_endpoints
@@ -49,12 +49,20 @@ async def list_endpoints(
     conn: Connection, client_id: str, *, active_only: bool = False
 ) -> list[dict[str, Any]]:
     wanted = [ACTIVE] if active_only else [ACTIVE, DISABLED]
-    query = (
-        select(webhook_endpoints)
-        .where(webhook_endpoints.c.client_id == client_id, webhook_endpoints.c.status.in_(wanted))
-        .order_by(webhook_endpoints.c.created_at, webhook_endpoints.c.id)
+    found = await conn.execute(_ENDPOINTS, {"b_client": client_id, "b_wanted": wanted})
+    return [dict(r) for r in found.mappings()]
+
+
+# The statements of the hot path (every event, every attempt) are built once and bound at each
+# execution; see queue/jobs.py.
+_ENDPOINTS = (
+    select(webhook_endpoints)
+    .where(
+        webhook_endpoints.c.client_id == bindparam("b_client"),
+        webhook_endpoints.c.status.in_(bindparam("b_wanted", expanding=True)),
     )
-    return [dict(r) for r in (await conn.execute(query)).mappings()]
+    .order_by(webhook_endpoints.c.created_at, webhook_endpoints.c.id)
+)
 
 
 async def update_endpoint(conn: Connection, endpoint_id: str, now: datetime, **values: Any) -> None:
@@ -86,37 +94,43 @@ async def insert_delivery(
     now: datetime,
 ) -> None:
     await conn.execute(
-        insert(deliveries).values(
-            id=delivery_id,
-            event_id=event_id,
-            endpoint_id=endpoint_id,
-            client_id=client_id,
-            status=PENDING,
-            attempts=0,
-            job_id=job_id,
-            created_at=now,
-            updated_at=now,
-        )
+        _INSERT_DELIVERY,
+        {
+            "id": delivery_id,
+            "event_id": event_id,
+            "endpoint_id": endpoint_id,
+            "client_id": client_id,
+            "status": PENDING,
+            "attempts": 0,
+            "job_id": job_id,
+            "resend_requested": False,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
 
 
 async def update_delivery(conn: Connection, delivery_id: str, now: datetime, **values: Any) -> None:
-    query = update(deliveries).where(deliveries.c.id == delivery_id)
-    await conn.execute(query.values(updated_at=now, **values))
+    await conn.execute(_UPDATE_DELIVERY, {"b_id": delivery_id, "updated_at": now, **values})
 
 
 async def take_resend_request(conn: Connection, delivery_id: str) -> bool:
     """Clear the delivery's resend request; True if there was one."""
-    query = (
-        update(deliveries)
-        .where(deliveries.c.id == delivery_id, deliveries.c.resend_requested)
-        .values(resend_requested=False)
-    )
-    return bool((await conn.execute(query)).rowcount == 1)
+    return bool((await conn.execute(_TAKE_RESEND, {"b_id": delivery_id})).rowcount == 1)
 
 
 async def insert_attempt(conn: Connection, **values: Any) -> None:
-    await conn.execute(insert(delivery_attempts).values(**values))
+    await conn.execute(_INSERT_ATTEMPT, values)
+
+
+_INSERT_DELIVERY = insert(deliveries)
+_UPDATE_DELIVERY = update(deliveries).where(deliveries.c.id == bindparam("b_id"))
+_TAKE_RESEND = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("b_id"), deliveries.c.resend_requested)
+    .values(resend_requested=False)
+)
+_INSERT_ATTEMPT = insert(delivery_attempts)
 
 
 async def event_ids_since(conn: Connection, client_id: str, since: datetime) -> list[str]:
@@ -172,23 +186,24 @@ async def delivery_context(
     conn: Connection, delivery_id: str
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None] | None:
     """A delivery, its event and its endpoint (None if deleted), in one query."""
-    d, e, w = deliveries.c, events.c, webhook_endpoints.c
-    query = (
-        select(
-            *(c.label(f"d_{c.name}") for c in d),
-            e.id.label("e_id"),
-            e.body.label("e_body"),
-            *(c.label(f"w_{c.name}") for c in w),
-        )
-        .join(events, e.id == d.event_id)
-        .outerjoin(webhook_endpoints, (w.id == d.endpoint_id) & (w.status != DELETED))
-        .where(d.id == delivery_id)
-    )
-    row = (await conn.execute(query)).mappings().first()
+    row = (await conn.execute(_DELIVERY_CONTEXT, {"b_id": delivery_id})).first()
     if row is None:
         return None
-    part = {
-        prefix: {k[2:]: v for k, v in row.items() if k.startswith(prefix)} for prefix in ("d_", "e_", "w_")
-    }
-    endpoint = part["w_"] if part["w_"].get("id") else None
-    return part["d_"], part["e_"], endpoint
+    values = tuple(row)
+    delivery = dict(zip(_D_NAMES, values[: len(_D_NAMES)], strict=True))
+    event = {"id": values[len(_D_NAMES)], "body": values[len(_D_NAMES) + 1]}
+    endpoint = dict(zip(_W_NAMES, values[len(_D_NAMES) + 2 :], strict=True))
+    return delivery, event, endpoint if endpoint["id"] else None
+
+
+_D_NAMES = tuple(c.name for c in deliveries.c)
+_W_NAMES = tuple(c.name for c in webhook_endpoints.c)
+_DELIVERY_CONTEXT = (
+    select(*deliveries.c, events.c.id, events.c.body, *webhook_endpoints.c)
+    .join(events, events.c.id == deliveries.c.event_id)
+    .outerjoin(
+        webhook_endpoints,
+        (webhook_endpoints.c.id == deliveries.c.endpoint_id) & (webhook_endpoints.c.status != DELETED),
+    )
+    .where(deliveries.c.id == bindparam("b_id"))
+)
