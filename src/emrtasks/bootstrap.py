@@ -20,6 +20,7 @@ from emrtasks.service import adapters, create_task, tasks, webhook_delivery, web
 from emrtasks.service.context import Context, Policy, WebhookPolicy
 from emrtasks.storage import crypto, db, migrate
 from emrtasks.storage import sandbox as sandbox_store
+from emrtasks.webhooks import http1
 
 log = logging.getLogger("emrtasks")
 
@@ -72,7 +73,7 @@ def webhook_policy(settings: Settings) -> WebhookPolicy:
 
 
 def build_context(
-    settings: Settings, engine: AsyncEngine, http: httpx.AsyncClient, emr_http: httpx.AsyncClient
+    settings: Settings, engine: AsyncEngine, webhook_client: http1.Client, emr_http: httpx.AsyncClient
 ) -> Context:
     deps = base.AdapterDeps(sandbox_store=sandbox_store.SandboxStore(engine), http=emr_http)
     cipher = load_cipher(settings)
@@ -87,7 +88,7 @@ def build_context(
         engine=engine,
         adapters=adapters.Adapters(deps, cipher, engine, settings.directory_cache_seconds),
         cipher=cipher,
-        http=http,
+        webhook_client=webhook_client,
         policy=policy,
         webhooks=webhook_policy(settings),
     )
@@ -120,22 +121,21 @@ async def runtime(
         pool_size=settings.db_pool_size,
         synchronous=settings.sqlite_synchronous,
     )
-    # No proxies from the environment: a proxy would connect to addresses the SSRF guard never saw.
-    http = httpx.AsyncClient(
-        follow_redirects=False, trust_env=False, limits=httpx.Limits(max_connections=200)
-    )
+    # Webhooks: no proxies (a proxy would connect to addresses the SSRF guard never saw), no
+    # redirects followed; see webhooks/http1.py.
+    webhook_client = http1.Client()
     # EMR calls: a generous read timeout (EMRs are slow), a short connect timeout (a refused
     # connection is safe to retry; a read timeout after sending is not).
     emr_http = httpx.AsyncClient(timeout=httpx.Timeout(settings.emr_timeout_seconds, connect=5.0))
     try:
         if run_migrations:
             await migrate.upgrade(engine)
-        ctx = build_context(settings, engine, http, emr_http)
+        ctx = build_context(settings, engine, webhook_client, emr_http)
         _warn_about_unsafe_settings(settings)
         async with _worker(settings, ctx, run_worker) as worker:
             yield Runtime(settings, engine, ctx, worker)
     finally:
-        await http.aclose()
+        await webhook_client.aclose()
         await emr_http.aclose()
         await db.dispose(engine)
 

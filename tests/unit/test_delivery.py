@@ -1,14 +1,14 @@
-"""One delivery attempt, against an in-memory transport: pinned to the checked address, no redirects."""
+"""One delivery attempt, against an in-memory sender: pinned to the checked address, no redirects."""
 
+import asyncio
 import ipaddress
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-import httpx
 import pytest
 
-from emrtasks.webhooks import delivery, ssrf
+from emrtasks.webhooks import delivery, http1, ssrf
 
 BODY = b'{"type":"task.created","data":{"id":"tsk_1"}}'
 HEADERS = {
@@ -33,39 +33,55 @@ class StubResolver:
         return list(self.answers[min(len(self.calls), len(self.answers)) - 1])
 
 
+class Request:
+    def __init__(self, target: http1.Target, headers: dict[str, str], body: bytes) -> None:
+        self.target = target
+        self.headers = headers
+        self.body = body
+
+
 class Recorder:
-    """A MockTransport handler that keeps every request it sees."""
+    """A sender that keeps every request it is given and answers from `respond`; nothing leaves
+    the process."""
 
-    def __init__(self, respond: Callable[[httpx.Request], httpx.Response]) -> None:
+    def __init__(self, respond: Callable[[Request], http1.Answer]) -> None:
         self.respond = respond
-        self.requests: list[httpx.Request] = []
+        self.requests: list[Request] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    async def post(self, target: http1.Target, headers: dict[str, str], body: bytes) -> http1.Answer:
+        request = Request(target, headers, body)
         self.requests.append(request)
         return self.respond(request)
 
 
-def answer(status: int = 200, **kwargs: object) -> Recorder:
-    return Recorder(lambda request: httpx.Response(status, **kwargs))  # type: ignore[arg-type]
+def answer(status: int = 200, *, text: str = "", headers: dict[str, str] | None = None) -> Recorder:
+    return Recorder(lambda _request: http1.Answer(status, headers or {}, text.encode()))
+
+
+def failing(exc: Exception) -> Recorder:
+    def respond(_request: Request) -> http1.Answer:
+        raise exc
+
+    return Recorder(respond)
 
 
 async def post(
-    handler: Callable[[httpx.Request], httpx.Response],
+    sender: Recorder,
     url: str = "https://hooks.example.com/path?q=1",
     *,
     resolver: ssrf.Resolver | None = None,
     allow_private: bool = False,
+    timeout_seconds: float = 15,
 ) -> delivery.Result:
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-        return await delivery.post(
-            http,
-            url,
-            BODY,
-            dict(HEADERS),
-            timeout_seconds=15,
-            resolver=resolver or StubResolver(["93.184.216.34"]),
-            allow_private=allow_private,
-        )
+    return await delivery.post(
+        sender,
+        url,
+        BODY,
+        dict(HEADERS),
+        timeout_seconds=timeout_seconds,
+        resolver=resolver or StubResolver(["93.184.216.34"]),
+        allow_private=allow_private,
+    )
 
 
 async def test_post_connects_to_the_checked_address_with_the_original_host_and_sni() -> None:
@@ -75,14 +91,16 @@ async def test_post_connects_to_the_checked_address_with_the_original_host_and_s
 
     assert resolver.calls == [("hooks.example.com", 443)]
     [request] = handler.requests
-    assert request.method == "POST"
-    assert request.url == httpx.URL("https://93.184.216.34:443/path?q=1")
-    assert request.url.host == "93.184.216.34"
-    assert request.headers["host"] == "hooks.example.com"
-    assert request.extensions["sni_hostname"] == "hooks.example.com"
-    assert request.content == BODY
-    for name, value in HEADERS.items():
-        assert request.headers[name] == value
+    assert request.target == http1.Target(
+        scheme="https",
+        host="93.184.216.34",
+        port=443,
+        path="/path?q=1",
+        host_header="hooks.example.com",
+        server_name="hooks.example.com",
+    )
+    assert request.body == BODY
+    assert request.headers == HEADERS
     assert result.status_code == 200
     assert result.delivered is True
     assert result.error is None
@@ -95,9 +113,10 @@ async def test_post_over_http_pins_the_address_keeps_the_port_in_host_and_sets_n
         handler, "http://hooks.example.com:8080/hook", resolver=StubResolver(["93.184.216.34"])
     )
     [request] = handler.requests
-    assert request.url == httpx.URL("http://93.184.216.34:8080/hook")
-    assert request.headers["host"] == "hooks.example.com:8080"
-    assert "sni_hostname" not in request.extensions
+    assert (request.target.scheme, request.target.host, request.target.port) == ("http", "93.184.216.34", 8080)
+    assert request.target.path == "/hook"
+    assert request.target.host_header == "hooks.example.com:8080"
+    assert request.target.server_name is None
     assert result.delivered is True
 
 
@@ -105,16 +124,17 @@ async def test_post_pins_an_ipv6_address_in_brackets() -> None:
     handler = answer(200)
     await post(handler, "https://hooks.example.com/", resolver=StubResolver(["2606:4700:4700::1111"]))
     [request] = handler.requests
-    assert request.url == httpx.URL("https://[2606:4700:4700::1111]/")
-    assert request.headers["host"] == "hooks.example.com"
-    assert request.extensions["sni_hostname"] == "hooks.example.com"
+    assert request.target.host == "2606:4700:4700::1111"  # asyncio connects to the address as is
+    assert request.target.path == "/"
+    assert request.target.host_header == "hooks.example.com"
+    assert request.target.server_name == "hooks.example.com"
 
 
 async def test_post_with_an_empty_path_sends_to_root() -> None:
     handler = answer(200)
     await post(handler, "https://hooks.example.com", resolver=StubResolver(["93.184.216.34"]))
     [request] = handler.requests
-    assert request.url == httpx.URL("https://93.184.216.34/")
+    assert (request.target.host, request.target.port, request.target.path) == ("93.184.216.34", 443, "/")
 
 
 async def test_post_never_requests_a_host_that_resolves_to_a_private_address() -> None:
@@ -171,9 +191,9 @@ async def test_allow_private_sends_to_the_url_as_given_without_resolving() -> No
     result = await post(handler, "http://localhost:9000/hook?x=1", resolver=resolver, allow_private=True)
     assert resolver.calls == []
     [request] = handler.requests
-    assert request.url == httpx.URL("http://localhost:9000/hook?x=1")
-    assert request.headers["host"] == "localhost:9000"
-    assert "sni_hostname" not in request.extensions
+    assert (request.target.host, request.target.port, request.target.path) == ("localhost", 9000, "/hook?x=1")
+    assert request.target.host_header == "localhost:9000"
+    assert request.target.server_name is None
     assert result.delivered is True
 
 
@@ -202,9 +222,10 @@ async def test_a_non_2xx_answer_is_not_delivered(status: int) -> None:
     assert result.error == f"HTTP {status}"
 
 
-async def test_the_response_body_kept_is_at_most_1024_characters() -> None:
-    result = await post(answer(500, text="x" * 5000))
-    assert result.response_body == "x" * 1024
+async def test_a_response_body_that_is_not_utf8_is_kept_with_replacement_characters() -> None:
+    sender = Recorder(lambda _request: http1.Answer(500, {}, b"bad \xff byte"))
+    result = await post(sender)
+    assert result.response_body == "bad \ufffd byte"
 
 
 async def test_a_short_response_body_is_kept_whole() -> None:
@@ -224,24 +245,37 @@ async def test_no_retry_after_header_gives_none() -> None:
 
 
 async def test_a_timeout_gives_an_error_mentioning_the_timeout() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("read timed out", request=request)
+    class Silent:
+        async def post(self, *_: object) -> http1.Answer:
+            await asyncio.sleep(60)
+            raise AssertionError("not reached")
 
-    result = await post(handler)
+    result = await delivery.post(
+        Silent(),
+        "https://hooks.example.com/",
+        BODY,
+        dict(HEADERS),
+        timeout_seconds=0.05,
+        resolver=StubResolver(["93.184.216.34"]),
+        allow_private=False,
+    )
     assert result.status_code is None
     assert result.delivered is False
     assert result.response_body is None
-    assert result.error == "timeout after 15 s"
+    assert result.error == "timeout after 0.05 s"
 
 
 async def test_a_connection_error_gives_an_error_naming_it() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
-
-    result = await post(handler)
+    result = await post(failing(http1.SendError("ConnectionRefusedError: Connection refused")))
     assert result.status_code is None
     assert result.delivered is False
-    assert result.error == "ConnectError: connection refused"
+    assert result.error == "ConnectionRefusedError: Connection refused"
+
+
+async def test_a_request_that_cannot_be_encoded_is_a_failed_attempt() -> None:
+    result = await post(failing(ValueError("a header or the path holds a line break or NUL")))
+    assert result.status_code is None
+    assert result.error == "the request could not be sent: ValueError"
 
 
 async def test_the_duration_is_recorded_in_milliseconds() -> None:

@@ -6,13 +6,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from emrtasks.service import adapters as service_adapters
 from emrtasks.service import limits
 from emrtasks.storage import crypto, db
-from emrtasks.webhooks import ssrf
+from emrtasks.webhooks import http1, ssrf
 
 
 def utc_now() -> datetime:
@@ -46,7 +45,7 @@ class Context:
     engine: AsyncEngine
     adapters: service_adapters.Adapters
     cipher: crypto.Cipher
-    http: httpx.AsyncClient
+    webhook_client: http1.Client
     policy: Policy = field(default_factory=Policy)
     webhooks: WebhookPolicy = field(default_factory=WebhookPolicy)
     resolver: ssrf.Resolver = ssrf.system_resolver

@@ -65,7 +65,7 @@ async def run_delivery(ctx: Context, job: jobs.Job) -> None:
         user_agent=f"emrtasks/{emrtasks.__version__}",
     )
     result = await delivery.post(
-        ctx.http,
+        ctx.webhook_client,
         endpoint["url"],
         body,
         headers,

@@ -1,22 +1,22 @@
 """One delivery attempt over HTTP: connect only to checked addresses, no redirects, a timeout, and a result.
 
 The request goes to the IP address that passed the SSRF check, with the original Host header and TLS
-server name, so the address connected to is the one that was checked.
+server name, so the address connected to is the one that was checked. The wire is `http1.Client`.
 """
 
 import asyncio
-import ipaddress
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit, urlunsplit
+from typing import Protocol
+from urllib.parse import urlsplit
 
-import httpx
+from emrtasks.webhooks import http1, ssrf
 
-from emrtasks.webhooks import ssrf
 
-_BODY_KEPT = 1024
+class Sender(Protocol):
+    async def post(self, target: http1.Target, headers: dict[str, str], body: bytes) -> http1.Answer: ...
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Result:
 
 
 async def post(
-    http: httpx.AsyncClient,
+    sender: Sender,
     url: str,
     body: bytes,
     headers: dict[str, str],
@@ -45,59 +45,35 @@ async def post(
     started = time.monotonic()
     try:
         async with asyncio.timeout(timeout_seconds):  # the whole attempt, not each read
-            target, extensions, host_header = await _target(url, resolver, allow_private)
-            request = http.build_request(
-                "POST",
-                target,
-                content=body,
-                headers={**headers, "host": host_header},
-                timeout=timeout_seconds,
-                extensions=extensions,
-            )
-            response = await http.send(request, follow_redirects=False, stream=True)
-            try:
-                kept = await _first_bytes(response)
-            finally:
-                await response.aclose()
+            target = await _target(url, resolver, allow_private)
+            answer = await sender.post(target, headers, body)
     except ssrf.Refused as exc:
         return Result(None, _ms(started), None, f"refused: {exc}")
-    except (TimeoutError, httpx.TimeoutException):
+    except TimeoutError:
         return Result(None, _ms(started), None, f"timeout after {timeout_seconds:g} s")
-    except httpx.HTTPError as exc:
-        return Result(None, _ms(started), None, f"{type(exc).__name__}: {exc}"[:500])
-    except (ValueError, UnicodeError) as exc:  # a URL or header httpx cannot send: a failed attempt
+    except http1.SendError as exc:
+        return Result(None, _ms(started), None, str(exc)[:500])
+    except (ValueError, UnicodeError) as exc:  # a URL or header that cannot be sent: a failed attempt
         return Result(None, _ms(started), None, f"the request could not be sent: {type(exc).__name__}")
+    status = answer.status
     return Result(
-        response.status_code,
+        status,
         _ms(started),
-        kept.decode(errors="replace"),
-        None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}",
-        retry_after_seconds(response.headers.get("retry-after")),
+        answer.body.decode(errors="replace"),
+        None if 200 <= status < 300 else f"HTTP {status}",
+        retry_after_seconds(answer.headers.get("retry-after")),
     )
 
 
-async def _first_bytes(response: httpx.Response) -> bytes:
-    """Up to 1 KB of the answer; the rest is never read into memory."""
-    if response.is_stream_consumed:  # a transport that read it already (tests' MockTransport)
-        return response.content[:_BODY_KEPT]
-    kept = b""
-    async for chunk in response.aiter_raw():
-        kept += chunk[: _BODY_KEPT - len(kept)]
-        if len(kept) >= _BODY_KEPT:
-            break
-    return kept
-
-
-async def _target(url: str, resolver: ssrf.Resolver, allow_private: bool) -> tuple[str, dict[str, str], str]:
+async def _target(url: str, resolver: ssrf.Resolver, allow_private: bool) -> http1.Target:
     scheme, host, port = ssrf.split_url(url)
     parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if allow_private:
-        return url, {}, parts.netloc
+        name = host.strip("[]")
+        return http1.Target(scheme, name, port, path, parts.netloc, name if scheme == "https" else None)
     [address, *_] = await ssrf.safe_addresses(host, port, resolver)
-    literal = f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else str(address)
-    pinned = urlunsplit((scheme, f"{literal}:{port}", parts.path or "/", parts.query, ""))
-    extensions = {"sni_hostname": host} if scheme == "https" else {}
-    return pinned, extensions, parts.netloc
+    return http1.Target(scheme, str(address), port, path, parts.netloc, host if scheme == "https" else None)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
