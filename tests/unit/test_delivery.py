@@ -113,7 +113,8 @@ async def test_post_over_http_pins_the_address_keeps_the_port_in_host_and_sets_n
         handler, "http://hooks.example.com:8080/hook", resolver=StubResolver(["93.184.216.34"])
     )
     [request] = handler.requests
-    assert (request.target.scheme, request.target.host, request.target.port) == ("http", "93.184.216.34", 8080)
+    target = request.target
+    assert (target.scheme, target.host, target.port) == ("http", "93.184.216.34", 8080)
     assert request.target.path == "/hook"
     assert request.target.host_header == "hooks.example.com:8080"
     assert request.target.server_name is None
