@@ -158,3 +158,12 @@ async def test_a_wrong_method_is_405_with_the_contract_body(api, tenant, method,
     named = {m.strip() for m in answer.headers["allow"].split(",")}
     assert named
     assert named <= {m.strip() for m in allowed.split(",")}
+
+
+async def test_create_task_documents_its_credentials_and_idempotency_key(spec):
+    operation = spec["paths"]["/v1/tasks"]["post"]
+    assert operation["security"] == [{"client_id": [], "client_secret": [], "access_token": []}]
+    assert {"client_id", "client_secret", "access_token"} <= set(spec["components"]["securitySchemes"])
+    [key] = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
+    assert key["in"] == "header"
+    assert "requestBody" in operation

@@ -1,16 +1,22 @@
 """`POST /v1/tasks`, `GET /v1/tasks/requirements`, `GET /v1/tasks/{task_id}`, `GET /v1/jobs/{job_id}`."""
 
-from typing import Annotated
+from fastapi import APIRouter, Request
 
-from fastapi import APIRouter, Header
-
-from emrtasks.api import schemas
-from emrtasks.api.deps import ConnectionDep, Ctx, JsonBody
+from emrtasks.api import deps, schemas
+from emrtasks.api.deps import ConnectionDep, Ctx
 from emrtasks.api.responses import JSON
 from emrtasks.service import directory, tasks
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
 _AUTH = (401, 403)
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "Same key and body: the first answer again (Idempotent-Replayed: true); "
+    "another body: 422; while the first is in flight: 409. Kept 24 hours.",
+}
 
 
 @router.post(
@@ -18,22 +24,17 @@ _AUTH = (401, 403)
     status_code=202,
     summary="Create a task in the connection's EMR",
     responses={202: {"model": schemas.Accepted}, **schemas.errors(400, *_AUTH, 409, 413, 422, 503)},
-    openapi_extra=schemas.request_body(schemas.CreateTaskRequest),
+    openapi_extra=schemas.request_body(schemas.CreateTaskRequest)
+    | deps.CONNECTION_SECURITY
+    | {"parameters": [_IDEMPOTENCY_KEY]},
 )
-async def create_task(
-    ctx: Ctx,
-    connection: ConnectionDep,
-    body: JsonBody,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            description="Same key and body: the first answer again (Idempotent-Replayed: true); "
-            "another body: 422; while the first is in flight: 409. Kept 24 hours.",
-        ),
-    ] = None,
-) -> JSON:
-    accepted = await tasks.accept_task(ctx, connection, body, idempotency_key)
+async def create_task(request: Request) -> JSON:
+    # The hot route reads its credentials, body and header itself: FastAPI's dependency
+    # resolution was the largest cost of an accepted request (docs/performance.md).
+    connection = await deps.connection_of(request)
+    body = await deps.read_json(request)
+    idempotency_key = request.headers.get("idempotency-key")
+    accepted = await tasks.accept_task(request.app.state.ctx, connection, body, idempotency_key)
     headers = {"Idempotent-Replayed": "true"} if accepted.replayed else None
     return JSON(accepted.as_public(), status_code=202, headers=headers)
 
