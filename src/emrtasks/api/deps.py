@@ -56,7 +56,9 @@ async def connection_of(request: Request) -> tasks.Connection:
 
 
 # The OpenAPI description of what `connection_of` reads, for routes that call it directly.
-CONNECTION_SECURITY: dict[str, Any] = {"security": [{"client_id": [], "client_secret": [], "access_token": []}]}
+CONNECTION_SECURITY: dict[str, Any] = {
+    "security": [{"client_id": [], "client_secret": [], "access_token": []}]
+}
 
 
 async def get_optional_connection(
