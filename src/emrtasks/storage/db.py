@@ -73,7 +73,9 @@ def create_engine(url: str, *, pool_size: int = 10, synchronous: str = "FULL") -
         pool_size=pool_size,
         max_overflow=0,  # a fixed pool: no connections opened and closed under load
         pool_timeout=60,
-        pool_pre_ping=True,
+        # No ping before each use: it cost a round trip per transaction. A statement that finds
+        # its connection closed (a restart) fails once with an outage (503) and renews the pool.
+        pool_pre_ping=False,
         hide_parameters=True,
     )
 
@@ -236,6 +238,12 @@ async def read(engine: AsyncEngine) -> AsyncIterator[Connection]:
     if inline is not None:
         with inline.engine.connect() as sync, sync.begin():
             yield InlineConnection(sync)
+        return
+    if engine.dialect.name == "postgresql":
+        # No BEGIN and ROLLBACK round trips: under READ COMMITTED every statement reads its own
+        # snapshot inside a transaction too, so a read-only transaction would buy nothing.
+        async with engine.connect() as conn:
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
         return
     async with engine.connect() as conn, conn.begin():
         yield conn

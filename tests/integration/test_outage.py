@@ -1,0 +1,48 @@
+"""PostgreSQL closing the service's pooled connections (a restart, a failover, an administrator's
+pg_terminate_backend): requests answer 503, never 500, and the service recovers without a restart,
+with every acknowledged task stored. (The chaos run restarts the server itself: `make chaos`.)"""
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.conftest import SUBJECT_TASK
+
+
+async def _terminate_the_service_connections(db_url: str) -> int:
+    url = make_url(db_url)
+    admin = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, database=url.database
+    )
+    try:
+        return int(
+            await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    finally:
+        await admin.close()
+
+
+async def test_connections_killed_by_postgres_answer_503_then_the_service_recovers(
+    db_url, runtime, api, tenant
+):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL closes connections; a SQLite file has none to close")
+    for _ in range(3):
+        assert (await api.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a)).status_code == 202
+    assert await _terminate_the_service_connections(db_url) >= 1
+
+    answers = [await api.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a) for _ in range(6)]
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) <= {202, 503}, statuses
+    assert statuses[-3:] == [202, 202, 202], statuses
+    for answer in answers:
+        if answer.status_code == 503:
+            assert answer.json()["success"] is False
+            assert answer.headers["retry-after"]
+    for answer in answers:
+        if answer.status_code == 202:
+            found = await api.get(f"/v1/tasks/{answer.json()['task_id']}", headers=tenant.a)
+            assert found.status_code == 200
