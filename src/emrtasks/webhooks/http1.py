@@ -250,6 +250,8 @@ def _default_tls() -> ssl.SSLContext:
 
 def _encode(target: Target, headers: Mapping[str, str], body: bytes) -> bytes:
     path = target.path or "/"
+    if _FORBIDDEN.intersection(path):
+        raise ValueError("a header or the path holds a line break or NUL")
     if not path.isascii() or " " in path:
         path = quote(path, safe=_PATH_SAFE)
     lines = [f"POST {path} HTTP/1.1", f"host: {target.host_header}"]
