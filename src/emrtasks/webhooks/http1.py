@@ -212,7 +212,7 @@ class Client:
         now = time.monotonic()
         while connections:
             since, (reader, writer) = connections.pop()
-            if now - since < self._idle_seconds and not reader.at_eof() and not writer.is_closing():
+            if now - since < self._idle_seconds and _quiet(reader) and not writer.is_closing():
                 return reader, writer
             writer.transport.abort()
         return None
@@ -233,7 +233,7 @@ class Client:
         for key in list(self._idle):
             fresh = []
             for since, (reader, writer) in self._idle[key]:
-                if now - since < self._idle_seconds and not reader.at_eof():
+                if now - since < self._idle_seconds and _quiet(reader):
                     fresh.append((since, (reader, writer)))
                 else:
                     writer.transport.abort()
@@ -241,6 +241,12 @@ class Client:
                 self._idle[key] = fresh
             else:
                 del self._idle[key]
+
+
+def _quiet(reader: asyncio.StreamReader) -> bool:
+    """Nothing arrived on an idle connection: no end of stream, and no bytes (a server that times an
+    idle connection out may say so, e.g. with a 408, before closing it; that is no answer of ours)."""
+    return not reader.at_eof() and not getattr(reader, "_buffer", b"")
 
 
 @functools.cache
