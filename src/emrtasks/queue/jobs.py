@@ -82,7 +82,7 @@ async def enqueue(
 
 # The statements of the hot path are built once, their values bound at each execution: building a
 # statement cost several times what running it costs on SQLite (docs/performance.md).
-_INSERT = insert(jobs)
+_INSERT = db.hot(insert(jobs))
 
 
 async def claim(
@@ -118,17 +118,19 @@ async def claim(
 # How many candidates a claim looks at per job it wants, so capped groups cannot hide the rest.
 _SCAN_FACTOR = 4
 
-_CANDIDATES = (
+_CANDIDATES = db.hot(
     select(jobs.c.id, jobs.c.group_key, jobs.c.group_limit)
     .where(jobs.c.state == QUEUED, jobs.c.run_at <= bindparam("b_now"))
     .order_by(jobs.c.run_at)
     .limit(bindparam("b_scan"))
     .with_for_update(skip_locked=True)
 )
-_CANDIDATES_SKIPPING = _CANDIDATES.where(
-    or_(jobs.c.group_key.is_(None), jobs.c.group_key.not_in(bindparam("b_full", expanding=True)))
+_CANDIDATES_SKIPPING = db.hot(
+    _CANDIDATES.where(
+        or_(jobs.c.group_key.is_(None), jobs.c.group_key.not_in(bindparam("b_full", expanding=True)))
+    )
 )
-_RUNNING_PER_GROUP = (
+_RUNNING_PER_GROUP = db.hot(
     select(jobs.c.group_key, func.count(), func.min(jobs.c.group_limit))
     .where(jobs.c.state == RUNNING, jobs.c.group_key.is_not(None))
     .group_by(jobs.c.group_key)
@@ -257,8 +259,10 @@ async def _fenced_update(conn: Connection, job: Job, now: datetime, values: Mapp
     return bool(result.rowcount == 1)
 
 
-_FENCED = update(jobs).where(
-    jobs.c.id == bindparam("b_id"), jobs.c.attempts == bindparam("b_attempts"), jobs.c.state == RUNNING
+_FENCED = db.hot(
+    update(jobs).where(
+        jobs.c.id == bindparam("b_id"), jobs.c.attempts == bindparam("b_attempts"), jobs.c.state == RUNNING
+    )
 )
 
 
@@ -299,11 +303,13 @@ async def still_held(engine: AsyncEngine, job: Job, *, now: datetime) -> bool:
         return (await conn.execute(_HELD, parameters)).first() is not None
 
 
-_HELD = select(jobs.c.id).where(
-    jobs.c.id == bindparam("b_id"),
-    jobs.c.attempts == bindparam("b_attempts"),
-    jobs.c.state == RUNNING,
-    jobs.c.lease_expires_at > bindparam("b_now"),
+_HELD = db.hot(
+    select(jobs.c.id).where(
+        jobs.c.id == bindparam("b_id"),
+        jobs.c.attempts == bindparam("b_attempts"),
+        jobs.c.state == RUNNING,
+        jobs.c.lease_expires_at > bindparam("b_now"),
+    )
 )
 
 
@@ -327,7 +333,7 @@ _JOB_COLUMNS = (
 )
 
 
-_TAKE = (
+_TAKE = db.hot(
     update(jobs)
     .where(jobs.c.id.in_(bindparam("b_ids", expanding=True)))
     .values(

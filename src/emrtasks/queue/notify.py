@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import make_url, text
 
+from emrtasks.storage import db, pg
 from emrtasks.storage.db import Connection
 
 CHANNEL = "emrtasks_jobs"
@@ -21,9 +22,19 @@ log = logging.getLogger("emrtasks.worker")
 
 
 async def notify(conn: Connection) -> None:
-    """Inside an enqueueing transaction: listeners hear it when (and only if) it commits."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text(f"SELECT pg_notify('{CHANNEL}', '')"))
+    """Inside an enqueueing transaction: listeners hear it when (and only if) it commits. Once per
+    transaction is enough (PostgreSQL folds repeats anyway), which saves a round trip per job when a
+    group commit enqueues many."""
+    if conn.dialect.name != "postgresql":
+        return
+    if isinstance(conn, pg.PgConnection):
+        if conn.notified:
+            return
+        conn.notified = True
+    await conn.execute(_NOTIFY)
+
+
+_NOTIFY = db.hot(text(f"SELECT pg_notify('{CHANNEL}', '')"))
 
 
 def asyncpg_dsn(database_url: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, delete, insert, select, update
 
 from emrtasks.domain import tasks as domain_tasks
+from emrtasks.storage import db
 from emrtasks.storage.db import Connection
 from emrtasks.storage.tables import connections, emr_directories, tasks
 
@@ -110,7 +111,7 @@ async def get_task_and_connection(
 
 _TASK_NAMES = tuple(c.name for c in tasks.c)
 # Built once (every create_task job runs it; see queue/jobs.py).
-_TASK_AND_CONNECTION = (
+_TASK_AND_CONNECTION = db.hot(
     _select()
     .add_columns(*(c.label(f"t_{c.name}") for c in tasks.c))
     .join(tasks, tasks.c.connection_id == connections.c.id)

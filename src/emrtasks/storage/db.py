@@ -28,6 +28,10 @@ from sqlalchemy.engine import CursorResult, Dialect, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.base import Executable
 
+from emrtasks.storage import pg
+
+hot = pg.hot  # mark a statement built once for the direct PostgreSQL path (storage/pg.py)
+
 _WRITE = "emrtasks_write"
 _DURABLE = "emrtasks_durable"
 T = TypeVar("T")
@@ -214,10 +218,31 @@ async def write(engine: AsyncEngine, *, durable: bool = True) -> AsyncIterator[C
                     raise
                 sync.commit()
         return
+    if engine.dialect.name == "postgresql":
+        async with _pg_connection(engine) as direct:
+            transaction = await direct.begin()
+            try:
+                yield direct
+            except BaseException:
+                with contextlib.suppress(Exception):  # a lost connection cannot roll back
+                    await direct.end(transaction, commit=False)
+                raise
+            await direct.end(transaction, commit=True)
+        return
     async with _writer_turn(engine), engine.connect() as conn:
         conn = await conn.execution_options(**{_WRITE: True, _DURABLE: durable})
         async with conn.begin():
             yield conn
+
+
+@asynccontextmanager
+async def _pg_connection(engine: AsyncEngine) -> AsyncIterator[pg.PgConnection]:
+    # AUTOCOMMIT tells SQLAlchemy not to begin transactions on this connection: the caller does, on
+    # asyncpg (storage/pg.py), and statements SQLAlchemy runs join that transaction.
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        pooled = await conn.get_raw_connection()
+        yield pg.PgConnection(engine, conn, pooled.dbapi_connection)
 
 
 def _writer_turn(engine: AsyncEngine) -> contextlib.AbstractAsyncContextManager[Any]:
@@ -242,8 +267,8 @@ async def read(engine: AsyncEngine) -> AsyncIterator[Connection]:
     if engine.dialect.name == "postgresql":
         # No BEGIN and ROLLBACK round trips: under READ COMMITTED every statement reads its own
         # snapshot inside a transaction too, so a read-only transaction would buy nothing.
-        async with engine.connect() as conn:
-            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+        async with _pg_connection(engine) as direct:
+            yield direct
         return
     async with engine.connect() as conn, conn.begin():
         yield conn

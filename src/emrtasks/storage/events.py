@@ -5,6 +5,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
+from emrtasks.storage import db
 from emrtasks.storage.db import Connection
 from emrtasks.storage.tables import events
 
@@ -36,7 +37,7 @@ async def insert_event(
     )
 
 
-_INSERT = insert(events)  # built once (the hot path: see queue/jobs.py)
+_INSERT = db.hot(insert(events))  # built once (the hot path: see queue/jobs.py)
 
 
 async def list_events(

@@ -10,7 +10,7 @@ from emrtasks.storage import db
 from emrtasks.storage.db import Connection
 from emrtasks.storage.tables import sandbox_emr_tasks
 
-_INSERT = insert(sandbox_emr_tasks)  # built once: every sandbox create runs it
+_INSERT = db.hot(insert(sandbox_emr_tasks))  # built once: every sandbox create runs it
 
 
 class SandboxStore:

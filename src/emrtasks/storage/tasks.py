@@ -6,6 +6,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 
 from emrtasks.domain import tasks as domain_tasks
+from emrtasks.storage import db
 from emrtasks.storage.db import Connection
 from emrtasks.storage.tables import tasks
 
@@ -41,8 +42,8 @@ async def insert_task(
 
 
 # Built once, bound at each execution (the hot path: see jobs.py).
-_INSERT = insert(tasks)
-_FINISH = update(tasks).where(tasks.c.id == bindparam("b_id"))
+_INSERT = db.hot(insert(tasks))
+_FINISH = db.hot(update(tasks).where(tasks.c.id == bindparam("b_id")))
 
 
 async def get_task(conn: Connection, task_id: str, connection_id: str | None = None) -> dict[str, Any] | None:

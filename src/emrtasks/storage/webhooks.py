@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
 
+from emrtasks.storage import db
 from emrtasks.storage.db import Connection
 from emrtasks.storage.tables import deliveries, delivery_attempts, events, webhook_endpoints
 
@@ -55,7 +56,7 @@ async def list_endpoints(
 
 # The statements of the hot path (every event, every attempt) are built once and bound at each
 # execution; see queue/jobs.py.
-_ENDPOINTS = (
+_ENDPOINTS = db.hot(
     select(webhook_endpoints)
     .where(
         webhook_endpoints.c.client_id == bindparam("b_client"),
@@ -123,14 +124,14 @@ async def insert_attempt(conn: Connection, **values: Any) -> None:
     await conn.execute(_INSERT_ATTEMPT, values)
 
 
-_INSERT_DELIVERY = insert(deliveries)
-_UPDATE_DELIVERY = update(deliveries).where(deliveries.c.id == bindparam("b_id"))
-_TAKE_RESEND = (
+_INSERT_DELIVERY = db.hot(insert(deliveries))
+_UPDATE_DELIVERY = db.hot(update(deliveries).where(deliveries.c.id == bindparam("b_id")))
+_TAKE_RESEND = db.hot(
     update(deliveries)
     .where(deliveries.c.id == bindparam("b_id"), deliveries.c.resend_requested)
     .values(resend_requested=False)
 )
-_INSERT_ATTEMPT = insert(delivery_attempts)
+_INSERT_ATTEMPT = db.hot(insert(delivery_attempts))
 
 
 async def event_ids_since(conn: Connection, client_id: str, since: datetime) -> list[str]:
@@ -198,7 +199,7 @@ async def delivery_context(
 
 _D_NAMES = tuple(c.name for c in deliveries.c)
 _W_NAMES = tuple(c.name for c in webhook_endpoints.c)
-_DELIVERY_CONTEXT = (
+_DELIVERY_CONTEXT = db.hot(
     select(*deliveries.c, events.c.id, events.c.body, *webhook_endpoints.c)
     .join(events, events.c.id == deliveries.c.event_id)
     .outerjoin(
