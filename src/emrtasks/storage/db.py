@@ -15,6 +15,7 @@ The async engine stays for what needs it (migrations, and `:memory:` databases).
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,9 +29,9 @@ from sqlalchemy.engine import CursorResult, Dialect, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.base import Executable
 
-from emrtasks.storage import pg
+from emrtasks.storage import direct, pg
 
-hot = pg.hot  # mark a statement built once for the direct PostgreSQL path (storage/pg.py)
+hot = direct.hot  # mark a statement built once for the driver-direct path (storage/direct.py)
 
 _WRITE = "emrtasks_write"
 _DURABLE = "emrtasks_durable"
@@ -49,19 +50,28 @@ class Connection(Protocol):
 
 
 class InlineConnection:
-    """A sync SQLAlchemy connection to a SQLite file, awaited like an `AsyncConnection`."""
+    """A sync SQLAlchemy connection to a SQLite file, awaited like an `AsyncConnection`; hot
+    statements run on its sqlite3 connection directly (storage/direct.py)."""
 
-    __slots__ = ("_sync",)
+    __slots__ = ("_dbapi", "_sync", "dialect")
 
     def __init__(self, sync: SyncConnection) -> None:
         self._sync = sync
+        self._dbapi: Any = sync.connection.dbapi_connection
+        self.dialect = sync.dialect
 
-    @property
-    def dialect(self) -> Dialect:
-        return self._sync.dialect
-
-    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[*tuple[Any, ...]]:
-        return self._sync.execute(statement, parameters)
+    async def execute(self, statement: Executable, parameters: Any = None) -> direct.Rows:
+        plan = direct.plan_for(statement, parameters, self.dialect)
+        if plan is None:
+            return self._sync.execute(statement, parameters)
+        sql, arguments = plan.arguments(parameters)
+        try:
+            cursor = self._dbapi.execute(sql, arguments)
+            if plan.returns_rows:
+                return direct.rows_result(plan, cursor.fetchall())
+            return direct.count_result(cursor.rowcount)
+        except sqlite3.Error as error:
+            raise exc.DBAPIError.instance(sql, None, error, sqlite3.Error, hide_parameters=True) from error
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:

@@ -1,0 +1,101 @@
+"""Statements run straight on the database driver: the hot path's, built once and registered with
+`hot()`.
+
+SQLAlchemy compiles each such statement once per dialect and set of parameter names; its bind and
+result processors (JSON, UTC times, booleans) are applied as SQLAlchemy applies them, and the
+driver's errors are raised as SQLAlchemy's exception types. What is skipped is SQLAlchemy's
+per-execution machinery (cache keys, execution contexts, events, and on PostgreSQL its asyncio
+adaptation), which cost more than the statements themselves (docs/performance.md). `db.read` and
+`db.write` connections use it on SQLite files (storage/db.py) and PostgreSQL (storage/pg.py); any
+other statement runs through SQLAlchemy as usual, in the same transaction.
+"""
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from sqlalchemy.engine import CursorResult, Dialect
+from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+
+_HOT: dict[int, tuple[Executable, dict[tuple[str, ...], "Plan"]]] = {}
+
+S = Any  # a statement; typed loosely so hot() returns what it was given
+
+
+def hot(statement: S) -> S:
+    """Register a statement built once (a module constant) for the direct path; returns it."""
+    _HOT[id(statement)] = (statement, {})
+    return statement
+
+
+class Plan:
+    """One statement compiled for PostgreSQL with one set of parameter names."""
+
+    __slots__ = ("compiled", "expanding", "keys", "processors", "result_processors", "returns_rows", "sql")
+
+    def __init__(self, statement: Executable, names: tuple[str, ...], dialect: Dialect) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=list(names)))  # type: ignore[attr-defined]
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            raise ValueError("a statement with Python-side column defaults cannot take the direct path")
+        self.compiled = compiled
+        self.sql = compiled.string
+        self.expanding = bool(compiled.literal_execute_params or compiled.post_compile_params)
+        self.processors: Mapping[str, Any] = compiled._bind_processors
+        columns = compiled._result_columns
+        self.keys = [column.keyname for column in columns]
+        self.result_processors = [column.type._cached_result_processor(dialect, None) for column in columns]
+        self.returns_rows = bool(columns) or compiled.isplaintext
+
+    def arguments(self, parameters: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
+        values: Any = self.compiled.construct_params(dict(parameters or {}), escape_names=False)
+        sql, processors = self.sql, self.processors
+        order: Sequence[str] = self.compiled.positiontup or ()
+        if self.expanding:
+            expanded = self.compiled._process_parameters_for_postcompile(values)
+            sql, values, order = expanded.statement, expanded.parameters, expanded.positiontup or ()
+            processors = {**processors, **expanded.processors}
+        return sql, [processors[k](values[k]) if k in processors else values[k] for k in order]
+
+    def rows(self, records: Sequence[Any]) -> list[tuple[Any, ...]]:
+        processors = self.result_processors
+        if not any(processors):
+            return [tuple(record) for record in records]
+        return [
+            tuple(p(v) if p else v for p, v in zip(processors, record, strict=True)) for record in records
+        ]
+
+
+class Result(IteratorResult[Any]):
+    def __init__(self, keys: Sequence[str], rows: list[tuple[Any, ...]], rowcount: int) -> None:
+        super().__init__(SimpleResultMetaData(keys), iter(rows))
+        self.rowcount = rowcount
+
+
+_STATUS_COUNT = re.compile(r"(\d+)$")
+_Rows = CursorResult[*tuple[Any, ...]]
+
+
+Rows = CursorResult[*tuple[Any, ...]]
+STATUS_COUNT = re.compile(r"(\d+)$")
+
+
+def plan_for(statement: Executable, parameters: Mapping[str, Any] | None, dialect: Dialect) -> Plan | None:
+    """The compiled plan of a hot statement for these parameter names, or None (not hot)."""
+    entry = _HOT.get(id(statement))
+    if entry is None or entry[0] is not statement:
+        return None
+    key = (dialect.name, *sorted(parameters)) if parameters else (dialect.name,)
+    plan = entry[1].get(key)
+    if plan is None:
+        plan = entry[1][key] = Plan(statement, tuple(sorted(parameters or ())), dialect)
+    return plan
+
+
+def rows_result(plan: Plan, records: Sequence[Any]) -> Rows:
+    return cast(Rows, Result(plan.keys, plan.rows(records), len(records)))
+
+
+def count_result(rowcount: int) -> Rows:
+    return cast(Rows, Result((), [], rowcount))
