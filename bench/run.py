@@ -70,7 +70,7 @@ class Plan:
     drain_concurrency: int = 64
     fixed_rate: float = 100.0
     fixed_duration_s: float = 4.0
-    ladder: tuple[float, ...] = (10, 25, 50, 100, 200, 400, 600, 800, 1000, 1200, 1600, 2000)
+    ladder: tuple[float, ...] = (10, 25, 50, 100, 200, 300, 400, 500, 600, 700, 800, 1000, 1200, 1600, 2000)
     step_duration_s: float = 4.0
     p99_limit_ms: float = 250.0
     idle_samples: int = 5
@@ -90,7 +90,7 @@ QUICK = Plan(
     accept_duration_s=1.0,
     drain_n=200,
     fixed_duration_s=2.0,
-    ladder=(10, 25, 50, 100, 200, 400, 600, 800, 1000, 1600),
+    ladder=(10, 25, 50, 100, 200, 300, 400, 500, 600, 700, 800, 1000, 1600),
     step_duration_s=1.5,
     idle_samples=3,
     idle_pause_s=1.2,

@@ -143,7 +143,7 @@ def _configure_sqlite(engine: Engine, synchronous: str, *, busy_timeout_ms: int,
     @event.listens_for(engine, "begin")
     def _on_begin(connection: SyncConnection) -> None:
         if not connection.get_execution_options().get(_WRITE, False):
-            connection.exec_driver_sql("BEGIN")
+            _driver_sql(connection, "BEGIN")
         elif not inline:  # an inline writer begins in `_begin_write`, where it may wait
             _begin_immediate(connection, synchronous)
 
@@ -154,9 +154,23 @@ def _begin_immediate(connection: SyncConnection, synchronous: str) -> None:
     wanted = synchronous.upper() if connection.get_execution_options().get(_DURABLE, True) else "NORMAL"
     info = connection.connection.info
     if info.get("synchronous") != wanted:
-        connection.exec_driver_sql(f"PRAGMA synchronous={wanted}")
+        _driver_sql(connection, f"PRAGMA synchronous={wanted}")
         info["synchronous"] = wanted
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    _driver_sql(connection, "BEGIN IMMEDIATE")
+
+
+def _driver_sql(connection: SyncConnection, sql: str) -> None:
+    """Run transaction control on the driver's connection: SQLAlchemy's execution of a statement
+    (events, an execution context, a result) cost several times the statement here."""
+    try:
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(sql)
+        cursor.close()
+    except Exception as error:
+        dbapi = connection.dialect.loaded_dbapi
+        if isinstance(error, dbapi.Error):
+            raise exc.DBAPIError.instance(sql, None, error, dbapi.Error, hide_parameters=True) from error
+        raise
 
 
 class _Inline:

@@ -31,9 +31,18 @@ def hot(statement: S) -> S:
 
 
 class Plan:
-    """One statement compiled for PostgreSQL with one set of parameter names."""
+    """One statement compiled for one dialect with one set of parameter names."""
 
-    __slots__ = ("compiled", "expanding", "keys", "processors", "result_processors", "returns_rows", "sql")
+    __slots__ = (
+        "compiled",
+        "expanding",
+        "keys",
+        "processors",
+        "result_processors",
+        "returns_rows",
+        "slots",
+        "sql",
+    )
 
     def __init__(self, statement: Executable, names: tuple[str, ...], dialect: Dialect) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=list(names)))  # type: ignore[attr-defined]
@@ -47,8 +56,22 @@ class Plan:
         self.keys = [column.keyname for column in columns]
         self.result_processors = [column.type._cached_result_processor(dialect, None) for column in columns]
         self.returns_rows = bool(columns) or compiled.isplaintext
+        # Each positional parameter: the caller's key, its bind processor, and the value bound in
+        # the statement itself (a literal such as state == 'running') when the caller gives none.
+        constants = compiled.construct_params({}, escape_names=False, _check=False)
+        self.slots: list[tuple[str, Any, Any]] = [
+            (compiled.binds[name].key, self.processors.get(name), constants.get(name))
+            for name in (compiled.positiontup or ())
+        ]
 
     def arguments(self, parameters: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
+        if not self.expanding:
+            given = parameters or {}
+            arguments = []
+            for key, processor, constant in self.slots:
+                value = given.get(key, constant)
+                arguments.append(processor(value) if processor else value)
+            return self.sql, arguments
         values: Any = self.compiled.construct_params(dict(parameters or {}), escape_names=False)
         sql, processors = self.sql, self.processors
         order: Sequence[str] = self.compiled.positiontup or ()
