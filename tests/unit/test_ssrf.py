@@ -49,6 +49,9 @@ BLOCKED = [
     ("::ffff:10.0.0.1", "private"),
     ("::ffff:169.254.169.254", "link-local"),
     ("64:ff9b::7f00:1", "loopback"),  # NAT64 of 127.0.0.1
+    ("64:ff9b:1::a00:1", "local-use NAT64"),  # RFC 8215: whatever the network maps it to
+    ("2002:7f00:1::1", "loopback"),  # 6to4 of 127.0.0.1
+    ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "private"),  # Teredo
 ]
 
 ALLOWED = [

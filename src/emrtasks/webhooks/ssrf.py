@@ -14,6 +14,8 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _SITE_LOCAL = ipaddress.ip_network("fec0::/10")
+# RFC 8215: a network's own NAT64 prefix; where it maps to varies, so none of it is reachable.
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
 
 
 class Refused(Exception):
@@ -28,6 +30,8 @@ def blocked_reason(address: Address) -> str | None:
             return blocked_reason(embedded)
         if address in _SITE_LOCAL:
             return f"{address} is a site-local address"
+        if address in _LOCAL_NAT64:
+            return f"{address} is a local-use NAT64 address"
     checks = (
         (address.is_loopback, "loopback"),
         (address.is_link_local, "link-local"),
