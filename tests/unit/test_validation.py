@@ -750,3 +750,22 @@ def test_valid_body_is_not_modified(rule_set: str) -> None:
     snapshot = {k: list(v) if isinstance(v, list) else v for k, v in body.items()}
     validate(body, rule_set)
     assert body == snapshot
+
+
+@pytest.mark.parametrize("rule_set", BOTH)
+@pytest.mark.parametrize("field", ["patient_mrn", "notify_list"])
+@pytest.mark.parametrize("bad", ["MRN-1\n001", "MRN\r1001", "MRN\x1b[31m", "MRN\x7f1"])
+def test_an_id_with_a_control_character_inside_is_invalid_field(rule_set: str, field: str, bad: str) -> None:
+    value: Any = [bad] if field == "notify_list" else bad
+    problem = refuse(body_for(rule_set, **{field: value}), rule_set)
+    message = f"Invalid field: {field} must not contain control characters."
+    assert (problem.error, problem.message) == ("invalid_field", message)
+    assert problem.errors == (FieldError(field, "invalid_type", message),)
+
+
+@pytest.mark.parametrize("rule_set", BOTH)
+def test_line_breaks_in_free_text_and_around_ids_are_fine(rule_set: str) -> None:
+    body = body_for(rule_set, description="Line one.\nLine two.\tTabbed.", patient_mrn="\tMRN-1001\n")
+    request = validation.validate_task_request(body, RULE_SETS[rule_set], USER_IDS, CALL_TYPE_IDS)
+    assert request.description == "Line one.\nLine two.\tTabbed."
+    assert request.patient_mrn == "MRN-1001"

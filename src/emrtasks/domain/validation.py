@@ -115,7 +115,19 @@ def _coerce(name: str, raw: object) -> tuple[_Value, errors.FieldError | None]:
         return None, _invalid(name, f"Invalid field: {name} must be a string.")
     if "\x00" in raw:
         return None, _invalid(name, f"Invalid field: {name} must not contain NUL characters.")
-    return raw.strip() or None, None
+    value = raw.strip() or None
+    if value and name in _IDENTIFIERS and _has_control(value):  # after trimming, like every check
+        return None, _invalid(name, f"Invalid field: {name} must not contain control characters.")
+    return value, None
+
+
+# Ids sent to the EMR (in URL paths and queries, in form fields): no line breaks or other control
+# characters, which no EMR's id holds. Free text (description, subject) may hold line breaks.
+_IDENTIFIERS = frozenset({"patient_mrn", "assignee_user_id", "phone_call_type_id", "notify_list"})
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
 
 
 def _coerce_list(name: str, raw: object) -> tuple[_Value, errors.FieldError | None]:
@@ -128,6 +140,8 @@ def _coerce_list(name: str, raw: object) -> tuple[_Value, errors.FieldError | No
     items = tuple(item.strip() for item in raw)
     if not all(items):
         return None, _invalid(name, f"Invalid field: {name} must not contain blank entries.")
+    if name in _IDENTIFIERS and any(_has_control(item) for item in items):
+        return None, _invalid(name, f"Invalid field: {name} must not contain control characters.")
     return items or None, None
 
 
