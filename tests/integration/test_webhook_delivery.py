@@ -2,12 +2,15 @@
 
 import asyncio
 import time
+from datetime import timedelta
 
 import httpx
 import pytest
 
 from emrtasks import bootstrap
 from emrtasks.api.app import create_app
+from emrtasks.storage import db
+from emrtasks.storage import webhooks as stored_webhooks
 from tests.conftest import SUBJECT_TASK, make_tenant
 from tests.receiver import Receiver
 
@@ -248,6 +251,34 @@ async def test_a_resend_does_not_wait_for_the_next_scheduled_retry(webhook_setti
             assert (answer.status_code, answer.json()["scheduled"]) == (202, 1)
             await asyncio.to_thread(receiver.wait_for, lambda r: len(r.verified()) == 1, 5)
             assert receiver.verified()[0].headers["webhook-attempt"] == "2"
+            await http.aclose()
+
+
+async def test_an_endpoint_enabled_while_a_failing_attempt_runs_stays_enabled(webhook_settings, tmp_path):
+    settings = webhook_settings.model_copy(
+        update={"key_file": str(tmp_path / "k"), "webhook_disable_after_seconds": 3600}
+    )
+    with Receiver(default=500) as receiver:
+        receiver.delay_seconds = 0.5
+        async with bootstrap.runtime(settings) as rt:
+            tenant, http, webhook_id = await _setup(rt, receiver)
+            long_ago = rt.ctx.clock() - timedelta(hours=2)  # failing longer than the limit
+            async with db.write(rt.engine) as conn:
+                await stored_webhooks.update_endpoint(
+                    conn, webhook_id, rt.ctx.clock(), failing_since=long_ago
+                )
+            await http.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a)
+            await asyncio.to_thread(receiver.wait_for, lambda r: r.in_flight == 1)
+            enabled = await http.post(f"/v1/webhook/{webhook_id}/enable", headers=tenant.headers())
+            assert enabled.status_code == 200, enabled.text
+
+            async def recorded():
+                events = await _events(http, tenant.a)
+                return events and len(events[0]["attempts"]) >= 1
+
+            await _until(recorded)
+            listed = (await http.get("/v1/webhook", headers=tenant.headers())).json()["webhook_urls"]
+            assert [w["status"] for w in listed] == ["active"]
             await http.aclose()
 
 

@@ -5,6 +5,7 @@ one transaction, fenced on the job's attempt. Retries follow the policy's schedu
 a `Retry-After` on 429, 502, 503 or 504 is honoured between that step's delay and twice it.
 """
 
+import dataclasses
 import logging
 import random
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ class _Decision:
     retry_at: datetime | None = None
     endpoint_changes: dict[str, Any] | None = None
     error_code: str | None = None
+    # The endpoint's failing period the changes were decided on (stored.ANY: whatever it is now).
+    if_failing_since: Any = stored.ANY
 
 
 _CRASH_ALLOWANCE = 3
@@ -96,16 +99,24 @@ def _decide(
         return _Decision(stored.SUCCESS, jobs.SUCCEEDED, endpoint_changes=healed)
     if result.status_code == 410:
         return _disable(endpoint, "The endpoint answered 410 Gone.", "ENDPOINT_GONE")
-    failing_since = endpoint["failing_since"] or now
+    seen = endpoint["failing_since"]
+    failing_since = seen or now
     if (now - failing_since).total_seconds() >= ctx.webhooks.disable_after_seconds:
         days = ctx.webhooks.disable_after_seconds / 86400
-        return _disable(endpoint, f"Every attempt failed for {days:g} days.", "ENDPOINT_FAILING")
-    changes: dict[str, Any] | None = None if endpoint["failing_since"] else {"failing_since": now}
+        decision = _disable(endpoint, f"Every attempt failed for {days:g} days.", "ENDPOINT_FAILING")
+        return dataclasses.replace(decision, if_failing_since=seen)  # not if enabled since
+    changes: dict[str, Any] | None = None if seen else {"failing_since": now}
     schedule = ctx.webhooks.schedule
     if job.attempts >= len(schedule):
-        return _Decision(stored.FAILED, jobs.FAILED, endpoint_changes=changes, error_code="EXHAUSTED")
+        return _Decision(
+            stored.FAILED,
+            jobs.FAILED,
+            endpoint_changes=changes,
+            error_code="EXHAUSTED",
+            if_failing_since=seen,
+        )
     delay = retry_delay(schedule[job.attempts], result)
-    return _Decision(stored.PENDING, None, now + timedelta(seconds=delay), changes)
+    return _Decision(stored.PENDING, None, now + timedelta(seconds=delay), changes, if_failing_since=seen)
 
 
 # Standard Webhooks: 429, 502 and 504 throttle; 503 says when to come back too.
@@ -179,7 +190,13 @@ async def _record(
             last_attempt_at=now,
         )
         if decision.endpoint_changes:
-            await stored.update_endpoint(conn, found["endpoint_id"], now, **decision.endpoint_changes)
+            await stored.update_endpoint(
+                conn,
+                found["endpoint_id"],
+                now,
+                if_failing_since=decision.if_failing_since,
+                **decision.endpoint_changes,
+            )
         if resend and decision.job_state is not None and decision.error_code not in _DISABLING:
             await webhooks.schedule_delivery(
                 ctx, conn, found["event_id"], found["endpoint_id"], found["client_id"], now, "manual"

@@ -66,9 +66,20 @@ _ENDPOINTS = db.hot(
 )
 
 
-async def update_endpoint(conn: Connection, endpoint_id: str, now: datetime, **values: Any) -> None:
+ANY: Any = object()
+
+
+async def update_endpoint(
+    conn: Connection, endpoint_id: str, now: datetime, *, if_failing_since: Any = ANY, **values: Any
+) -> bool:
+    """Change an endpoint; with `if_failing_since`, only while its failing period is still the one
+    seen (a delivery's decision made before an `enable` must not undo it). True if it changed."""
     query = update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
-    await conn.execute(query.values(updated_at=now, **values))
+    if if_failing_since is None:
+        query = query.where(webhook_endpoints.c.failing_since.is_(None))
+    elif if_failing_since is not ANY:
+        query = query.where(webhook_endpoints.c.failing_since == if_failing_since)
+    return bool((await conn.execute(query.values(updated_at=now, **values))).rowcount == 1)
 
 
 async def get_delivery(conn: Connection, delivery_id: str) -> dict[str, Any] | None:
