@@ -130,6 +130,7 @@ async def runtime(
     try:
         if run_migrations:
             await migrate.upgrade(engine)
+            await db.after_migrations(engine)
         ctx = build_context(settings, engine, webhook_client, emr_http)
         _warn_about_unsafe_settings(settings)
         async with _worker(settings, ctx, run_worker) as worker:

@@ -188,10 +188,12 @@ def _inline(engine: AsyncEngine) -> _Inline | None:
 
 
 async def dispose(engine: AsyncEngine) -> None:
-    """Close every pooled connection, the inline ones too."""
+    """Close every pooled connection: SQLAlchemy's, the inline SQLite ones, asyncpg's."""
     inline = _inline(engine)
     if inline is not None:
         inline.engine.dispose()
+    if engine.dialect.name == "postgresql":
+        await _PG_POOLS.close(engine)
     await engine.dispose()
 
 
@@ -243,15 +245,15 @@ async def write(engine: AsyncEngine, *, durable: bool = True) -> AsyncIterator[C
                 sync.commit()
         return
     if engine.dialect.name == "postgresql":
-        async with _pg_connection(engine) as direct:
-            transaction = await direct.begin()
+        async with _pg_connection(engine) as on_pg:
+            transaction = await on_pg.begin()
             try:
-                yield direct
+                yield on_pg
             except BaseException:
                 with contextlib.suppress(Exception):  # a lost connection cannot roll back
-                    await direct.end(transaction, commit=False)
+                    await on_pg.end(transaction, commit=False)
                 raise
-            await direct.end(transaction, commit=True)
+            await on_pg.end(transaction, commit=True)
         return
     async with _writer_turn(engine), engine.connect() as conn:
         conn = await conn.execution_options(**{_WRITE: True, _DURABLE: durable})
@@ -261,12 +263,12 @@ async def write(engine: AsyncEngine, *, durable: bool = True) -> AsyncIterator[C
 
 @asynccontextmanager
 async def _pg_connection(engine: AsyncEngine) -> AsyncIterator[pg.PgConnection]:
-    # AUTOCOMMIT tells SQLAlchemy not to begin transactions on this connection: the caller does, on
-    # asyncpg (storage/pg.py), and statements SQLAlchemy runs join that transaction.
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        pooled = await conn.get_raw_connection()
-        yield pg.PgConnection(engine, conn, pooled.dbapi_connection)
+    pool = await _PG_POOLS.get(engine)
+    async with pool.acquire() as raw:
+        yield pg.PgConnection(pool, raw, engine.dialect)
+
+
+_PG_POOLS = pg.Pools()
 
 
 def _writer_turn(engine: AsyncEngine) -> contextlib.AbstractAsyncContextManager[Any]:
@@ -291,8 +293,8 @@ async def read(engine: AsyncEngine) -> AsyncIterator[Connection]:
     if engine.dialect.name == "postgresql":
         # No BEGIN and ROLLBACK round trips: under READ COMMITTED every statement reads its own
         # snapshot inside a transaction too, so a read-only transaction would buy nothing.
-        async with _pg_connection(engine) as direct:
-            yield direct
+        async with _pg_connection(engine) as on_pg:
+            yield on_pg
         return
     async with engine.connect() as conn, conn.begin():
         yield conn
@@ -304,8 +306,22 @@ async def ping(engine: AsyncEngine) -> None:
         with inline.engine.connect() as sync:
             sync.execute(text("SELECT 1"))
         return
+    if engine.dialect.name == "postgresql":
+        async with _pg_connection(engine) as on_pg:
+            await on_pg.execute(_PING)
+        return
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
+
+
+_PING = hot(text("SELECT 1"))
+
+
+async def after_migrations(engine: AsyncEngine) -> None:
+    """On PostgreSQL, nothing but migrations uses SQLAlchemy's own pool: close what they opened, so a
+    process holds `pool_size` connections (asyncpg's), not one more."""
+    if engine.dialect.name == "postgresql":
+        await engine.dispose()
 
 
 class GroupCommitter:

@@ -107,8 +107,8 @@ STATUS_COUNT = re.compile(r"(\d+)$")
 def plan_for(statement: Executable, parameters: Mapping[str, Any] | None, dialect: Dialect) -> Plan | None:
     """The compiled plan of a hot statement for these parameter names, or None (not hot)."""
     entry = _HOT.get(id(statement))
-    if entry is None or entry[0] is not statement:
-        return None
+    if entry is None or entry[0] is not statement or not isinstance(parameters, Mapping | None):
+        return None  # not hot, or many rows at once
     key = (dialect.name, *sorted(parameters)) if parameters else (dialect.name,)
     plan = entry[1].get(key)
     if plan is None:

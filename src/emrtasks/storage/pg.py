@@ -1,39 +1,47 @@
-"""PostgreSQL transactions driven through asyncpg directly.
+"""PostgreSQL transactions on asyncpg directly: its pool, its transactions, SQLAlchemy's SQL.
 
 SQLAlchemy's asyncio layer cost about 100 µs of CPU per statement here, where asyncpg alone costs
-about 30 (docs/performance.md), and a task runs some twenty statements. So a transaction that
-`db.read` or `db.write` opens on PostgreSQL is a `PgConnection`: it takes a pooled connection from
-SQLAlchemy's pool, begins and ends the transaction itself with asyncpg, and runs each hot statement
-(storage/direct.py) straight on asyncpg, raising SQLAlchemy's exception types (an IntegrityError is
-still an IntegrityError; a lost connection is still an outage, and renews the pool).
+about 30, and checking a connection out of its pool and back about as much again per transaction
+(docs/performance.md); a task runs some twenty statements in some ten transactions. So `db.read`
+and `db.write` on PostgreSQL take a connection from an asyncpg pool kept per engine (with the JSON
+codecs SQLAlchemy would install), begin and commit on asyncpg, and run every statement compiled by
+SQLAlchemy for PostgreSQL: once per parameter set for the hot statements (storage/direct.py), at each
+execution for the rest. Errors are raised as SQLAlchemy's exception types (an IntegrityError is still
+an IntegrityError); a connection found closed (a restart) is an outage, and every idle connection of
+the pool is replaced before its next use. SQLAlchemy's own engine stays for migrations and `ping`.
 """
 
+import json
+import weakref
 from typing import Any, cast
 
+import asyncpg
 from sqlalchemy import exc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.base import Executable
 
 from emrtasks.storage import direct
 
 
 class PgConnection:
-    """A transaction's connection on PostgreSQL: hot statements on asyncpg, the rest on SQLAlchemy."""
+    """A connection of a `db.read` or `db.write` on PostgreSQL."""
 
-    __slots__ = ("_adapted", "_engine", "_raw", "_sa", "dialect", "notified")
+    __slots__ = ("_pool", "_raw", "dialect", "notified")
 
-    def __init__(self, engine: AsyncEngine, sa: AsyncConnection, adapted: Any) -> None:
-        self._engine = engine
-        self._sa = sa
-        self._adapted = adapted  # SQLAlchemy's adaptation of the asyncpg connection
-        self._raw = adapted.driver_connection
-        self.dialect = sa.dialect
+    def __init__(self, pool: asyncpg.Pool, raw: asyncpg.Connection, dialect: Dialect) -> None:
+        self._pool = pool
+        self._raw = raw
+        self.dialect = dialect
         self.notified = False  # one NOTIFY per transaction is enough
 
     async def execute(self, statement: Executable, parameters: Any = None) -> direct.Rows:
+        if isinstance(parameters, list | tuple):  # many rows: one statement, executemany
+            return await self._execute_many(statement, parameters)
         plan = direct.plan_for(statement, parameters, self.dialect)
-        if plan is None:
-            return await self._sa.execute(statement, parameters)
+        if plan is None:  # not a hot statement: compiled for this execution only
+            plan = direct.Plan(statement, tuple(sorted(parameters or ())), self.dialect)
         sql, arguments = plan.arguments(parameters)
         try:
             if plan.returns_rows:
@@ -43,6 +51,19 @@ class PgConnection:
             raise await self._translated(error, sql) from error
         found = direct.STATUS_COUNT.search(status or "")
         return direct.count_result(int(found.group(1)) if found else -1)
+
+    async def _execute_many(self, statement: Executable, rows: Any) -> direct.Rows:
+        if not rows:
+            return direct.count_result(0)
+        plan = direct.Plan(statement, tuple(sorted(rows[0])), self.dialect)
+        if plan.returns_rows or plan.expanding:
+            raise ValueError("many rows at once only for statements that return none")
+        sql = plan.sql
+        try:
+            await self._raw.executemany(sql, [plan.arguments(row)[1] for row in rows])
+        except Exception as error:
+            raise await self._translated(error, sql) from error
+        return direct.count_result(len(rows))
 
     async def begin(self) -> Any:
         try:
@@ -59,12 +80,11 @@ class PgConnection:
             raise await self._translated(error, "COMMIT" if commit else "ROLLBACK") from error
 
     async def _translated(self, error: Exception, sql: str) -> Exception:
-        """SQLAlchemy's exception for an asyncpg error, as its own execution would have raised it;
-        a lost connection is invalidated and the pool renewed, as SQLAlchemy does."""
+        """SQLAlchemy's exception for an asyncpg error, as its own execution would have raised it."""
         dbapi = self.dialect.loaded_dbapi
         result: Exception = error
         try:
-            self._adapted._handle_exception(error)
+            AsyncAdapt_asyncpg_connection._handle_exception_no_connection(dbapi, error)
         except dbapi.Error as translated:
             result = cast(
                 Exception,
@@ -75,6 +95,55 @@ class PgConnection:
         if self._raw.is_closed():
             if isinstance(result, exc.DBAPIError):
                 result.connection_invalidated = True
-            await self._sa.invalidate()
-            await self._engine.dispose(close=False)  # every other pooled connection is stale too
+            await self._pool.expire_connections()  # the others are likely closed too: replace them
         return result
+
+
+class Pools:
+    """One asyncpg pool per engine, made on first use (it belongs to the running event loop)."""
+
+    def __init__(self) -> None:
+        self._pools: weakref.WeakKeyDictionary[Any, asyncpg.Pool] = weakref.WeakKeyDictionary()
+
+    async def get(self, engine: AsyncEngine) -> asyncpg.Pool:
+        pool = self._pools.get(engine.sync_engine)
+        if pool is not None:
+            return pool
+        made = await asyncpg.create_pool(
+            engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+            min_size=0,
+            max_size=engine.sync_engine.pool.size(),  # type: ignore[attr-defined]
+            init=_codecs(engine.dialect),
+        )
+        pool = self._pools.setdefault(engine.sync_engine, made)
+        if pool is not made:  # another caller made one first meanwhile
+            await made.close()
+        return pool
+
+    async def close(self, engine: AsyncEngine) -> None:
+        pool = self._pools.pop(engine.sync_engine, None)
+        if pool is not None:
+            await pool.close()
+
+
+def _codecs(dialect: Dialect) -> Any:
+    """The JSON codecs SQLAlchemy's asyncpg dialect installs: JSON in as text, out as objects."""
+    loads = getattr(dialect, "_json_deserializer", None) or json.loads
+
+    async def init(connection: asyncpg.Connection) -> None:
+        await connection.set_type_codec(
+            "json",
+            encoder=str.encode,
+            decoder=lambda value: loads(value.decode()),
+            schema="pg_catalog",
+            format="binary",
+        )
+        await connection.set_type_codec(
+            "jsonb",
+            encoder=lambda value: b"\x01" + value.encode(),
+            decoder=lambda value: loads(value[1:].decode()),
+            schema="pg_catalog",
+            format="binary",
+        )
+
+    return init
