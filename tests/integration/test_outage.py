@@ -2,10 +2,16 @@
 pg_terminate_backend): requests answer 503, never 500, and the service recovers without a restart,
 with every acknowledged task stored. (The chaos run restarts the server itself: `make chaos`.)"""
 
+import dataclasses
+import socket
+
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from emrtasks.api.app import create_app
+from emrtasks.storage import db
 from tests.conftest import SUBJECT_TASK
 
 
@@ -46,3 +52,20 @@ async def test_connections_killed_by_postgres_answer_503_then_the_service_recove
         if answer.status_code == 202:
             found = await api.get(f"/v1/tasks/{answer.json()['task_id']}", headers=tenant.a)
             assert found.status_code == 200
+
+
+async def test_a_postgresql_server_that_refuses_connections_answers_503(runtime, tenant):
+    """The direct path's own pool (storage/pg.py) connects lazily; a refused connection is an outage."""
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    engine = db.create_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/nowhere")
+    app = create_app(dataclasses.replace(runtime.ctx, engine=engine))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        ready = await client.get("/readyz")
+        listed = await client.get("/v1/webhook", headers=tenant.headers())
+    await db.dispose(engine)
+    assert ready.status_code == 503
+    assert listed.status_code == 503, listed.text
+    assert listed.json()["success"] is False

@@ -68,14 +68,14 @@ def is_outage(exc: BaseException) -> bool:
         return True
     if getattr(exc, "connection_invalidated", False):
         return True
-    cause: BaseException | None = getattr(exc, "orig", None) or exc.__cause__
-    for _ in range(3):
+    cause: BaseException | None = exc
+    for _ in range(4):
         if cause is None:
             return False
         state = str(getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None) or "")
         if state.startswith(_OUTAGE_STATES) or isinstance(cause, OSError):
             return True
-        cause = cause.__cause__
+        cause = getattr(cause, "orig", None) or cause.__cause__
     return False
 
 

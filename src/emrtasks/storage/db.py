@@ -263,9 +263,16 @@ async def write(engine: AsyncEngine, *, durable: bool = True) -> AsyncIterator[C
 
 @asynccontextmanager
 async def _pg_connection(engine: AsyncEngine) -> AsyncIterator[pg.PgConnection]:
-    pool = await _PG_POOLS.get(engine)
-    async with pool.acquire() as raw:
+    try:
+        pool = await _PG_POOLS.get(engine)
+        acquired = pool.acquire()
+        raw = await acquired.__aenter__()
+    except Exception as error:  # the server is down or starting: an outage, in SQLAlchemy's words
+        raise pg.translated(error, "connect", engine.dialect) from error
+    try:
         yield pg.PgConnection(pool, raw, engine.dialect)
+    finally:
+        await acquired.__aexit__(None, None, None)
 
 
 _PG_POOLS = pg.Pools()

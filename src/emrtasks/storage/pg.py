@@ -80,23 +80,31 @@ class PgConnection:
             raise await self._translated(error, "COMMIT" if commit else "ROLLBACK") from error
 
     async def _translated(self, error: Exception, sql: str) -> Exception:
-        """SQLAlchemy's exception for an asyncpg error, as its own execution would have raised it."""
-        dbapi = self.dialect.loaded_dbapi
-        result: Exception = error
-        try:
-            AsyncAdapt_asyncpg_connection._handle_exception_no_connection(dbapi, error)
-        except dbapi.Error as translated:
-            result = cast(
-                Exception,
-                exc.DBAPIError.instance(sql, None, translated, dbapi.Error, hide_parameters=True),
-            )
-        except Exception as other:  # not an asyncpg error (an OSError): as it is
-            result = other
-        if self._raw.is_closed():
+        result = translated(error, sql, self.dialect)
+        if _lost(self._raw):
             if isinstance(result, exc.DBAPIError):
                 result.connection_invalidated = True
             await self._pool.expire_connections()  # the others are likely closed too: replace them
         return result
+
+
+def translated(error: Exception, sql: str, dialect: Dialect) -> Exception:
+    """SQLAlchemy's exception for an asyncpg error, as its own execution would have raised it."""
+    dbapi = dialect.loaded_dbapi
+    try:
+        AsyncAdapt_asyncpg_connection._handle_exception_no_connection(dbapi, error)
+    except dbapi.Error as adapted:
+        return cast(Exception, exc.DBAPIError.instance(sql, None, adapted, dbapi.Error, hide_parameters=True))
+    except Exception as other:  # not an asyncpg error (an OSError): as it is
+        return other
+    return error
+
+
+def _lost(connection: asyncpg.Connection) -> bool:
+    try:
+        return bool(connection.is_closed())
+    except asyncpg.InterfaceError:  # the pool took it back when the server closed it
+        return True
 
 
 class Pools:
