@@ -143,20 +143,33 @@ def _configure_sqlite(engine: Engine, synchronous: str, *, busy_timeout_ms: int,
     @event.listens_for(engine, "begin")
     def _on_begin(connection: SyncConnection) -> None:
         if not connection.get_execution_options().get(_WRITE, False):
+            if inline:  # WAL readers are rarely told "busy" (recovery after a crash): wait a little
+                _set_pragma(connection, "busy_timeout", str(_INLINE_READ_BUSY_MS))
             _driver_sql(connection, "BEGIN")
         elif not inline:  # an inline writer begins in `_begin_write`, where it may wait
             _begin_immediate(connection, synchronous)
 
 
-def _begin_immediate(connection: SyncConnection, synchronous: str) -> None:
+# An inline reader's wait inside SQLite when told "busy"; an inline writer never waits there.
+_INLINE_READ_BUSY_MS = 50
+
+
+def _begin_immediate(connection: SyncConnection, synchronous: str, *, inline: bool = False) -> None:
     # Only what we acknowledge must survive a power loss; the rest (claims, outcomes a retry would
-    # look up again) may skip the fsync. Switched only when it changes.
-    wanted = synchronous.upper() if connection.get_execution_options().get(_DURABLE, True) else "NORMAL"
-    info = connection.connection.info
-    if info.get("synchronous") != wanted:
-        _driver_sql(connection, f"PRAGMA synchronous={wanted}")
-        info["synchronous"] = wanted
+    # look up again) may skip the fsync.
+    durable = connection.get_execution_options().get(_DURABLE, True)
+    _set_pragma(connection, "synchronous", synchronous.upper() if durable else "NORMAL")
+    if inline:
+        _set_pragma(connection, "busy_timeout", "0")
     _driver_sql(connection, "BEGIN IMMEDIATE")
+
+
+def _set_pragma(connection: SyncConnection, name: str, value: str) -> None:
+    """Set a connection's pragma, only when it changes (it is remembered with the connection)."""
+    info = connection.connection.info
+    if info.get(name) != value:
+        _driver_sql(connection, f"PRAGMA {name}={value}")
+        info[name] = value
 
 
 def _driver_sql(connection: SyncConnection, sql: str) -> None:
@@ -208,7 +221,7 @@ async def _begin_write(sync: SyncConnection, synchronous: str) -> None:
     while True:
         sync.begin()  # SQLAlchemy's transaction; the database's starts here:
         try:
-            _begin_immediate(sync, synchronous)
+            _begin_immediate(sync, synchronous, inline=True)
             return
         except exc.OperationalError as error:
             sync.rollback()
