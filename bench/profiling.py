@@ -131,6 +131,8 @@ def path_of(frames: list[str]) -> str:
     joined = ";".join(frames)
     if not frames[0].startswith("thread: MainThread"):
         return frames[0].removeprefix("thread: ")
+    if "GroupCommitter" in joined:  # its own task runs the batched writes of every caller
+        return "group commit: batched writes (accept, settle, attempts, sandbox)"
     if "emrtasks/service/create_task.py" in joined:
         return "worker: create_task job"
     if "emrtasks/service/webhook_delivery.py" in joined:
@@ -140,8 +142,9 @@ def path_of(frames: list[str]) -> str:
     if any(mark in joined for mark in ("uvicorn/protocols/http", "starlette/", "fastapi/", "emrtasks/api/")):
         return "accept: HTTP + POST /v1/tasks"
     if len(frames) > 1 and not frames[1].startswith(("_run_module_as_main", "<module>")):
-        # a stack cut short: code running in one of SQLAlchemy's greenlets, whose caller is not linked
-        return "database layer, caller not visible (greenlet)"
+        # a stack cut short: almost always the database layer (asyncpg's statement execution, or
+        # SQLAlchemy's greenlets where they are still used), read while its caller was not linked
+        return "database layer, caller not visible"
     return "event loop (polling, callbacks)"
 
 
