@@ -1,6 +1,7 @@
 """Webhook delivery in process against a real receiver on loopback, verified with standardwebhooks."""
 
 import asyncio
+import dataclasses
 import time
 from datetime import timedelta
 
@@ -9,7 +10,13 @@ import pytest
 
 from emrtasks import bootstrap
 from emrtasks.api.app import create_app
+from emrtasks.domain import ids
+from emrtasks.domain import tasks as domain_tasks
+from emrtasks.queue import jobs
+from emrtasks.service import webhook_delivery
+from emrtasks.service import webhooks as service_webhooks
 from emrtasks.storage import db
+from emrtasks.storage import events as stored_events
 from emrtasks.storage import webhooks as stored_webhooks
 from tests.conftest import SUBJECT_TASK, make_tenant
 from tests.receiver import Receiver
@@ -304,3 +311,52 @@ async def test_a_slow_endpoint_does_not_hold_up_another(webhook_settings, tmp_pa
             assert slow.max_in_flight == 2
             assert max(d.received_at for d in fast.deliveries) < slow_arrivals[2]
             await http.aclose()
+
+
+async def test_a_resend_racing_the_record_of_an_attempt_is_not_lost(runtime, tenant, monkeypatch):
+    """The worker's record of an attempt and a resend request in flight at the same moment: on
+    PostgreSQL the two transactions overlap; the resend must end up as a job, not as a mark on a
+    delivery whose job has already finished."""
+    ctx = runtime.ctx
+    ctx.webhooks = dataclasses.replace(ctx.webhooks, allow_insecure=True, allow_private=True)
+    client = domain_tasks.Client(tenant.client_id, "tests")
+    with Receiver() as receiver:
+        await service_webhooks.register(ctx, client, {"webhook_url": receiver.url})
+        event_id = ids.new_id("evt")
+        async with db.write(runtime.engine) as conn:
+            await stored_events.insert_event(
+                conn,
+                event_id=event_id,
+                client_id=tenant.client_id,
+                connection_id=tenant.connection_a,
+                event_type="task.created",
+                job_id=None,
+                task_id=None,
+                body='{"id": "' + event_id + '"}',
+                now=ctx.clock(),
+            )
+            await service_webhooks.fan_out(ctx, conn, tenant.client_id, event_id, ctx.clock())
+        [job] = await jobs.claim(runtime.engine, worker_id="w", limit=1, lease_seconds=60, now=ctx.clock())
+        paused, go = asyncio.Event(), asyncio.Event()
+        insert_attempt = stored_webhooks.insert_attempt
+
+        async def pausing(conn, **values):
+            paused.set()
+            await go.wait()  # the record's transaction is open, its job row settled
+            await insert_attempt(conn, **values)
+
+        monkeypatch.setattr(stored_webhooks, "insert_attempt", pausing)
+        recording = asyncio.create_task(webhook_delivery.run_delivery(ctx, job))
+        await asyncio.wait_for(paused.wait(), 10)
+        resending = asyncio.create_task(service_webhooks.resend_event(ctx, client, event_id))
+        await asyncio.sleep(0.3)  # the resend reaches the database while the record is open
+        go.set()
+        await asyncio.wait_for(recording, 10)
+        await asyncio.wait_for(resending, 10)
+        async with db.read(runtime.engine) as conn:
+            [found] = (await stored_webhooks.delivery_summaries(conn, [event_id]))[event_id]
+            current = await jobs.get_job(conn, found["job_id"])
+        assert current is not None
+        # Either the resend is a new queued job, or the recorded job was made due again.
+        assert current["state"] == jobs.QUEUED, (found, current)
+        assert found["status"] == stored_webhooks.PENDING

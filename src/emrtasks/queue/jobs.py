@@ -313,8 +313,13 @@ _HELD = db.hot(
 )
 
 
-async def get_job(conn: Connection, job_id: str) -> dict[str, Any] | None:
-    row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).mappings().first()
+async def get_job(conn: Connection, job_id: str, *, lock: bool = False) -> dict[str, Any] | None:
+    """A job's row; `lock`: and hold it until the transaction ends (PostgreSQL; SQLite's writers
+    take turns anyway), so a worker settling it waits, or is waited for."""
+    query = select(jobs).where(jobs.c.id == job_id)
+    if lock:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).mappings().first()
     return dict(row) if row else None
 
 

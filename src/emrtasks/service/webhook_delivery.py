@@ -149,15 +149,12 @@ async def _record(
     now: datetime,
 ) -> None:
     async def work(conn: Connection) -> None:
-        # A resend asked for during this attempt: the next attempt is due now, or, when this job
-        # ends here, a new delivery job follows it (with its own schedule, like any resend).
-        resend = await stored.take_resend_request(conn, found["id"])
         if decision.job_state is None:
             assert decision.retry_at is not None
             moved = await jobs.reschedule(
                 conn,
                 job,
-                run_at=now if resend else decision.retry_at,
+                run_at=decision.retry_at,
                 now=now,
                 reconcile=False,
                 error_code="DELIVERY_FAILED",
@@ -167,6 +164,12 @@ async def _record(
             moved = await jobs.finish(conn, job, decision.job_state, now=now, error_code=decision.error_code)
         if not moved:
             raise _LeaseLost
+        # A resend asked for during this attempt (read after the job's row is ours, so a request
+        # racing this transaction is either seen here or finds the job no longer running): the
+        # next attempt is due now, or, when this job ends here, a new job follows it.
+        resend = await stored.take_resend_request(conn, found["id"])
+        if resend and decision.job_state is None:
+            await jobs.expedite(conn, job.id, now=now)
         await stored.insert_attempt(
             conn,
             id=ids.new_id("att"),
@@ -209,7 +212,9 @@ async def _give_up(ctx: Context, job: jobs.Job, found: dict[str, Any], code: str
     now = ctx.clock()
     async with db.write(ctx.engine) as conn:
         if await jobs.finish(conn, job, jobs.FAILED, now=now, error_code=code):
-            await stored.update_delivery(conn, found["id"], now, status=stored.FAILED)
+            # Given up: a resend asked for meanwhile is not carried out (the endpoint is disabled,
+            # or every attempt crashed); the delivery stays resendable.
+            await stored.update_delivery(conn, found["id"], now, status=stored.FAILED, resend_requested=False)
 
 
 async def _finish_only(ctx: Context, job: jobs.Job, code: str) -> None:

@@ -142,7 +142,9 @@ async def schedule_delivery(
         if await jobs.expedite(conn, existing["job_id"], now=now):
             await stored.update_delivery(conn, existing["id"], now, status=stored.PENDING)
             return 1
-        job = await jobs.get_job(conn, existing["job_id"])
+        # Locked: a worker recording this job's attempt now either finished first (then the job
+        # is not running, and a new one is queued below) or reads the mark after we commit.
+        job = await jobs.get_job(conn, existing["job_id"], lock=True)
         if job and job["state"] == jobs.RUNNING:
             await stored.update_delivery(
                 conn, existing["id"], now, status=stored.PENDING, resend_requested=True
@@ -161,8 +163,10 @@ async def schedule_delivery(
         group_limit=ctx.webhooks.endpoint_concurrency,
         run_at=now + timedelta(seconds=ctx.webhooks.schedule[0]),
     )
-    if existing:
-        await stored.update_delivery(conn, delivery_id, now, status=stored.PENDING, job_id=job_id)
+    if existing:  # a new job for it: any older resend mark is answered by this job
+        await stored.update_delivery(
+            conn, delivery_id, now, status=stored.PENDING, job_id=job_id, resend_requested=False
+        )
     else:
         await stored.insert_delivery(
             conn,
