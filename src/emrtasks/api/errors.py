@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 
 from emrtasks.api.responses import JSON
 from emrtasks.domain import errors
+from emrtasks.storage import db
 
 log = logging.getLogger("emrtasks.api")
 
@@ -58,30 +59,9 @@ async def _on_http(_request: Request, exc: HTTPException) -> JSON:
     return render(errors.Problem(exc.status_code, code, message, headers=tuple((exc.headers or {}).items())))
 
 
-# SQLSTATE class 08 (connection exception) and 57P01-57P03 (shutting down, restarting, starting up).
-_OUTAGE_STATES = ("08", "57P01", "57P02", "57P03")
-
-
-def is_outage(exc: BaseException) -> bool:
-    """Whether a database error means the database is unreachable right now, not that we erred."""
-    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | OSError):
-        return True
-    if getattr(exc, "connection_invalidated", False):
-        return True
-    cause: BaseException | None = exc
-    for _ in range(4):
-        if cause is None:
-            return False
-        state = str(getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None) or "")
-        if state.startswith(_OUTAGE_STATES) or isinstance(cause, OSError):
-            return True
-        cause = getattr(cause, "orig", None) or cause.__cause__
-    return False
-
-
 async def _on_database_error(request: Request, exc: Exception) -> JSON:
     """A lost or refused connection is an outage (503); any other database error is our bug (500)."""
-    return await (_on_database_down if is_outage(exc) else _on_crash)(request, exc)
+    return await (_on_database_down if db.is_outage(exc) else _on_crash)(request, exc)
 
 
 async def _on_database_down(_request: Request, exc: Exception) -> JSON:

@@ -344,6 +344,27 @@ async def after_migrations(engine: AsyncEngine) -> None:
         await engine.dispose()
 
 
+# SQLSTATE class 08 (connection exception) and 57P01-57P03 (shutting down, restarting, starting up).
+_OUTAGE_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether a database error means the database is unreachable right now, not that we erred."""
+    if isinstance(error, exc.OperationalError | exc.InterfaceError | OSError):
+        return True
+    if getattr(error, "connection_invalidated", False):
+        return True
+    cause: BaseException | None = error
+    for _ in range(4):
+        if cause is None:
+            return False
+        state = str(getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None) or "")
+        if state.startswith(_OUTAGE_STATES) or isinstance(cause, OSError):
+            return True
+        cause = getattr(cause, "orig", None) or cause.__cause__
+    return False
+
+
 class GroupCommitter:
     """Runs many callers' write transactions as one: each caller's work joins the next batch, and
     every caller is answered only after that batch has committed (nothing is acknowledged early).
@@ -390,7 +411,12 @@ class GroupCommitter:
         try:
             async with write(self._engine, durable=self._durable) as conn:
                 results = [await work(conn) for work, _future in batch]
-        except Exception:
+        except Exception as error:
+            if is_outage(error):  # the database is out of reach: alone, each would wait as long again
+                for _work, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                return
             if len(batch) == 1:
                 await self._alone(*batch[0])
             else:
