@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy import exc as sa_exc
 
 from emrtasks.storage import db
@@ -98,3 +98,16 @@ async def test_a_sqlite_writer_waits_for_another_process_lock_without_holding_th
     assert ticks >= 15  # the loop kept running while the writer waited
     async with db.read(runtime.engine) as conn:
         assert (await conn.execute(_BY_IDS, {"b_ids": ["after-the-lock"]})).first() is not None
+
+
+async def test_postgresql_url_options_reach_the_direct_pool(db_url):
+    """`?ssl=disable` and the like are read as SQLAlchemy's asyncpg dialect reads them, not sent to the
+    server as settings (which made every request fail)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL URL options")
+    engine = db.create_engine(f"{db_url}?ssl=disable&command_timeout=30")
+    try:
+        async with db.read(engine) as conn:
+            assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+    finally:
+        await db.dispose(engine)

@@ -278,8 +278,10 @@ async def write(engine: AsyncEngine, *, durable: bool = True) -> AsyncIterator[C
 async def _pg_connection(engine: AsyncEngine) -> AsyncIterator[pg.PgConnection]:
     try:
         pool = await _PG_POOLS.get(engine)
-        acquired = pool.acquire()
+        acquired = pool.acquire(timeout=_PG_ACQUIRE_SECONDS)
         raw = await acquired.__aenter__()
+    except TimeoutError as error:  # every pooled connection busy that long: an outage too (503)
+        raise exc.TimeoutError(f"no database connection came free in {_PG_ACQUIRE_SECONDS:g} s") from error
     except Exception as error:  # the server is down or starting: an outage, in SQLAlchemy's words
         raise pg.translated(error, "connect", engine.dialect) from error
     try:
@@ -289,6 +291,7 @@ async def _pg_connection(engine: AsyncEngine) -> AsyncIterator[pg.PgConnection]:
 
 
 _PG_POOLS = pg.Pools()
+_PG_ACQUIRE_SECONDS = 60.0  # as SQLAlchemy's pool_timeout was
 
 
 def _writer_turn(engine: AsyncEngine) -> contextlib.AbstractAsyncContextManager[Any]:

@@ -11,6 +11,7 @@ an IntegrityError); a connection found closed (a restart) is an outage, and ever
 the pool is replaced before its next use. SQLAlchemy's own engine stays for migrations and `ping`.
 """
 
+import inspect
 import json
 import weakref
 from typing import Any, cast
@@ -118,7 +119,7 @@ class Pools:
         if pool is not None:
             return pool
         made = await asyncpg.create_pool(
-            engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+            **_connect_arguments(engine),
             min_size=0,
             max_size=engine.sync_engine.pool.size(),  # type: ignore[attr-defined]
             init=_codecs(engine.dialect),
@@ -132,6 +133,23 @@ class Pools:
         pool = self._pools.pop(engine.sync_engine, None)
         if pool is not None:
             await pool.close()
+
+
+def _connect_arguments(engine: AsyncEngine) -> dict[str, Any]:
+    """asyncpg's arguments for the engine's URL, read as SQLAlchemy's asyncpg dialect reads it (host,
+    port, `?ssl=`, `?command_timeout=` ...), so both pools connect alike."""
+    _args, options = engine.dialect.create_connect_args(engine.url)
+    if "prepared_statement_cache_size" in options:
+        options["statement_cache_size"] = int(options.pop("prepared_statement_cache_size"))
+    if "command_timeout" in options:
+        options["command_timeout"] = float(options["command_timeout"])
+    unknown = set(options) - _ASYNCPG_CONNECT
+    if unknown:
+        raise ValueError(f"Unsupported option in EMRTASKS_DATABASE_URL: {', '.join(sorted(unknown))}")
+    return dict(options)
+
+
+_ASYNCPG_CONNECT = frozenset(inspect.signature(asyncpg.connect).parameters) - {"dsn", "loop"}
 
 
 def _codecs(dialect: Dialect) -> Any:
