@@ -100,7 +100,7 @@ async def test_a_sqlite_writer_waits_for_another_process_lock_without_holding_th
         assert (await conn.execute(_BY_IDS, {"b_ids": ["after-the-lock"]})).first() is not None
 
 
-async def test_postgresql_url_options_reach_the_direct_pool(db_url):
+async def test_postgresql_url_options_reach_the_direct_pool(db_url, runtime):
     """`?ssl=disable` and the like are read as SQLAlchemy's asyncpg dialect reads them, not sent to the
     server as settings (which made every request fail)."""
     if not db_url.startswith("postgresql"):
