@@ -10,6 +10,7 @@ import asyncio
 import datetime
 import socket
 import ssl
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -536,6 +537,35 @@ async def test_a_reused_connection_closed_after_part_of_an_answer_is_not_retried
             await post(client, server.target())
 
     assert server.connections == 1
+
+
+async def _reset(peer: Peer) -> None:
+    """Close with a TCP reset, as a crashing server does."""
+    sock = peer.writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.writer.transport.abort()
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nab", b"HTTP/1.1 100 Continue\r\n\r\n"],
+    ids=["reset-mid-body", "reset-after-100-continue"],
+)
+async def test_a_reused_connection_reset_after_an_answer_began_is_not_sent_again(client, partial):
+    async def handle(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(answer())
+        await peer.request()
+        await peer.send(partial)
+        await asyncio.sleep(0.05)
+        await _reset(peer)
+
+    async with Server(handle) as server:
+        await post(client, server.target())
+        with pytest.raises(http1.SendError):
+            await post(client, server.target())
+
+    assert len(server.requests) == 2  # the second was heard and answered in part: never sent twice
 
 
 # Errors

@@ -118,33 +118,37 @@ class Client:
     async def _exchange(self, key: _Key, connection: _Connection, request: bytes, *, reused: bool) -> Answer:
         reader, writer = connection
         reusable = False
+        heard = [False]  # set once any answer (even a 1xx) was read: from then on, never resend
         try:
             writer.write(request)
             await writer.drain()
-            answer, reusable = await self._read_answer(reader, reused=reused)
+            answer, reusable = await self._read_answer(reader, reused=reused, heard=heard)
             return answer
-        except (ConnectionError, BrokenPipeError) as exc:
-            if reused:
-                raise _Stale from exc
-            raise SendError(f"{type(exc).__name__}: {exc.strerror or exc}") from exc
         except ssl.SSLError as exc:
             raise SendError(f"TLS: {exc.reason or exc}") from exc
+        except OSError as exc:  # reset, broken pipe, unreachable ...
+            if reused and isinstance(exc, ConnectionError) and not heard[0] and _quiet(reader):
+                raise _Stale from exc  # closed while idle, nothing answered: send it again
+            raise SendError(f"{type(exc).__name__}: {exc.strerror or exc}") from exc
         finally:
             if reusable:
                 self._put_idle(key, connection)
             else:
                 writer.transport.abort()
 
-    async def _read_answer(self, reader: asyncio.StreamReader, *, reused: bool) -> tuple[Answer, bool]:
+    async def _read_answer(
+        self, reader: asyncio.StreamReader, *, reused: bool, heard: list[bool]
+    ) -> tuple[Answer, bool]:
         while True:
             try:
                 head = await reader.readuntil(b"\r\n\r\n")
             except asyncio.IncompleteReadError as exc:
-                if reused and not exc.partial:
+                if reused and not exc.partial and not heard[0]:
                     raise _Stale from exc
                 raise SendError("the connection closed before an answer") from exc
             except asyncio.LimitOverrunError as exc:
                 raise SendError("the answer's headers are over 64 KB") from exc
+            heard[0] = True
             version, status, headers = _parse_head(head)
             if status >= 200:
                 break
