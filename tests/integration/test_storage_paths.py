@@ -15,6 +15,7 @@ from emrtasks.storage import db
 from emrtasks.storage.tables import clients
 
 _INSERT = db.hot(insert(clients))
+_BY_ID = db.hot(select(clients.c.id).where(clients.c.id == bindparam("b_id")))
 _BY_IDS = db.hot(
     select(clients.c.id, clients.c.name, clients.c.created_at)
     .where(clients.c.id.in_(bindparam("b_ids", expanding=True)))
@@ -111,3 +112,10 @@ async def test_postgresql_url_options_reach_the_direct_pool(db_url, runtime):
             assert (await conn.execute(text("SELECT 1"))).scalar() == 1
     finally:
         await db.dispose(engine)
+
+
+async def test_a_hot_statement_missing_a_parameter_is_refused_not_bound_as_null(runtime):
+    async with db.read(runtime.engine) as conn:
+        for statement in (_BY_ID, _BY_IDS):
+            with pytest.raises((ValueError, sa_exc.StatementError)):
+                await conn.execute(statement, {"unrelated": 1})

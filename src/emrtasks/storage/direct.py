@@ -58,6 +58,10 @@ class Plan:
         self.returns_rows = bool(columns) or compiled.isplaintext
         # Each positional parameter: the caller's key, its bind processor, and the value bound in
         # the statement itself (a literal such as state == 'running') when the caller gives none.
+        for name in compiled.positiontup or ():
+            bind = compiled.binds[name]
+            if bind.required and bind.key not in names:  # SQLAlchemy would refuse it too
+                raise ValueError(f"A value is required for bind parameter {bind.key!r}")
         constants = compiled.construct_params({}, escape_names=False, _check=False)
         self.slots: list[tuple[str, Any, Any]] = [
             (compiled.binds[name].key, self.processors.get(name), constants.get(name))
