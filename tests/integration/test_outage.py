@@ -8,6 +8,8 @@ import socket
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from emrtasks.api.app import create_app
@@ -15,7 +17,7 @@ from emrtasks.storage import db
 from tests.conftest import SUBJECT_TASK
 
 
-async def _terminate_the_service_connections(db_url: str) -> int:
+async def _terminate(db_url: str, which: str) -> int:
     url = make_url(db_url)
     admin = await asyncpg.connect(
         host=url.host, port=url.port, user=url.username, password=url.password, database=url.database
@@ -24,11 +26,15 @@ async def _terminate_the_service_connections(db_url: str) -> int:
         return int(
             await admin.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                f" WHERE datname = current_database() AND pid <> pg_backend_pid() AND {which}"
             )
         )
     finally:
         await admin.close()
+
+
+async def _terminate_the_service_connections(db_url: str) -> int:
+    return await _terminate(db_url, "true")
 
 
 async def test_connections_killed_by_postgres_answer_503_then_the_service_recovers(
@@ -69,3 +75,18 @@ async def test_a_postgresql_server_that_refuses_connections_answers_503(runtime,
     assert ready.status_code == 503
     assert listed.status_code == 503, listed.text
     assert listed.json()["success"] is False
+
+
+async def test_a_connection_killed_inside_a_transaction_is_an_outage_not_a_driver_error(db_url, runtime):
+    """The statement fails as an outage (503), and so does nothing else: returning the dead
+    connection to the pool must not replace that error with the driver's own."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL closes connections; a SQLite file has none to close")
+    with pytest.raises(sa_exc.DBAPIError) as caught:
+        async with db.write(runtime.engine) as conn:
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar()
+            await _terminate(db_url, f"pid = {int(pid)}")
+            await conn.execute(text("SELECT 1"))
+    assert db.is_outage(caught.value)
+    async with db.read(runtime.engine) as conn:  # and the pool recovers
+        assert (await conn.execute(text("SELECT 1"))).scalar() == 1

@@ -287,7 +287,10 @@ async def _pg_connection(engine: AsyncEngine) -> AsyncIterator[pg.PgConnection]:
     try:
         yield pg.PgConnection(pool, raw, engine.dialect)
     finally:
-        await acquired.__aexit__(None, None, None)
+        # Releasing resets the connection; on one the server closed that fails, after asyncpg has
+        # dropped it from the pool. Whatever the transaction came to is already decided (and raised).
+        with contextlib.suppress(Exception):
+            await acquired.__aexit__(None, None, None)
 
 
 _PG_POOLS = pg.Pools()

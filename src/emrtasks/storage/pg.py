@@ -11,6 +11,8 @@ an IntegrityError); a connection found closed (a restart) is an outage, and ever
 the pool is replaced before its next use. SQLAlchemy's own engine stays for migrations and `ping`.
 """
 
+import asyncio
+import contextlib
 import inspect
 import json
 import weakref
@@ -50,6 +52,9 @@ class PgConnection:
             status = await self._raw.execute(sql, *arguments)
         except Exception as error:
             raise await self._translated(error, sql) from error
+        except asyncio.CancelledError:
+            self._discard()  # cancelled mid-statement: its protocol state is unknown, never reuse it
+            raise
         found = direct.STATUS_COUNT.search(status or "")
         return direct.count_result(int(found.group(1)) if found else -1)
 
@@ -72,6 +77,9 @@ class PgConnection:
             await transaction.start()
         except Exception as error:
             raise await self._translated(error, "BEGIN") from error
+        except asyncio.CancelledError:
+            self._discard()
+            raise
         return transaction
 
     async def end(self, transaction: Any, *, commit: bool) -> None:
@@ -79,14 +87,25 @@ class PgConnection:
             await (transaction.commit() if commit else transaction.rollback())
         except Exception as error:
             raise await self._translated(error, "COMMIT" if commit else "ROLLBACK") from error
+        except asyncio.CancelledError:
+            self._discard()
+            raise
 
     async def _translated(self, error: Exception, sql: str) -> Exception:
         result = translated(error, sql, self.dialect)
-        if _lost(self._raw):
+        if _lost(self._raw) or _breaks_the_connection(error):
+            # Not a statement's error but the connection's (closed, shut down by the server, the
+            # driver's protocol out of step): close it rather than return it to the pool, and have
+            # every idle one checked, as a restart closes them all.
+            self._discard()
             if isinstance(result, exc.DBAPIError):
                 result.connection_invalidated = True
-            await self._pool.expire_connections()  # the others are likely closed too: replace them
+            await self._pool.expire_connections()
         return result
+
+    def _discard(self) -> None:
+        with contextlib.suppress(Exception):
+            self._raw.terminate()
 
 
 def translated(error: Exception, sql: str, dialect: Dialect) -> Exception:
@@ -99,6 +118,15 @@ def translated(error: Exception, sql: str, dialect: Dialect) -> Exception:
     except Exception as other:  # not an asyncpg error (an OSError): as it is
         return other
     return error
+
+
+def _breaks_the_connection(error: Exception) -> bool:
+    """Whether the connection cannot be trusted after this error. The server's errors about a
+    statement (a unique key, a syntax error) leave the session usable; its connection errors
+    (SQLSTATE 08) and shutdowns (57P), and every error of the driver or the OS, do not."""
+    if isinstance(error, asyncpg.PostgresError):
+        return str(getattr(error, "sqlstate", "") or "").startswith(("08", "57P"))
+    return True
 
 
 def _lost(connection: asyncpg.Connection) -> bool:
