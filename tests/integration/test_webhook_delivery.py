@@ -10,7 +10,7 @@ import pytest
 
 from emrtasks import bootstrap
 from emrtasks.api.app import create_app
-from emrtasks.domain import ids
+from emrtasks.domain import errors, ids
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.queue import jobs
 from emrtasks.service import webhook_delivery
@@ -360,3 +360,21 @@ async def test_a_resend_racing_the_record_of_an_attempt_is_not_lost(runtime, ten
         # Either the resend is a new queued job, or the recorded job was made due again.
         assert current["state"] == jobs.QUEUED, (found, current)
         assert found["status"] == stored_webhooks.PENDING
+
+
+async def test_one_url_registered_twice_at_once_is_registered_once(runtime, tenant):
+    """Two processes registering the same URL at the same moment: one 201, one 409 (a unique
+    index among the endpoints not deleted; on PostgreSQL both used to succeed)."""
+    ctx = runtime.ctx
+    ctx.webhooks = dataclasses.replace(ctx.webhooks, allow_insecure=True, allow_private=True)
+    client = domain_tasks.Client(tenant.client_id, "tests")
+    body = {"webhook_url": "http://127.0.0.1:9/hook"}
+    answers = await asyncio.gather(
+        *(service_webhooks.register(ctx, client, body) for _ in range(4)), return_exceptions=True
+    )
+    registered = [a for a in answers if isinstance(a, dict)]
+    refused = [a for a in answers if isinstance(a, errors.Problem)]
+    assert (len(registered), len(refused)) == (1, 3), answers
+    assert {p.status for p in refused} == {409}
+    listed = await service_webhooks.list_endpoints(ctx, client)
+    assert [e["url"] for e in listed] == [body["webhook_url"]]

@@ -4,6 +4,8 @@ the fan-out of a new event, a resend of one event, and the recovery of every eve
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from emrtasks.domain import errors, ids
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.queue import jobs
@@ -22,18 +24,25 @@ async def register(ctx: Context, client: domain_tasks.Client, body: object) -> d
     url = await _checked_url(ctx, _single_field(body, _URL_FIELD))
     secret = signing.new_secret()
     endpoint_id = ids.new_id("wh")
-    async with db.write(ctx.engine) as conn:
-        if any(e["url"] == url for e in await stored.list_endpoints(conn, client.id)):
-            raise errors.Problem(409, "already_registered", "This webhook URL is already registered.")
-        await stored.insert_endpoint(
-            conn,
-            endpoint_id=endpoint_id,
-            client_id=client.id,
-            url=url,
-            secret=ctx.cipher.encrypt(secret),
-            now=ctx.clock(),
-        )
+    try:
+        async with db.write(ctx.engine) as conn:
+            if any(e["url"] == url for e in await stored.list_endpoints(conn, client.id)):
+                raise _already_registered()
+            await stored.insert_endpoint(
+                conn,
+                endpoint_id=endpoint_id,
+                client_id=client.id,
+                url=url,
+                secret=ctx.cipher.encrypt(secret),
+                now=ctx.clock(),
+            )
+    except IntegrityError as exc:  # another process registered it in the meantime
+        raise _already_registered() from exc
     return {"success": True, "webhook_id": endpoint_id, "webhook_url": url, "webhook_secret": secret}
+
+
+def _already_registered() -> errors.Problem:
+    return errors.Problem(409, "already_registered", "This webhook URL is already registered.")
 
 
 async def list_endpoints(ctx: Context, client: domain_tasks.Client) -> list[dict[str, Any]]:

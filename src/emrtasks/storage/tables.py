@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -170,6 +171,16 @@ webhook_endpoints = Table(
     Column("failing_since", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # A client's URL once, among the endpoints not deleted: two registrations racing on two
+    # processes cannot both succeed.
+    Index(
+        "uq_webhook_endpoints_client_id_url_live",
+        "client_id",
+        "url",
+        unique=True,
+        postgresql_where=text("status <> 'deleted'"),
+        sqlite_where=text("status <> 'deleted'"),
+    ),
 )
 
 # One row per (event, endpoint): where that event stands with that endpoint.
