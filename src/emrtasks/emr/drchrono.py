@@ -318,21 +318,13 @@ def _search_start(marker: str, now: datetime) -> datetime:
 
 def _create_failure(response: httpx.Response) -> outcomes.Outcome:
     detail = response.text[:300]
-    fields = _error_fields(response) if response.status_code == 400 else set()
+    fields = emr_http.error_fields(response) if response.status_code == 400 else set()
     if fields & {"assignee_user", "assignee_group"}:
         return outcomes.Rejected(outcomes.USER_NOT_FOUND, f"DrChrono does not know the assignee: {detail}")
     if "associated_items" in fields:
         return outcomes.Rejected(outcomes.PATIENT_NOT_FOUND, f"DrChrono does not know the patient: {detail}")
     outcome = emr_http.status_outcome(response, write=True, detail=detail)
     return outcome or outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, f"Unexpected answer from DrChrono: {detail}")
-
-
-def _error_fields(response: httpx.Response) -> set[str]:
-    try:
-        body = response.json()
-    except ValueError:
-        return set()
-    return set(body) if isinstance(body, dict) else set()
 
 
 def _patient(found: Mapping[str, Any]) -> directory.Patient:

@@ -306,7 +306,7 @@ def _members(request: tasks.TaskRequest, sender: int) -> list[dict[str, Any]] | 
 def _create_failure(response: httpx.Response) -> outcomes.Outcome:
     detail = _detail(response)
     if response.status_code == 400:
-        fields = _error_fields(response)
+        fields = emr_http.error_fields(response)
         if "patient" in fields:
             return outcomes.Rejected(
                 outcomes.PATIENT_NOT_FOUND, f"Elation does not know the patient: {detail}"
@@ -320,14 +320,6 @@ def _create_failure(response: httpx.Response) -> outcomes.Outcome:
         return outcomes.Rejected(outcomes.EMR_REJECTED, f"Elation has no such practice or endpoint: {detail}")
     outcome = emr_http.status_outcome(response, write=True, detail=detail)
     return outcome or outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, f"Unexpected answer from Elation: {detail}")
-
-
-def _error_fields(response: httpx.Response) -> set[str]:
-    try:
-        body = response.json()
-    except ValueError:
-        return set()
-    return set(body) if isinstance(body, dict) else set()
 
 
 def _detail(response: httpx.Response) -> str:

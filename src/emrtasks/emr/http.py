@@ -64,6 +64,15 @@ def status_outcome(response: httpx.Response, *, write: bool, detail: str = "") -
     return outcomes.Rejected(outcomes.EMR_REJECTED, f"The EMR refused the task (HTTP {status}){said}")
 
 
+def error_fields(response: httpx.Response) -> set[str]:
+    """The top-level keys of a JSON error answer (the fields a REST API names as invalid), or none."""
+    try:
+        body = response.json()
+    except ValueError:
+        return set()
+    return set(body) if isinstance(body, dict) else set()
+
+
 def raise_for_read(response: httpx.Response, detail: str = "") -> None:
     """For reads (patients, users): any failure becomes an AdapterError the job understands."""
     outcome = status_outcome(response, write=False, detail=detail)
