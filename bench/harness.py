@@ -9,6 +9,7 @@ load generator phases pinned to core 1. It samples the service's RSS from a thre
 """
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -50,6 +52,44 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# A keep-alive HTTP/1.1 server that answers every request 200, verifying nothing: the cheapest
+# receiver, for measuring the sending side alone (bench/inprocess.py, bench/micro.py).
+_ANSWERING_RECEIVER = """
+import asyncio, sys
+OK = b"HTTP/1.1 200 OK\\r\\ncontent-length: 0\\r\\n\\r\\n"
+async def handle(reader, writer):
+    try:
+        while True:
+            head = await reader.readuntil(b"\\r\\n\\r\\n")
+            size = 0
+            for line in head.split(b"\\r\\n"):
+                if line.lower().startswith(b"content-length:"):
+                    size = int(line.split(b":")[1])
+            await reader.readexactly(size)
+            writer.write(OK)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+"""
+
+
+@contextlib.contextmanager
+def answering_receiver() -> Iterator[int]:
+    """Run `_ANSWERING_RECEIVER` in a child process on a free loopback port; yields the port."""
+    port = free_port()
+    process = subprocess.Popen([PYTHON, "-c", _ANSWERING_RECEIVER, str(port)])
+    try:
+        time.sleep(0.3)  # it binds its port
+        yield port
+    finally:
+        process.kill()
+        process.wait()
 
 
 def cpu_seconds(pid: int) -> float:

@@ -17,8 +17,6 @@ import argparse
 import asyncio
 import cProfile
 import pstats
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -31,28 +29,6 @@ from emrtasks.api.app import create_app
 from emrtasks.config import Settings
 from emrtasks.service import admin
 from emrtasks.storage import db
-
-RECEIVER = """
-import asyncio, sys
-OK = b"HTTP/1.1 200 OK\\r\\ncontent-length: 0\\r\\n\\r\\n"
-async def handle(reader, writer):
-    try:
-        while True:
-            head = await reader.readuntil(b"\\r\\n\\r\\n")
-            size = 0
-            for line in head.split(b"\\r\\n"):
-                if line.lower().startswith(b"content-length:"):
-                    size = int(line.split(b":")[1])
-            await reader.readexactly(size)
-            writer.write(OK)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        writer.close()
-async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
-"""
 
 
 async def run(args: argparse.Namespace, workdir: str, port: int) -> None:
@@ -131,13 +107,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.db == "postgres":
         harness.recreate_pg_database()
-    port = harness.free_port()
-    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port)])
     try:
-        time.sleep(0.3)  # the receiver binds its port
-        asyncio.run(run(args, tempfile.mkdtemp(prefix="emrtasks-inprocess-"), port))
+        with harness.answering_receiver() as port:
+            asyncio.run(run(args, tempfile.mkdtemp(prefix="emrtasks-inprocess-"), port))
     finally:
-        receiver.kill()
         if args.db == "postgres":
             harness.drop_pg_database()
 

@@ -18,8 +18,6 @@ Each line is the process CPU per operation (µs), the median of 5 rounds, on one
 import argparse
 import asyncio
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -178,33 +176,8 @@ def sqlite_paths(path: Path) -> None:
     sync.dispose()
 
 
-_RECEIVER = """
-import asyncio, sys
-OK = b"HTTP/1.1 200 OK\\r\\ncontent-length: 0\\r\\n\\r\\n"
-async def handle(reader, writer):
-    try:
-        while True:
-            head = await reader.readuntil(b"\\r\\n\\r\\n")
-            size = 0
-            for line in head.split(b"\\r\\n"):
-                if line.lower().startswith(b"content-length:"):
-                    size = int(line.split(b":")[1])
-            await reader.readexactly(size)
-            writer.write(OK)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        writer.close()
-async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
-"""
-
-
 def webhook_clients() -> None:
     print("one webhook-sized POST to a keep-alive receiver on loopback")
-    port = harness.free_port()
-    receiver = subprocess.Popen([sys.executable, "-c", _RECEIVER, str(port)])
     body = b'{"id":"evt_1","type":"task.created","data":{"task_id":"task_1"}}' * 8
     headers = {
         "webhook-id": "evt_1",
@@ -214,9 +187,8 @@ def webhook_clients() -> None:
         "content-type": "application/json",
         "user-agent": "emrtasks/bench",
     }
-    url = f"http://127.0.0.1:{port}/hook"
 
-    async def measure() -> None:
+    async def measure(port: int, url: str) -> None:
         async with httpx.AsyncClient() as client:
 
             async def with_httpx(n: int) -> None:
@@ -250,17 +222,15 @@ def webhook_clients() -> None:
         _show("webhooks.http1.Client (the service's)", await _per_op_async(with_http1, 1000))
         await client1.aclose()
 
-    try:
-        time.sleep(0.3)
-        asyncio.run(measure())
-    finally:
-        receiver.kill()
+    with harness.answering_receiver() as port:
+        url = f"http://127.0.0.1:{port}/hook"
+        asyncio.run(measure(port, url))
 
 
 def postgres_paths() -> None:
     print("one SELECT on PostgreSQL (127.0.0.1, CPU of this process only)")
 
-    async def measure() -> None:
+    async def measure(port: int, url: str) -> None:
         engine = create_async_engine("postgresql+asyncpg://postgres@127.0.0.1:5432/test")
         statement = sa.select(sa.literal_column("1")).where(sa.bindparam("x") == 1)
         async with engine.connect() as conn:
