@@ -74,10 +74,6 @@ class InlineConnection:
             raise exc.DBAPIError.instance(sql, None, error, sqlite3.Error, hide_parameters=True) from error
 
 
-def is_sqlite(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 def create_engine(url: str, *, pool_size: int = 10, synchronous: str = "FULL") -> AsyncEngine:
     if url.startswith("sqlite"):
         return _create_sqlite_engine(url, synchronous, pool_size)

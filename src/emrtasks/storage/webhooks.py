@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from emrtasks.storage import db
 from emrtasks.storage.db import Connection
@@ -80,11 +80,6 @@ async def update_endpoint(
     elif if_failing_since is not ANY:
         query = query.where(webhook_endpoints.c.failing_since == if_failing_since)
     return bool((await conn.execute(query.values(updated_at=now, **values))).rowcount == 1)
-
-
-async def get_delivery(conn: Connection, delivery_id: str) -> dict[str, Any] | None:
-    row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).mappings().first()
-    return dict(row) if row else None
 
 
 async def find_delivery(conn: Connection, event_id: str, endpoint_id: str) -> dict[str, Any] | None:
@@ -187,11 +182,6 @@ async def attempts_of(conn: Connection, event_ids: Sequence[str]) -> dict[str, l
     for row in (await conn.execute(query)).mappings():
         found.setdefault(row["event_id"], []).append(dict(row))
     return found
-
-
-async def count_event_deliveries(conn: Connection, event_id: str) -> int:
-    query = select(func.count()).select_from(deliveries).where(deliveries.c.event_id == event_id)
-    return int((await conn.execute(query)).scalar() or 0)
 
 
 async def delivery_context(
