@@ -16,6 +16,8 @@ import contextlib
 import inspect
 import json
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import asyncpg
@@ -201,3 +203,30 @@ def _codecs(dialect: Dialect) -> Any:
         )
 
     return init
+
+
+@asynccontextmanager
+async def connection(engine: AsyncEngine) -> AsyncIterator[PgConnection]:
+    try:
+        pool = await _POOLS.get(engine)
+        acquired = pool.acquire(timeout=_ACQUIRE_SECONDS)
+        raw = await acquired.__aenter__()
+    except TimeoutError as error:  # every pooled connection busy that long: an outage too (503)
+        raise exc.TimeoutError(f"no database connection came free in {_ACQUIRE_SECONDS:g} s") from error
+    except Exception as error:  # the server is down or starting: an outage, in SQLAlchemy's words
+        raise translated(error, "connect", engine.dialect) from error
+    try:
+        yield PgConnection(pool, raw, engine.dialect)
+    finally:
+        # Releasing resets the connection; on one the server closed that fails, after asyncpg has
+        # dropped it from the pool. Whatever the transaction came to is already decided (and raised).
+        with contextlib.suppress(Exception):
+            await acquired.__aexit__(None, None, None)
+
+
+_POOLS = Pools()
+_ACQUIRE_SECONDS = 60.0  # as SQLAlchemy's pool_timeout was
+
+
+async def dispose(engine: AsyncEngine) -> None:
+    await _POOLS.close(engine)
