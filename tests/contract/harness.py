@@ -19,6 +19,7 @@ import uvicorn
 
 from emrtasks.domain import tasks
 from emrtasks.emr import base
+from tests.contract import openapi_check
 
 
 class FakeEMR:
@@ -35,6 +36,20 @@ class FakeEMR:
         self.timeout_after_next_write = False
         self.refuse_credentials = False
         self.created: list[dict[str, Any]] = []
+        self.spec: openapi_check.Spec | None = None
+        """The vendor's published OpenAPI document, where there is one: every request is checked
+        against it before the fake sees it (see `served_app`)."""
+        self.spec_violations: list[str] = []
+
+    def spec_skips(self, path: str) -> bool:
+        """Override: True for paths the vendor's spec does not cover (an OAuth token endpoint)."""
+        return False
+
+    def served_app(self) -> Any:
+        """The fake as the adapter reaches it: behind the vendor's spec, when the vendor publishes one."""
+        if self.spec is None:
+            return self.app
+        return openapi_check.SpecCheck(self.app, self.spec, self.spec_violations, skip=self.spec_skips)
 
     # --- used by the vendor fakes' handlers ---
     def issue_token(self) -> str:
@@ -69,7 +84,7 @@ class FakeTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, fake: FakeEMR) -> None:
         self.fake = fake
-        self._asgi = httpx.ASGITransport(app=fake.app)
+        self._asgi = httpx.ASGITransport(app=fake.served_app())
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await request.aread()
@@ -134,7 +149,9 @@ def serve_fake(fake: FakeEMR) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(fake.app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(fake.served_app(), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

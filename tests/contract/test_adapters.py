@@ -24,6 +24,7 @@ async def wired(case):
     adapter, http = harness.build_adapter(case, fake)
     yield adapter, fake
     await http.aclose()
+    assert fake.spec_violations == [], "requests the vendor's published spec refuses"
 
 
 async def _patient(adapter, mrn="MRN-1001"):
