@@ -44,5 +44,11 @@ def login_required() -> Problem:
     return Problem(403, "login_required", LOGIN_REQUIRED)
 
 
+def emr_error(message: str, retry_after: float | None = None) -> Problem:
+    """The clinic's EMR failed a read made for this request (502: the fault is upstream of us)."""
+    seconds = (("Retry-After", str(max(1, round(retry_after)))),) if retry_after else ()
+    return Problem(502, "emr_error", message, headers=seconds)
+
+
 def unavailable(message: str, retry_after: int = 1) -> Problem:
     return Problem(503, "service_unavailable", message, headers=(("Retry-After", str(retry_after)),))

@@ -1,14 +1,19 @@
 """The adapter protocol every EMR module implements, what bootstrap hands an adapter, and the settings
 each EMR needs (documented and checked from one declaration)."""
 
+import logging
+import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
 from emrtasks.domain import directory, outcomes, rules, tasks
+
+log = logging.getLogger("emrtasks.emr")
+_T = TypeVar("_T")
 
 
 class Adapter(Protocol):
@@ -27,6 +32,86 @@ class Adapter(Protocol):
     ) -> outcomes.Outcome: ...
 
     async def find_task(self, marker: str) -> outcomes.Lookup: ...
+
+
+class BadAnswer(Exception):
+    """An EMR answer that cannot be read as the vendor documents it (HTML where JSON was due, a body
+    of the wrong shape). `guarded` turns it into the outcome a read or a write calls for."""
+
+    def __init__(self, status: int, what: str) -> None:
+        super().__init__(f"HTTP {status} with {what}")
+        self.status = status
+        self.what = what
+
+
+# What reading an answer of the wrong shape raises in adapter code (a missing key, a list where an
+# object was due, a null, text that is not a number): the EMR's fault, never a 500 of ours.
+_UNREADABLE = (BadAnswer, KeyError, IndexError, TypeError, AttributeError, ValueError)
+
+
+def guarded(adapter: Adapter) -> Adapter:
+    """The adapter, with answers it cannot read turned into outcomes: a read raises
+    `AdapterError(RetryLater(EMR_ERROR))` (the job tries again later; an API read answers 502), and a
+    write whose answer cannot be read is `Unknown` (it reached the EMR, which may have written it)."""
+    return adapter if isinstance(adapter, _Guarded) else _Guarded(adapter)
+
+
+def _unreadable(exc: Exception, what: str) -> str:
+    if isinstance(exc, BadAnswer):
+        return f"The EMR answered {what} with HTTP {exc.status} and {exc.what}."
+    # The type and place only: an exception's text may quote the answer, and answers carry PHI.
+    return f"The EMR's answer to {what} could not be read ({type(exc).__name__})."
+
+
+class _Guarded:
+    def __init__(self, inner: Adapter) -> None:
+        self._inner = inner
+        self.rules = inner.rules
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def search_patients(self, mrn: str | None) -> list[directory.Patient]:
+        return await self._read("the patient search", self._inner.search_patients(mrn))
+
+    async def list_users(self) -> list[directory.User]:
+        return await self._read("the user list", self._inner.list_users())
+
+    async def list_call_types(self) -> list[directory.CallType]:
+        return await self._read("the call type list", self._inner.list_call_types())
+
+    async def _read(self, what: str, pending: Awaitable[_T]) -> _T:
+        try:
+            return await pending
+        except _UNREADABLE as exc:
+            _log_unreadable(exc, self._inner)
+            raise outcomes.AdapterError(
+                outcomes.RetryLater(outcomes.EMR_ERROR, _unreadable(exc, what))
+            ) from exc
+
+    async def create_task(
+        self, request: tasks.TaskRequest, patient: directory.Patient, marker: str
+    ) -> outcomes.Outcome:
+        try:
+            return await self._inner.create_task(request, patient, marker)
+        except _UNREADABLE as exc:
+            _log_unreadable(exc, self._inner)
+            return outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, _unreadable(exc, "the task"))
+
+    async def find_task(self, marker: str) -> outcomes.Lookup:
+        try:
+            return await self._inner.find_task(marker)
+        except _UNREADABLE as exc:
+            _log_unreadable(exc, self._inner)
+            return outcomes.RetryLater(outcomes.EMR_ERROR, _unreadable(exc, "the lookup by marker"))
+
+
+def _log_unreadable(exc: Exception, adapter: object) -> None:
+    ours = [f for f in traceback.extract_tb(exc.__traceback__) if "emrtasks" in f.filename]
+    place = f"{ours[-1].filename.rsplit('/', 1)[-1]}:{ours[-1].lineno}" if ours else "?"
+    log.warning(
+        "%s: an EMR answer could not be read (%s at %s)", type(adapter).__name__, type(exc).__name__, place
+    )
 
 
 @dataclass(frozen=True)

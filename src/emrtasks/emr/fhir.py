@@ -225,16 +225,18 @@ class FhirAdapter:
 
     def _created(self, answer: httpx.Response) -> outcomes.Outcome:
         try:
-            resource_id = answer.json().get("id")
-        except ValueError:
-            resource_id = None
+            body = emr_http.json_body(answer)
+        except base.BadAnswer:
+            body = None
+        resource_id = body.get("id") if isinstance(body, dict) else None
         if not resource_id:  # servers may answer with only a Location header
             location = answer.headers.get("location", "")
             parts = location.split("/_history")[0].rstrip("/").split("/")
             resource_id = parts[-1] if len(parts) >= 2 and parts[-2] == "Task" else None
         if not resource_id:
             return outcomes.Unknown(
-                outcomes.OUTCOME_UNKNOWN, "The server accepted the Task but did not say its id."
+                outcomes.OUTCOME_UNKNOWN,
+                f"The server answered HTTP {answer.status_code} but did not say the Task's id.",
             )
         return outcomes.Created(str(resource_id))
 
@@ -264,7 +266,7 @@ async def search(
         if not isinstance(answer, httpx.Response):
             raise outcomes.AdapterError(_as_retry(answer))
         emr_http.raise_for_read(answer, diagnostics(answer))
-        bundle = answer.json()
+        bundle = emr_http.json_object(answer)
         found += [
             e["resource"]
             for e in bundle.get("entry") or []

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import httpx
 
 from emrtasks.domain import outcomes
+from emrtasks.emr import base
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 _AMBIGUOUS_STATUS = frozenset({500, 502, 504})
@@ -62,6 +63,24 @@ def status_outcome(response: httpx.Response, *, write: bool, detail: str = "") -
             outcomes.OUTCOME_UNKNOWN, f"The EMR failed while writing (HTTP {status}){said}"
         )
     return outcomes.Rejected(outcomes.EMR_REJECTED, f"The EMR refused the task (HTTP {status}){said}")
+
+
+def json_body(response: httpx.Response) -> Any:
+    """The answer's JSON, or `base.BadAnswer` naming what came instead (HTML from a proxy, a cut body)."""
+    try:
+        return response.json()
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+        kind = response.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+        what = "an empty body" if not response.content else f"a body that is not JSON ({kind})"
+        raise base.BadAnswer(response.status_code, what) from exc
+
+
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object; any other JSON (a list, a string, null) is a `base.BadAnswer`."""
+    body = json_body(response)
+    if not isinstance(body, dict):
+        raise base.BadAnswer(response.status_code, f"JSON {type(body).__name__} where an object was due")
+    return body
 
 
 def error_fields(response: httpx.Response) -> set[str]:
@@ -136,9 +155,23 @@ class OAuth2ClientCredentials:
                 )
             )
         raise_for_read(response)
-        body = response.json()
-        lifetime = float(body.get("expires_in", 300))
-        return _Token(str(body["access_token"]), time.monotonic() + max(lifetime - 30, lifetime / 2))
+        return token_from(response)
+
+
+def token_from(response: httpx.Response) -> _Token:
+    """An OAuth2 token answer (RFC 6749 §5.1); one we cannot read is the EMR's error, and nothing was
+    written yet, so the call that needed it is safe to try again later."""
+    try:
+        body = json_object(response)
+        value, lifetime = str(body["access_token"]), float(body.get("expires_in", 300))
+    except (base.BadAnswer, KeyError, TypeError, ValueError) as exc:
+        what = (
+            exc.what if isinstance(exc, base.BadAnswer) else f"no usable access_token ({type(exc).__name__})"
+        )
+        raise outcomes.AdapterError(
+            outcomes.RetryLater(outcomes.EMR_ERROR, f"The EMR's token endpoint answered {what}.")
+        ) from exc
+    return _Token(value, time.monotonic() + max(lifetime - 30, lifetime / 2))
 
 
 class StaticToken:
@@ -203,8 +236,7 @@ async def read_json(
     if allow_missing and answer.status_code == 404:
         return {}
     raise_for_read(answer, answer.text[:300] if answer.status_code >= 400 else "")
-    body = answer.json()
-    return body if isinstance(body, dict) else {}
+    return json_object(answer)
 
 
 class TooManyPages(Exception):

@@ -55,7 +55,7 @@ class Adapters:
         if cached and cached[0] == connection:
             return cached[1]
         module = emr.module_for(connection.emr)
-        adapter = module.build(connection, self.config_of(connection), self.deps)
+        adapter = base.guarded(module.build(connection, self.config_of(connection), self.deps))
         self._built[connection.id] = (connection, adapter)
         self._directories.pop(connection.id, None)
         return adapter

@@ -105,7 +105,7 @@ async def sync_directory(ctx: Context, connection_id: str) -> dict[str, int]:
     try:
         fetched = await ctx.adapters.directory(found, refresh=True)
     except outcomes.AdapterError as exc:
-        raise errors.Problem(502, "emr_unavailable", f"The EMR's directory could not be read: {exc}") from exc
+        raise await read_failed(ctx, found, exc, "The EMR's directory could not be read") from exc
     return {"users": len(fetched.users), "phone_call_types": len(fetched.call_types)}
 
 
@@ -196,3 +196,15 @@ async def list_connections(ctx: Context, client_id: str | None) -> list[dict[str
         }
         for c in found
     ]
+
+
+async def read_failed(
+    ctx: Context, connection: domain_tasks.Connection, exc: outcomes.AdapterError, what: str
+) -> errors.Problem:
+    """The answer to a request whose read of the EMR failed: a refused login marks the connection
+    (403 login_required); anything else is the EMR's error (502 emr_error, with its Retry-After)."""
+    if exc.outcome.code == outcomes.LOGIN_REQUIRED:
+        await mark_login_required(ctx, connection)
+        return errors.login_required()
+    retry_after = exc.outcome.retry_after if isinstance(exc.outcome, outcomes.RetryLater) else None
+    return errors.emr_error(f"{what}: {exc.outcome.description}", retry_after)

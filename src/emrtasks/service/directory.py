@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from emrtasks.domain import errors, outcomes
+from emrtasks.domain import outcomes
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.service import admin
 from emrtasks.service.context import Context
@@ -29,10 +29,7 @@ async def patients(
     try:
         found = await adapter.search_patients(mrn or None)
     except outcomes.AdapterError as exc:
-        if exc.outcome.code == outcomes.LOGIN_REQUIRED:
-            await admin.mark_login_required(ctx, connection)
-            raise errors.login_required() from exc
-        raise errors.unavailable(f"The EMR could not be searched: {exc.outcome.description}") from exc
+        raise await admin.read_failed(ctx, connection, exc, "The EMR could not be searched") from exc
     start = (page - 1) * page_size
     chosen = [p.as_public() for p in found[start : start + page_size]]
     return chosen, pagination(len(found), page, page_size)
@@ -51,8 +48,4 @@ async def _directory(ctx: Context, connection: domain_tasks.Connection) -> Any:
     try:
         return await ctx.adapters.directory(connection)
     except outcomes.AdapterError as exc:
-        if exc.outcome.code == outcomes.LOGIN_REQUIRED:
-            await admin.mark_login_required(ctx, connection)
-            raise errors.login_required() from exc
-        message = f"The EMR's directory could not be read: {exc.outcome.description}"
-        raise errors.unavailable(message) from exc
+        raise await admin.read_failed(ctx, connection, exc, "The EMR's directory could not be read") from exc

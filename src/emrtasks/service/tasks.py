@@ -183,11 +183,8 @@ async def _directory(ctx: Context, connection: domain_tasks.Connection) -> Any:
     try:
         return await ctx.adapters.directory(connection)
     except outcomes.AdapterError as exc:
-        if exc.outcome.code == outcomes.LOGIN_REQUIRED:
-            await admin.mark_login_required(ctx, connection)
-            raise errors.login_required() from exc
-        raise errors.unavailable(
-            f"The EMR's user directory could not be read: {exc.outcome.description}", 5
+        raise await admin.read_failed(
+            ctx, connection, exc, "The EMR's user directory could not be read"
         ) from exc
 
 
