@@ -18,6 +18,7 @@ from tests.contract.fakes.openemr import (
     MESSAGE_RULES,
     PASSWORD,
     USERNAME,
+    USERS,
     FakeOpenEmr,
 )
 
@@ -31,6 +32,7 @@ async def wired():
     adapter, http = harness.build_adapter(CASE, fake)
     yield adapter, fake
     await http.aclose()
+    assert fake.spec_violations == [], "requests OpenEMR's published API document refuses"
 
 
 async def _adapter_with(fake, **config):
@@ -62,8 +64,8 @@ async def test_the_first_call_logs_in_with_the_password_grant_as_openemr_documen
         "password": PASSWORD,
     }
     assert "offline_access" in openemr.DEFAULT_SCOPE.split()  # so that OpenEMR returns a refresh token
-    [users] = fake.api_requests()
-    assert users.headers["authorization"] == "Bearer token-1"
+    users, *records = fake.api_requests()
+    assert all(r.headers["authorization"] == "Bearer token-1" for r in [users, *records])
 
 
 async def test_an_expired_token_is_renewed_with_the_rotating_refresh_token(wired):
@@ -113,13 +115,16 @@ async def test_a_patient_is_found_by_pubpid_through_fhir_then_read_for_its_inter
     adapter, fake = wired
     found = await adapter.search_patients("MRN-1001")
     assert found == [PATIENT]  # patient 4, whose ss is MRN-1001, is not kept
-    fhir_search, first, second, users = fake.api_requests()
+    fhir_search, first, second, users, *details = fake.api_requests()
     assert str(fhir_search.url) == "http://emr.test/apis/default/fhir/Patient?identifier=MRN-1001"
     assert {str(first.url), str(second.url)} == {
         "http://emr.test/apis/default/api/patient/00000000-0000-0000-0000-000000009001",
         "http://emr.test/apis/default/api/patient/00000000-0000-0000-0000-000000009004",
     }
     assert str(users.url) == "http://emr.test/apis/default/api/user"  # the recipients, for the create
+    assert {r.url.path.rsplit("/", 1)[-1] for r in details} == {
+        u["uuid"] for u in USERS if u["active"] == "1"
+    }
 
 
 async def test_a_create_posts_one_json_message_with_the_six_fields_openemr_requires(wired):
@@ -186,7 +191,8 @@ async def test_the_recipients_are_read_once_and_trusted_for_a_while(wired):
 async def test_users_are_active_logins_and_note_types_are_the_phone_call_types(wired):
     adapter, fake = wired
     users = {u.id: u for u in await adapter.list_users()}
-    assert set(users) == {"admin", USERNAME, "dreyes", "jlee"}  # no inactive user, no address-book entry
+    # no inactive user, no address-book entry, not the API's own system user
+    assert set(users) == {"admin", USERNAME, "dreyes", "jlee"}
     assert users["dreyes"] == directory.User("dreyes", "Dana Reyes", "provider")
     assert users["jlee"].kind == "staff"
     call_types = await adapter.list_call_types()
@@ -197,6 +203,69 @@ async def test_users_are_active_logins_and_note_types_are_the_phone_call_types(w
         "Other",
     ]  # not retired ones
     assert str(fake.api_requests()[-1].url) == "http://emr.test/apis/default/api/list/note_type"
+
+
+async def test_usernames_come_from_each_users_own_record_since_the_user_list_never_has_them(wired):
+    """GET /api/user answers without `username` or `authorized` (UserService::search); the username a
+    message's `to` needs is on GET /api/user/:uuid (UserService::getUserByUUID selects the whole row)."""
+    adapter, fake = wired
+    users = await adapter.list_users()
+    listing, *singles = fake.api_requests()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=fake.app), base_url="http://emr.test"
+    ) as c:
+        answer = await c.get(listing.url.path, headers={"authorization": listing.headers["authorization"]})
+    assert answer.json()["data"] and all("username" not in u for u in answer.json()["data"])
+    assert all("authorized" not in u for u in answer.json()["data"])
+    assert [r.url.path for r in singles] == [
+        f"/apis/default/api/user/{u['uuid']}" for u in USERS if u["active"] == "1"
+    ]
+    assert sorted(u.id for u in users) == ["admin", "dreyes", USERNAME, "jlee"]
+    outcome = await adapter.create_task(CASE.request, PATIENT, marker="task_u1")
+    assert outcome == outcomes.Created("1") and fake.created[0]["assigned_to"] == "dreyes"
+
+
+async def test_a_user_gone_between_the_list_and_its_record_is_left_out(wired):
+    adapter, fake = wired
+    fake.gone_meanwhile.add(USERS[3]["uuid"])  # jlee: listed, then deleted before its own read
+    users = {u.id for u in await adapter.list_users()}
+    assert "jlee" not in users and "dreyes" in users
+
+
+async def test_a_message_answered_as_openemrs_api_document_shows_it_is_created_too(wired):
+    """The document says 200 with the standard envelope; the controller answers 201 `{"mid": n}`."""
+    adapter, fake = wired
+    fake.message_answer = "swagger"
+    await adapter.search_patients("MRN-1001")
+    assert await adapter.create_task(CASE.request, PATIENT, marker="task_u2") == outcomes.Created("1")
+
+
+async def test_a_note_type_list_with_no_options_is_no_call_types_not_an_error(wired):
+    """ListRestController::getOptions answers an empty list with 404 and a null body."""
+    adapter, fake = wired
+    fake.note_types = []
+    assert await adapter.list_call_types() == []
+
+
+async def test_openemrs_api_document_refuses_a_message_missing_a_field_or_sent_as_a_form():
+    fake = FakeOpenEmr()
+    fake.tokens.add("token-1")
+    headers = {"authorization": "Bearer token-1"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=fake.served_app()), base_url="http://emr.test"
+    ) as client:
+        body = {k: v for k, v in _valid_message().items() if k != "to"}
+        missing = await client.post("/apis/default/api/patient/1/message", json=body, headers=headers)
+        form = await client.post(
+            "/apis/default/api/patient/1/message", data=_valid_message(), headers=headers
+        )
+        searched = await client.get(
+            "/apis/default/api/patient", params={"pubpid": "MRN-1001"}, headers=headers
+        )
+    assert missing.status_code == 400 and "'to' is a required property" in missing.text
+    assert form.status_code == 400 and "application/x-www-form-urlencoded" in form.text
+    assert searched.status_code == 400 and "'pubpid' is not in the spec" in searched.text
+    assert fake.created == [] and len(fake.spec_violations) == 3
 
 
 @pytest.mark.parametrize(

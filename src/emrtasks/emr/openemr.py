@@ -4,7 +4,8 @@
   ("Default"), `from` and `to` (usernames), `title` (an option of the list `note_type`) and
   `message_status` (an option of the list `message_status`, e.g. "New"). All six are required
   (lengths: body 2-65535, message_status 2-20, the others 2-255); a missing one is a 400 naming it.
-  Success is 201 `{"mid": <id>}`. OpenEMR does not check that `to` or the pid exist, and has no route
+  Success is 201 `{"mid": <id>}` (MessageRestController; OpenEMR's swagger shows 200 with the standard
+  envelope, which is read too). OpenEMR does not check that `to` or the pid exist, and has no route
   to list or search messages, so a message cannot be found again by our marker.
   https://github.com/openemr/openemr/blob/master/API_README.md ,
   https://github.com/openemr/openemr/blob/master/src/RestControllers/MessageRestController.php ,
@@ -20,7 +21,15 @@
   `pubpid`, kept only on an exact `pubpid` match.
   https://github.com/openemr/openemr/blob/master/Documentation/api/STANDARD_API.md ,
   https://github.com/openemr/openemr/blob/master/Documentation/api/FHIR_API.md
-- Users: `GET /api/user` (ACL admin/users); note types: `GET /api/list/note_type`.
+- Users: `GET /api/user` (ACL admin/users) lists every row of `users` but never its `username` nor
+  `authorized` (UserService::search selects them only when its sensitive fields are toggled, which
+  UserRestController never does), so each active row's own record is read with `GET /api/user/:uuid`
+  (UserService::getUserByUUID: `SELECT *`), which has both. Rows without a username (address-book
+  entries) and OpenEMR's API system user `oe-system` are not recipients.
+  https://github.com/openemr/openemr/blob/master/src/Services/UserService.php ,
+  https://github.com/openemr/openemr/blob/master/src/RestControllers/UserRestController.php
+- Note types: `GET /api/list/note_type` (ACL lists/default): the bare option rows, or 404 with a
+  `null` body when the list has none (ListRestController::getOptions).
 - Errors: 401 bad token; 403 scope or ACL; 400 validation (`{"field": {"Rule::CODE": "text"}}`);
   404 when the message could not be stored. No rate limit is documented.
 """
@@ -29,6 +38,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -44,6 +54,10 @@ DEFAULT_SCOPE = (
 USERS_SECONDS = 300.0
 """How long the user list that checks recipients is trusted (OpenEMR accepts any `to`)."""
 FHIR_PAGES = 5
+USER_READS_AT_ONCE = 4
+"""How many users' own records are read at once when the user list is refreshed."""
+SYSTEM_USERNAME = "oe-system"
+"""OpenEMR's API system user (src/Services/UserService.php, SYSTEM_USER_USERNAME): a login, not a person."""
 
 RULES = rules.Rules(
     name=NAME,
@@ -61,7 +75,7 @@ RULES = rules.Rules(
             "phone_call_type_id", False, max_length=255, target="title (an option of the list note_type)"
         ),
     ),
-    assignee_identified_by="OpenEMR username (GET /api/user)",
+    assignee_identified_by="OpenEMR username (GET /api/user, then each user's own record)",
     patient_identified_by="External ID (patient_data.pubpid), resolved to the internal pid",
     finds_by_marker=False,
     notes=(
@@ -203,11 +217,22 @@ class OpenEmrAdapter:
         return found
 
     async def list_users(self) -> list[directory.User]:
-        answer = await self._get(f"{self._api}/user")
-        return [_user(u) for u in _data_list(answer) if _is_login(u)]
+        """Active users by username. The list answer has no usernames, so each active row's own record
+        (which has the whole `users` row) is read too, a few at a time."""
+        listed = _data_list(await self._get(f"{self._api}/user"))
+        uuids = [str(u["uuid"]) for u in listed if u.get("uuid") and _is_active(u)]
+        reading = asyncio.Semaphore(USER_READS_AT_ONCE)
+
+        async def record(user_uuid: str) -> dict[str, Any] | None:
+            async with reading:
+                return await self._user_record(user_uuid)
+
+        records = await asyncio.gather(*(record(u) for u in uuids))
+        return [_user(r) for r in records if r is not None and _is_login(r)]
 
     async def list_call_types(self) -> list[directory.CallType]:
-        answer = await self._get(f"{self._api}/list/note_type")
+        # ListRestController::getOptions answers a list with no options with 404 and a null body.
+        answer = await self._get(f"{self._api}/list/note_type", missing_ok=True)
         return [
             directory.CallType(str(o["option_id"]), str(o.get("title") or o["option_id"]))
             for o in _data_list(answer)
@@ -282,11 +307,13 @@ class OpenEmrAdapter:
         return list(dict.fromkeys(ids))
 
     async def _patient_record(self, puuid: str) -> dict[str, Any] | None:
-        answer = await self._get(f"{self._api}/patient/{puuid}", missing_ok=True)
-        data = answer.get("data")
-        if isinstance(data, list):
-            data = data[0] if data else None
-        return data if isinstance(data, dict) else None
+        answer = await self._get(f"{self._api}/patient/{quote(puuid, safe='')}", missing_ok=True)
+        return _record(answer)
+
+    async def _user_record(self, user_uuid: str) -> dict[str, Any] | None:
+        """The whole `users` row; None when it is gone since the list was read (404)."""
+        answer = await self._get(f"{self._api}/user/{quote(user_uuid, safe='')}", missing_ok=True)
+        return _record(answer)
 
     async def _all_patients(self) -> list[directory.Patient]:
         answer = await self._get(f"{self._api}/patient")
@@ -310,9 +337,9 @@ class OpenEmrAdapter:
 def _stored(response: httpx.Response) -> outcomes.Outcome:
     said = _said(response)
     if response.status_code in (200, 201):
-        body = _json(response)
-        if body.get("mid"):
-            return outcomes.Created(str(body["mid"]))
+        mid = _message_id(_json(response))
+        if mid:
+            return outcomes.Created(mid)
         return outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, f"OpenEMR answered without a message id: {said}")
     if response.status_code == 400:
         return outcomes.Rejected(outcomes.EMR_REJECTED, f"OpenEMR refused the message: {said}")
@@ -323,6 +350,17 @@ def _stored(response: httpx.Response) -> outcomes.Outcome:
         )
     general = http.status_outcome(response, write=True, detail=said)
     return general if general is not None else outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, said)
+
+
+def _message_id(body: Mapping[str, Any]) -> str | None:
+    """The stored message's id. MessageRestController answers 201 `{"mid": n}`; OpenEMR's API document
+    shows 200 with the standard envelope, `{"validationErrors": [], "internalErrors": [], "data": ...}`:
+    both are read."""
+    data = body.get("data")
+    for holder in (body, data if isinstance(data, dict) else {}):
+        if holder.get("mid"):
+            return str(holder["mid"])
+    return None
 
 
 def _patient(record: Mapping[str, Any]) -> directory.Patient:
@@ -343,9 +381,23 @@ def _user(record: Mapping[str, Any]) -> directory.User:
     return directory.User(str(record["username"]), name or str(record["username"]), kind)
 
 
+def _is_active(record: Mapping[str, Any]) -> bool:
+    return str(record.get("active", "1")) not in ("0", "false", "False")
+
+
 def _is_login(record: Mapping[str, Any]) -> bool:
-    """A user who can receive messages: has a username (address-book entries have none) and is active."""
-    return bool(record.get("username")) and str(record.get("active", "1")) not in ("0", "false", "False")
+    """A user who can receive messages: has a username (address-book entries have none), is active,
+    and is not OpenEMR's own API system user."""
+    username = str(record.get("username") or "")
+    return bool(username) and username != SYSTEM_USERNAME and _is_active(record)
+
+
+def _record(answer: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The one record of a single-resource answer: `data` is the object (or, in older versions, a list)."""
+    data = answer.get("data")
+    if isinstance(data, list):
+        data = data[0] if data else None
+    return data if isinstance(data, dict) else None
 
 
 def _next_page(bundle: Mapping[str, Any], fhir_base: str) -> str | None:

@@ -1,11 +1,16 @@
-"""OpenEMR's OAuth2 token endpoint and the Standard/FHIR API routes the adapter uses, as OpenEMR's own code
-behaves (https://github.com/openemr/openemr: Documentation/api/AUTHENTICATION.md, STANDARD_API.md,
-src/RestControllers/MessageRestController.php, src/Services/MessageService.php).
+"""OpenEMR's OAuth2 token endpoint and the Standard/FHIR API routes the adapter uses, standing behind
+OpenEMR's own published OpenAPI document (swagger/openemr-api.yaml, an excerpt kept in
+tests/contract/specs/openemr/ with its SOURCE.md) and answering as OpenEMR's controllers really do
+where the document is silent or wrong (https://github.com/openemr/openemr, files cited per quirk).
 
-Faithful to OpenEMR, not to what one might wish: the message route json-decodes the body whatever its
-content type (a form body decodes to nothing and fails validation), requires the six fields with
-Particle's length rules, and does NOT check that the pid or the `to` username exist. The adapter has
-to check the recipient itself; the fake records whatever it is sent.
+Faithful to OpenEMR, not to what one might wish:
+- the message route json-decodes the body whatever its content type (a form body decodes to nothing
+  and fails validation), requires the six fields with Particle's length rules, and does NOT check that
+  the pid or the `to` username exist; the fake records whatever it is sent;
+- `GET /api/user` never returns `username` nor `authorized` (UserService::search selects neither unless
+  its sensitive fields are toggled, which UserRestController never does), and lists every row of
+  `users`: inactive users and address-book entries too;
+- `GET /api/user/:uuid` answers the whole `users` row (`SELECT *`), username and authorized included.
 """
 
 import json
@@ -19,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.contract import harness
+from tests.contract import harness, openapi_check
 
 CLIENT_ID = "openemr-client"
 CLIENT_SECRET = "openemr-secret"
@@ -28,6 +33,8 @@ PASSWORD = "api-password"
 TOKEN_PATH = "/oauth2/default/token"
 API = "/apis/default/api"
 FHIR = "/apis/default/fhir"
+SPEC = "openemr/openemr-api.excerpt.yaml"
+SPEC_PREFIX = "/apis/default"  # the document's server url is /apis/default/
 # Particle\Validator rules of MessageService::validate: field -> (min, max) length.
 MESSAGE_RULES = {
     "body": (2, 65535),
@@ -63,28 +70,136 @@ PATIENTS = (
     _patient(3, "MRN-2000", "Chris", "Morgan", "1961-08-30", "Female"),
     _patient(4, "MRN-1002", "Liam", "Garcia", "1979-07-25", "Male", ss="MRN-1001"),  # ss is searched too
 )
+SYSTEM_USERNAME = "oe-system"
+"""The API's own system user (src/Services/UserService.php, SYSTEM_USER_USERNAME): a row with a username."""
+
+
+def _user_row(
+    uid: int, username: str, fname: str, lname: str, *, active: int = 1, authorized: int = 0, abook: str = ""
+) -> dict[str, Any]:
+    """A row of OpenEMR's `users` table (the columns the fake needs; the real table has more)."""
+    return {
+        "id": str(uid),
+        "uuid": str(uuid.UUID(int=0x7000 + uid)),
+        "username": username,
+        "password": "NoLongerUsed",  # passwords live in users_secure since 5.0
+        "authorized": str(authorized),
+        "fname": fname,
+        "mname": "",
+        "lname": lname,
+        "title": "",
+        "federaltaxid": "",
+        "federaldrugid": "",
+        "upin": "",
+        "facility": "Your Clinic Name Here",
+        "facility_id": "3",
+        "see_auth": "1",
+        "active": str(active),
+        "npi": "1234567893" if authorized else "",
+        "specialty": "",
+        "billname": None,
+        "email": None,
+        "url": None,
+        "assistant": None,
+        "organization": "Acme Labs" if abook else None,
+        "valedictory": None,
+        "street": None,
+        "streetb": None,
+        "city": None,
+        "state": None,
+        "zip": None,
+        "phone": None,
+        "fax": None,
+        "phonew1": None,
+        "phonecell": None,
+        "notes": None,
+        "state_license_number": None,
+        "abook_type": abook,
+        "calendar": str(authorized),
+        "info": "",
+        "last_updated": "2026-11-30 09:00:00",
+    }
+
+
 USERS = (
-    {"id": "1", "username": "admin", "fname": "Admin", "lname": "User", "active": "1", "authorized": "1"},
-    {"id": "2", "username": USERNAME, "fname": "Emrtasks", "lname": "API", "active": "1", "authorized": "0"},
-    {"id": "3", "username": "dreyes", "fname": "Dana", "lname": "Reyes", "active": "1", "authorized": "1"},
-    {"id": "4", "username": "jlee", "fname": "Jordan", "lname": "Lee", "active": "1", "authorized": "0"},
-    {
-        "id": "5",
-        "username": "oldnurse",
-        "fname": "Former",
-        "lname": "Nurse",
-        "active": "0",
-        "authorized": "0",
-    },
-    {
-        "id": "6",
-        "username": "",
-        "fname": "Acme",
-        "lname": "Labs",
-        "active": "1",
-        "authorized": "0",
-    },  # address book
+    _user_row(1, "admin", "Admin", "User", authorized=1),
+    _user_row(2, USERNAME, "Emrtasks", "API"),
+    _user_row(3, "dreyes", "Dana", "Reyes", authorized=1),
+    _user_row(4, "jlee", "Jordan", "Lee"),
+    _user_row(5, "oldnurse", "Former", "Nurse", active=0),
+    _user_row(6, "", "Acme", "Labs", abook="ord_lab"),  # an address-book entry: no username
+    _user_row(7, SYSTEM_USERNAME, "System", "Operation User"),
 )
+ABOOK_TITLES = {"ord_lab": "Lab Service"}
+# src/Services/UserService.php, search(): the columns GET /api/user answers. No `username` (added only
+# when toggleSensitiveFields(['username']) was called, which src/RestControllers/UserRestController.php
+# never does) and no `authorized`; `abook_title` comes from a join on list abook_type.
+USER_SEARCH_COLUMNS = [
+    "id",
+    "uuid",
+    "title",
+    "fname",
+    "lname",
+    "mname",
+    "federaltaxid",
+    "federaldrugid",
+    "upin",
+    "facility_id",
+    "facility",
+    "npi",
+    "email",
+    "active",
+    "specialty",
+    "billname",
+    "url",
+    "assistant",
+    "organization",
+    "valedictory",
+    "street",
+    "streetb",
+    "city",
+    "state",
+    "zip",
+    "phone",
+    "fax",
+    "phonew1",
+    "phonecell",
+    "notes",
+    "state_license_number",
+]
+# src/RestControllers/UserRestController.php, SEARCH_FIELDS: the query keys getAll() keeps.
+USER_SEARCH_FIELDS = [
+    "id",
+    "title",
+    "fname",
+    "lname",
+    "mname",
+    "federaltaxid",
+    "federaldrugid",
+    "upin",
+    "facility_id",
+    "facility",
+    "npi",
+    "email",
+    "specialty",
+    "billname",
+    "url",
+    "assistant",
+    "organization",
+    "valedictory",
+    "street",
+    "streetb",
+    "city",
+    "state",
+    "zip",
+    "phone",
+    "fax",
+    "phonew1",
+    "phonecell",
+    "notes",
+    "state_license_number",
+    "username",
+]
 NOTE_TYPES = (
     ("Unassigned", "Unassigned", 1),
     ("Lab Results", "Lab Results", 1),
@@ -105,6 +220,13 @@ def oauth_error(status: int, error: str, description: str) -> JSONResponse:
 class FakeOpenEmr(harness.FakeEMR):
     def __init__(self) -> None:
         super().__init__()
+        self.spec = openapi_check.Spec(openapi_check.load(SPEC), prefix=SPEC_PREFIX)
+        self.message_answer = "controller"
+        """How a stored message is answered: "controller" as MessageRestController does (201 `{"mid": n}`),
+        "swagger" as the published document says (200, the standard envelope)."""
+        self.note_types = list(NOTE_TYPES)
+        self.gone_meanwhile: set[str] = set()
+        """User uuids still listed by GET /api/user whose own record is gone (deleted in between)."""
         self.refresh_tokens: set[str] = set()
         self.patients = [dict(p) for p in PATIENTS]
         self.users = [dict(u) for u in USERS]
@@ -116,12 +238,16 @@ class FakeOpenEmr(harness.FakeEMR):
                 Route(API + "/patient/{puuid}", self.get_patient, methods=["GET"]),
                 Route(API + "/patient/{pid}/message", self.post_message, methods=["POST"]),
                 Route(f"{API}/user", self.list_users, methods=["GET"]),
+                Route(API + "/user/{uuid}", self.get_user, methods=["GET"]),
                 Route(API + "/list/{list_name}", self.get_list, methods=["GET"]),
             ]
         )
 
     def is_token_request(self, request: httpx.Request) -> bool:
         return request.url.path == TOKEN_PATH
+
+    def spec_skips(self, path: str) -> bool:
+        return path == TOKEN_PATH  # the OAuth2 server is not in the API document
 
     # --- OAuth2 (league/oauth2-server behind OpenEMR) ---
     async def token(self, request: Request) -> JSONResponse:
@@ -212,18 +338,38 @@ class FakeOpenEmr(harness.FakeEMR):
     async def list_users(self, request: Request) -> JSONResponse:
         if (denied := self._denied(request)) is not None:
             return denied
-        return standard(self.users)
+        # UserRestController::getAll keeps only its SEARCH_FIELDS; the service filters every row of
+        # `users` on them (no `active` filter: inactive users and address-book entries are listed too).
+        wanted = {k: v for k, v in request.query_params.items() if k in USER_SEARCH_FIELDS}
+        rows = [u for u in self.users if all(str(u.get(k) or "") == v for k, v in wanted.items())]
+        return standard([_as_listed(u) for u in rows])
+
+    async def get_user(self, request: Request) -> JSONResponse:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        # UserRestController::getOne -> UserService::getUserByUUID: `SELECT * FROM users WHERE uuid = ?`,
+        # so the single-user answer has every column, username and authorized included; none is a 404
+        # with the empty envelope (RestControllerHelper::handleProcessingResult, not a multiple result).
+        wanted = request.path_params["uuid"]
+        found = next(
+            (u for u in self.users if u["uuid"] == wanted and wanted not in self.gone_meanwhile), None
+        )
+        if found is None:
+            return standard([], status=404)
+        return standard(dict(found))
 
     async def get_list(self, request: Request) -> JSONResponse:
         if (denied := self._denied(request)) is not None:
             return denied
-        if request.path_params["list_name"] != "note_type":
-            return JSONResponse([])
+        # ListRestController::getOptions -> RestControllerHelper::responseHandler: the bare rows with
+        # 200, or, when the list has no rows (or does not exist), 404 with a `null` body.
+        if request.path_params["list_name"] != "note_type" or not self.note_types:
+            return JSONResponse(None, status_code=404)
         options = [
             {"list_id": "note_type", "option_id": o, "title": t, "seq": i, "activity": a}
-            for i, (o, t, a) in enumerate(NOTE_TYPES)
+            for i, (o, t, a) in enumerate(self.note_types)
         ]
-        return JSONResponse(options)  # the older list route answers the bare rows
+        return JSONResponse(options)
 
     async def post_message(self, request: Request) -> JSONResponse:
         if (denied := self._denied(request)) is not None:
@@ -251,7 +397,16 @@ class FakeOpenEmr(harness.FakeEMR):
                 "deleted": 0,
             }
         )
+        if self.message_answer == "swagger":  # what the published document shows: 200, the envelope
+            return standard({"mid": mid})
+        # MessageRestController::post -> RestControllerHelper::responseHandler($id, ["mid" => $id], 201)
         return JSONResponse({"mid": mid}, status_code=201)
+
+
+def _as_listed(row: dict[str, Any]) -> dict[str, Any]:
+    """A `users` row as GET /api/user answers it (UserService::search's columns)."""
+    listed = {k: row.get(k) for k in USER_SEARCH_COLUMNS}
+    return {**listed, "abook_title": ABOOK_TITLES.get(row["abook_type"]), "last_updated": row["last_updated"]}
 
 
 def validate_message(data: dict[str, Any]) -> dict[str, dict[str, str]]:
