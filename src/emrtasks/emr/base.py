@@ -4,7 +4,7 @@ each EMR needs (documented and checked from one declaration)."""
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
@@ -27,6 +27,14 @@ class Adapter(Protocol):
     ) -> outcomes.Outcome: ...
 
     async def find_task(self, marker: str) -> outcomes.Lookup: ...
+
+
+@runtime_checkable
+class FindsInChart(Protocol):
+    """An adapter whose EMR lists written records only per patient (athenahealth lists a patient's cases
+    per department and has no practice-wide search): the lookup is given the task's patient."""
+
+    async def find_task_in_chart(self, marker: str, patient: directory.Patient) -> outcomes.Lookup: ...
 
 
 @dataclass(frozen=True)
