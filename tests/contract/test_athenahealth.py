@@ -10,6 +10,7 @@ import pytest
 
 from emrtasks.domain import directory, outcomes
 from emrtasks.emr import athenahealth
+from emrtasks.service import create_task
 from tests.contract import harness
 from tests.contract.cases.athenahealth import CASE
 from tests.contract.fakes import athenahealth as fake_athena
@@ -146,15 +147,81 @@ async def test_a_success_false_answer_is_rejected(wired):
     assert isinstance(outcome, outcomes.Rejected) and "could not be created" in outcome.description
 
 
-async def test_a_case_cannot_be_found_by_marker_so_the_lookup_is_unknown(wired):
+async def test_the_rules_say_a_case_is_found_by_marker_in_the_patients_chart():
+    described = athenahealth.RULES.describe()
+    assert described["finds_by_marker"] is True
+    assert described["required"] == ["description", "patient_mrn", "assignee_user_id", "phone_call_type_id"]
+    assert described["unsupported"] == ["notify_list"]
+
+
+async def test_a_case_whose_reply_was_lost_is_found_in_the_patients_chart_and_not_written_twice(wired):
+    adapter, fake = wired
+    fake.timeout_after_next_write = True
+    lost = await adapter.create_task(CASE.request, PATIENT, marker="task_01lost")
+    assert isinstance(lost, outcomes.Unknown)
+    job_task = {"id": "task_01lost", "patient_mrn": "MRN-1001"}
+    found = await create_task.find_written(adapter, job_task)
+    assert found == outcomes.Created(str(fake.created[0]["patientcaseid"]))
+    assert len(fake.created) == 1
+    listing = fake.api_requests()[-1]
+    assert (listing.method, listing.url.path) == ("GET", "/v1/195900/patients/1001/documents/patientcase")
+    assert dict(listing.url.params) == {"departmentid": "1", "showdeleted": "true"}
+    never = await create_task.find_written(adapter, {"id": "task_01never", "patient_mrn": "MRN-1001"})
+    assert never == outcomes.Absent()
+
+
+async def test_the_marker_must_be_a_whole_line_of_the_internal_note(wired):
+    adapter, _fake = wired
+    await adapter.create_task(CASE.request, PATIENT, marker="task_10")
+    assert await adapter.find_task_in_chart("task_1", PATIENT) == outcomes.Absent()
+    assert await adapter.find_task_in_chart("task_10", PATIENT) == outcomes.Created("491696")
+
+
+async def test_a_deleted_case_still_counts_as_written_and_two_cases_with_one_marker_are_unknown(wired):
+    adapter, fake = wired
+    await adapter.create_task(CASE.request, PATIENT, marker="task_d")
+    fake.delete_case(491696)
+    assert await adapter.find_task_in_chart("task_d", PATIENT) == outcomes.Created("491696")
+    await adapter.create_task(CASE.request, PATIENT, marker="task_d")
+    assert isinstance(await adapter.find_task_in_chart("task_d", PATIENT), outcomes.Unknown)
+
+
+async def test_a_lookup_without_the_patient_is_unknown_and_asks_nothing(wired):
     adapter, fake = wired
     found = await adapter.find_task("task_01abc")
     assert isinstance(found, outcomes.Unknown) and "emrtasks ref: task_01abc" in found.description
     assert fake.requests == []
-    described = athenahealth.RULES.describe()
-    assert described["finds_by_marker"] is False
-    assert described["required"] == ["description", "patient_mrn", "assignee_user_id", "phone_call_type_id"]
-    assert described["unsupported"] == ["notify_list"]
+
+
+async def test_a_lookup_reads_every_page_of_the_patients_cases(wired):
+    adapter, fake = wired
+    fake.page_size = 2
+    for n in range(5):
+        await adapter.create_task(CASE.request, PATIENT, marker=f"task_p{n}")
+    assert await adapter.find_task_in_chart("task_p4", PATIENT) == outcomes.Created("491700")
+    assert len([r for r in fake.api_requests() if r.method == "GET"]) == 3
+
+
+async def test_a_case_list_that_is_not_a_list_is_unknown_never_absent(wired):
+    adapter, fake = wired
+    fake.fail_next(200, {"content-type": "text/html"}, b"<html>maintenance</html>")
+    assert isinstance(await adapter.find_task_in_chart("task_x", PATIENT), outcomes.Unknown)
+    fake.fail_next(200, body=b'{"patientcases": "none"}')
+    assert isinstance(await adapter.find_task_in_chart("task_x", PATIENT), outcomes.Unknown)
+
+
+async def test_a_lookup_for_a_patient_who_is_gone_is_unknown(wired):
+    adapter, _fake = wired
+    found = await create_task.find_written(adapter, {"id": "task_x", "patient_mrn": "MRN-9999"})
+    assert isinstance(found, outcomes.Unknown)
+
+
+def test_subclasses_and_sources_must_be_ones_athena_documents():
+    config = {**CASE.config(harness.BASE_URL), "subclasses": [{"code": "PRESCRIPTIONRENEWAL"}]}
+    assert any("PRESCRIPTIONRENEWAL" in p for p in athenahealth.check_config(config))
+    source = {**CASE.config(harness.BASE_URL), "documentsource": "FAX"}
+    assert any("FAX" in p for p in athenahealth.check_config(source))
+    assert athenahealth.check_config(CASE.config(harness.BASE_URL)) == []
 
 
 def test_subclasses_must_be_code_entries_and_not_empty():
@@ -197,3 +264,32 @@ async def test_the_fake_refuses_json_bodies_long_notes_unknown_providers_and_for
     stranger = await _post_case(VALID, authorization="Bearer forged")
     assert (stranger.status_code, stranger.text) == (401, "Developer Inactive")
     assert (await _post_case(VALID)).json() == {"success": True, "patientcaseid": 491696}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"documentsubclass": "PRESCRIPTIONRENEWAL"}, "documentsubclass"),
+        ({"documentsource": "FAX"}, "documentsource"),
+        ({"departmentid": "one"}, "departmentid"),
+        ({"autoclose": "maybe"}, "autoclose"),
+        ({"note": "a field athena does not have"}, "note"),
+    ],
+)
+async def test_the_fake_refuses_a_case_athenas_spec_refuses_naming_the_field(change, field):
+    answer = await _post_case({**VALID, **change})
+    assert answer.status_code == 400
+    assert answer.json()["fields"] == [field], answer.json()
+
+
+async def test_the_fake_refuses_a_case_list_without_a_department_or_with_a_patient_id_not_a_number():
+    fake = fake_athena.FakeAthena()
+    fake.tokens.add("t")
+    async with httpx.AsyncClient(transport=harness.FakeTransport(fake), base_url="http://emr.test") as http:
+        headers = {"authorization": "Bearer t"}
+        no_department = await http.get("/v1/195900/patients/1001/documents/patientcase", headers=headers)
+        assert (no_department.status_code, no_department.json()["fields"]) == (400, ["departmentid"])
+        not_a_number = await http.get(
+            "/v1/195900/patients/abc/documents/patientcase", params={"departmentid": "1"}, headers=headers
+        )
+        assert (not_a_number.status_code, not_a_number.json()["fields"]) == (400, ["patientid"])

@@ -287,3 +287,47 @@ async def test_the_fake_refuses_an_assertion_signed_by_another_key_or_replayed()
     assert fake.check_assertion(assertion, url) is None
     assert "replayed" in fake.check_assertion(assertion, url)
     assert "aud" in fake.check_assertion(own.assertion(), "http://elsewhere/token")
+
+
+# --- the telephone encounter against US Core 6.1.0 Encounter on R4 (tests/contract/specs/eclinicalworks) ---
+
+
+def test_the_adapters_telephone_encounter_conforms_to_us_core_encounter():
+    assert fake_ecw.encounter_problems(_encounter()) == {}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"identifier": [{"value": "task_1"}]}, "Encounter.identifier.system"),
+        ({"identifier": [{"system": "urn:emrtasks:task"}]}, "Encounter.identifier.value"),
+        ({"type": []}, "Encounter.type"),
+        ({"subject": {"reference": "Group/7"}}, "Encounter.subject"),
+        ({"status": "open"}, "Encounter.status"),
+        ({"note": [{"text": "an R4 Encounter has no note"}]}, "Encounter.note"),
+        ({"period": {"start": "yesterday"}}, "Encounter.period.start"),
+        (
+            {"participant": [{"individual": {"reference": "Patient/p-1001"}}]},
+            "Encounter.participant.individual",
+        ),
+    ],
+)
+async def test_the_fake_refuses_an_encounter_us_core_or_r4_refuses_naming_the_element(changes, field):
+    encounter = {**_encounter(), **changes}
+    answer = await _post("/Encounter", json=encounter, headers={"content-type": "application/fhir+json"})
+    assert answer.status_code == 400
+    issue = answer.json()["issue"][0]
+    assert field in issue["expression"], issue
+
+
+async def test_the_fake_refuses_an_encounter_search_by_a_parameter_us_core_does_not_define():
+    fake = fake_ecw.FakeEcw()
+    fake.tokens.add("t")
+    async with httpx.AsyncClient(transport=harness.FakeTransport(fake), base_url="http://emr.test") as http:
+        answer = await http.get(
+            "/Encounter",
+            params={"marker": "task_1"},
+            headers={"authorization": "Bearer t", "prefer": "handling=strict"},
+        )
+    assert answer.status_code == 400
+    assert answer.json()["issue"][0]["expression"] == ["marker"]

@@ -9,9 +9,14 @@
   message/task routing rules" (https://docs.athenahealth.com/api/workflows/document-classification-guide).
 - Our fields: description -> `internalnote`, subject -> `subject`, assignee_user_id -> `providerid`,
   phone_call_type_id -> `documentsubclass`; `departmentid` and `documentsource` come from the connection.
-- Marker: a patient case has no external id and athena offers no search of a practice's cases, so a case
-  cannot be found again by our marker (finds_by_marker is False: a lost reply ends `unknown`). The
-  marker is still written as the last line of `internalnote` ("emrtasks ref: task_...") for a person.
+- Marker: a patient case has no external id; the marker is the last line of `internalnote` ("emrtasks
+  ref: task_..."). athena lists a patient's cases per department,
+  `GET /v1/{practiceid}/patients/{patientid}/documents/patientcase?departmentid=` (its `PatientCase`
+  output carries `internalnote`), and has no practice-wide search, so the lookup is made in the task's
+  patient's chart (`find_task_in_chart`, given the patient by the create_task job), deleted cases included.
+- Spec: the requests are checked against a verbatim excerpt of athena's OpenAPI reference
+  (tests/contract/specs/athenahealth/), which lists the documented `documentsubclass` and
+  `documentsource` values; a connection configured with others is refused.
 - Patients by MRN: a practice keeps its MRN in a custom field, searched with
   `GET /v1/{practiceid}/patients/customfields/{customfieldid}/{value}`; without one configured the MRN is
   the athena patient id, `GET /v1/{practiceid}/patients/{patientid}`
@@ -42,6 +47,42 @@ INTERNAL_NOTE_LIMIT = 4000
 MARKER_LABEL = "emrtasks ref:"
 MARKER_ROOM = 50
 """Characters of internalnote kept for our marker line."""
+SUBCLASS_CODES = frozenset(
+    {
+        "PATIENTCASE",
+        "ADMINISTRATIVE",
+        "BILLING",
+        "CLINICALQUESTION",
+        "ELECTRONICMEDICALRECORDS",
+        "MEDICALRECORDS",
+        "MEDICATION",
+        "NEWRX",
+        "OTHER",
+        "PATIENTNOSHOW",
+        "REFERRAL",
+        "REFILL",
+    }
+)
+"""`documentsubclass` values athena's reference lists for a patient case (RequestCreatePatientCase)."""
+SOURCES = frozenset(
+    {
+        "PATIENT",
+        "CAREGIVER",
+        "PARTNER",
+        "PHARMACY",
+        "LAB",
+        "PCP",
+        "SPECIALIST",
+        "STAFF",
+        "HOSPITAL",
+        "OTHER",
+        "PORTAL",
+        "Live Operator",
+    }
+)
+"""`documentsource` values athena's reference lists (RequestCreatePatientCase)."""
+LOOKUP_PAGES = 20
+"""Pages of a patient's cases a lookup reads (athena's default page is 1500 entries)."""
 RULES = rules.Rules(
     name=NAME,
     emr=NAME,
@@ -59,14 +100,14 @@ RULES = rules.Rules(
     ),
     assignee_identified_by="athenaNet provider id (providerid)",
     patient_identified_by="MRN in the connection's mrn_custom_field_id, or the athena patient id",
-    finds_by_marker=False,
+    finds_by_marker=True,
     notes=(
         "athena requires a provider and a document subclass on every patient case: assignee_user_id and "
         "phone_call_type_id (one of the connection's patient case subclasses) are required.",
         f"description becomes internalnote (athena's limit is {INTERNAL_NOTE_LIMIT} characters; "
         f"{MARKER_ROOM} are kept for our reference line).",
-        "athena cannot find a patient case by our marker: a create whose reply is lost ends unknown; search "
-        f"the patient's cases for '{MARKER_LABEL} <task_id>' before sending it again.",
+        f"Our task id is the last line of internalnote ('{MARKER_LABEL} <task_id>'); a create whose reply "
+        "is lost is looked up among the patient's cases in the connection's department.",
         "notify_list is not supported: a patient case has one provider.",
     ),
 )
@@ -111,6 +152,16 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
         isinstance(e, dict) and isinstance(e.get("code"), str) and e["code"] for e in entries
     ):
         problems.append('subclasses entries must be {"code": "...", "display": "..."}')
+    elif isinstance(entries, list):
+        unknown = [e["code"] for e in entries if e["code"] not in SUBCLASS_CODES]
+        if unknown:
+            documented = ", ".join(sorted(SUBCLASS_CODES))
+            problems.append(
+                f"subclasses not among athena's patient case subclasses ({documented}): " + ", ".join(unknown)
+            )
+    source = config.get("documentsource")
+    if isinstance(source, str) and source and source not in SOURCES:
+        problems.append(f"documentsource {source} is not one of athena's: {', '.join(sorted(SOURCES))}")
     return problems
 
 
@@ -198,11 +249,45 @@ class AthenaAdapter:
         return form
 
     async def find_task(self, marker: str) -> outcomes.Lookup:
+        """athena lists cases only per patient: without the patient nothing can be looked up."""
         return outcomes.Unknown(
             outcomes.OUTCOME_UNKNOWN,
-            f"athenahealth cannot look a patient case up by marker; search the patient's cases for "
+            f"athenahealth looks a patient case up in the patient's chart; search the patient's cases for "
             f"'{MARKER_LABEL} {marker}'.",
         )
+
+    async def find_task_in_chart(self, marker: str, patient: directory.Patient) -> outcomes.Lookup:
+        """The patient's case whose internalnote ends with our marker line, deleted cases included (a
+        case a person deleted was still written)."""
+        if not patient.emr_patient_id.isdigit():
+            return outcomes.Absent()  # no such athena patient: nothing was written to it
+        patient_id = quote(patient.emr_patient_id, safe="")
+        url: str | None = (
+            f"{self._root}/patients/{patient_id}/documents/patientcase"
+            f"?departmentid={quote(self._department, safe='')}&showdeleted=true"
+        )
+        line = f"{MARKER_LABEL} {marker}"
+        found: list[str] = []
+        for _ in range(LOOKUP_PAGES):
+            if url is None:
+                break
+            answer = await self._get_url(url)
+            cases = _cases(answer)
+            if cases is None:  # not a case list: we cannot say the case is absent
+                return outcomes.Unknown(
+                    outcomes.OUTCOME_UNKNOWN, "athenahealth answered the case list with no list of cases."
+                )
+            found += [str(c.get("patientcaseid")) for c in cases if _holds_line(c, line)]
+            url = self._next(_json(answer))
+        if url is not None:
+            return outcomes.Unknown(
+                outcomes.OUTCOME_UNKNOWN, "the patient has more cases than a lookup reads."
+            )
+        if len(found) > 1:
+            return outcomes.Unknown(
+                outcomes.OUTCOME_UNKNOWN, f"{len(found)} athenahealth patient cases hold this marker."
+            )
+        return outcomes.Created(found[0]) if found else outcomes.Absent()
 
     async def _patient_by_id(self, patient_id: str) -> list[directory.Patient]:
         if not patient_id.isdigit():  # athena patient ids are numbers; anything else is no patient
@@ -323,6 +408,25 @@ def _json_list(answer: httpx.Response) -> list[dict[str, Any]]:
         return []
     items = body if isinstance(body, list) else [body]
     return [i for i in items if isinstance(i, dict)]
+
+
+def _cases(answer: httpx.Response) -> list[dict[str, Any]] | None:
+    """A case list: `{"patientcases": [...]}` (the reference's `x-list-key`), or a bare list; None for
+    anything else (which must never read as "absent")."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return None
+    items = body.get("patientcases") if isinstance(body, dict) else body
+    if not isinstance(items, list) or not all(isinstance(c, dict) for c in items):
+        return None
+    return items
+
+
+def _holds_line(case: dict[str, Any], line: str) -> bool:
+    """Our marker is a whole line of internalnote (task_1 must not match task_10)."""
+    note = case.get("internalnote")
+    return isinstance(note, str) and line in (part.strip() for part in note.splitlines())
 
 
 def _patient(record: dict[str, Any], mrn: str) -> directory.Patient:

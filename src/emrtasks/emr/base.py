@@ -6,7 +6,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import httpx
 
@@ -69,7 +69,20 @@ class _Guarded:
         self.rules = inner.rules
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+        found = getattr(self._inner, name)  # AttributeError as the inner adapter: FindsInChart stays honest
+        return self._lookup_guarded(found) if name == "find_task_in_chart" else found
+
+    def _lookup_guarded(
+        self, lookup: Callable[..., Awaitable[outcomes.Lookup]]
+    ) -> Callable[..., Awaitable[outcomes.Lookup]]:
+        async def guarded_lookup(marker: str, *patient: directory.Patient) -> outcomes.Lookup:
+            try:
+                return await lookup(marker, *patient)
+            except _UNREADABLE as exc:
+                _log_unreadable(exc, self._inner)
+                return outcomes.RetryLater(outcomes.EMR_ERROR, _unreadable(exc, "the lookup by marker"))
+
+        return guarded_lookup
 
     async def search_patients(self, mrn: str | None) -> list[directory.Patient]:
         return await self._read("the patient search", self._inner.search_patients(mrn))
@@ -99,11 +112,7 @@ class _Guarded:
             return outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, _unreadable(exc, "the task"))
 
     async def find_task(self, marker: str) -> outcomes.Lookup:
-        try:
-            return await self._inner.find_task(marker)
-        except _UNREADABLE as exc:
-            _log_unreadable(exc, self._inner)
-            return outcomes.RetryLater(outcomes.EMR_ERROR, _unreadable(exc, "the lookup by marker"))
+        return await self._lookup_guarded(self._inner.find_task)(marker)
 
 
 def _log_unreadable(exc: Exception, adapter: object) -> None:
@@ -112,6 +121,14 @@ def _log_unreadable(exc: Exception, adapter: object) -> None:
     log.warning(
         "%s: an EMR answer could not be read (%s at %s)", type(adapter).__name__, type(exc).__name__, place
     )
+
+
+@runtime_checkable
+class FindsInChart(Protocol):
+    """An adapter whose EMR lists written records only per patient (athenahealth lists a patient's cases
+    per department and has no practice-wide search): the lookup is given the task's patient."""
+
+    async def find_task_in_chart(self, marker: str, patient: directory.Patient) -> outcomes.Lookup: ...
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,16 @@
 """eClinicalWorks: a task is a telephone encounter, written through eCW's FHIR R4 API as an Encounter.
 
-- eCW's FHIR Encounter write "Creates Telephone Encounter records only"; writes need a separate contract
-  (interop@eclinicalworks.com) and each practice's activation (https://explorer.usecobalt.com/ehr/eclinicalworks;
-  eCW's portal: https://fhir.eclinicalworks.com). eCW publishes no element list for the write, so the
-  Encounter follows R4 and US Core (https://hl7.org/fhir/R4/encounter.html,
-  https://hl7.org/fhir/us/core/STU3.1.1/StructureDefinition-us-core-encounter.html) and holds what Cobalt's
-  telephone encounter holds: patient, provider, location, assigned-to staff, a reason of at most 50
-  characters (https://docs.usecobalt.com/api-reference/telephone-encounters/create).
+- eCW's FHIR writes (contracted through interop@eclinicalworks.com, builds V12.0.2+, each practice's
+  activation) are Patient, Encounter ("Creates Telephone Encounter records only"), DocumentReference
+  (document uploads), MedicationRequest, AllergyIntolerance, Condition and Immunization
+  (https://explorer.usecobalt.com/ehr/eclinicalworks, from eCW's portal https://fhir.eclinicalworks.com);
+  no Task or Communication. The telephone encounter is the one that routes to staff, so it is the task.
+  eCW publishes no element list for it; its server conforms to US Core 6.1.0 on those builds (portal
+  References: "USCDI v3 (STU6.1)"), so the Encounter meets US Core 6.1.0 Encounter on R4
+  (https://hl7.org/fhir/us/core/STU6.1/StructureDefinition-us-core-encounter.html; checked by the contract
+  fake against the profile, tests/contract/specs/eclinicalworks/) and holds what Cobalt's telephone
+  encounter holds: patient, provider, location, assigned-to staff, a reason of at most 50 characters
+  (https://docs.usecobalt.com/api-reference/telephone-encounters/create).
 - Create: `POST [base]/Encounter`, application/fhir+json: status in-progress (open), class VR ("virtual",
   a telephone conference), type SNOMED 185317003 "Telephone encounter", subject, participant (the
   connection's provider as PPRF, the assignee as PART "Assigned to"), location (the connection's

@@ -72,7 +72,7 @@ async def _attempt(
     await ctx.limiter.wait(connection.id, service_adapters.rate_per_second(connection))
     try:
         if job.reconcile:
-            found = await _look_up(adapter, task["id"], job)
+            found = await _look_up(adapter, task, job)
             if found is not None:
                 return found
         patient = await resolve_patient(adapter, task["patient_mrn"])
@@ -86,13 +86,13 @@ async def _attempt(
         return _Attempt(exc.outcome)
 
 
-async def _look_up(adapter: base.Adapter, marker: str, job: jobs.Job) -> _Attempt | None:
+async def _look_up(adapter: base.Adapter, task: dict[str, Any], job: jobs.Job) -> _Attempt | None:
     if not adapter.rules.finds_by_marker:
         return _Attempt(outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, _NO_LOOKUP), True)
     if job.attempts > job.max_attempts + _CRASH_ALLOWANCE:
         return _Attempt(outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, _CRASHES), True)
     try:
-        found = await adapter.find_task(marker)
+        found = await find_written(adapter, task)
     except outcomes.AdapterError as exc:
         found = (
             exc.outcome
@@ -104,6 +104,17 @@ async def _look_up(adapter: base.Adapter, marker: str, job: jobs.Job) -> _Attemp
     if isinstance(found, outcomes.RetryLater):
         return _Attempt(found, may_have_written=True)
     return _Attempt(found, settled_by_lookup=True)
+
+
+async def find_written(adapter: base.Adapter, task: dict[str, Any]) -> outcomes.Lookup:
+    """The EMR's record of this task, looked up by its id as marker; in the patient's chart where the
+    EMR lists records only per patient. Raises `outcomes.AdapterError` when a read fails."""
+    if not isinstance(adapter, base.FindsInChart):
+        return await adapter.find_task(task["id"])
+    patient = await resolve_patient(adapter, task["patient_mrn"])
+    if isinstance(patient, outcomes.Rejected):  # the chart cannot be found again: nothing is certain
+        return outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, f"Cannot look the task up: {patient.description}")
+    return await adapter.find_task_in_chart(task["id"], patient)
 
 
 async def resolve_patient(adapter: base.Adapter, mrn: str) -> directory.Patient | outcomes.Rejected:

@@ -2,18 +2,26 @@
 verifies the RS384 client assertion against the app's registered public key, Patient, Practitioner and
 Encounter search, and the Encounter create that writes telephone encounters only, enforcing R4 and US Core
 (status, class, type and subject required; references that resolve) and bearer tokens it issued.
+
+The Encounter is checked against US Core 6.1.0's Encounter profile (verbatim in
+tests/contract/specs/eclinicalworks/, see its SOURCE.md) on the R4 Encounter (the `fhir.resources` R4B model:
+element names, types, cardinalities), and the Encounter search against US Core's search parameters. A
+refusal is an OperationOutcome whose issue names the element in `expression`.
 """
 
 import base64
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from fhir.resources.R4B.encounter import Encounter as R4Encounter
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,7 +37,24 @@ MRN_SYSTEM = "urn:oid:1.2.840.114350.ecw.mrn"
 PROVIDER_ID = "dr-1"
 LOCATION_ID = "loc-1"
 TELEPHONE_CODE = "185317003"
-STATUSES = ("planned", "arrived", "triaged", "in-progress", "onleave", "finished", "cancelled")
+# R4's required binding of Encounter.status (http://hl7.org/fhir/R4/valueset-encounter-status.html)
+STATUSES = (
+    "planned",
+    "arrived",
+    "triaged",
+    "in-progress",
+    "onleave",
+    "finished",
+    "cancelled",
+    "entered-in-error",
+    "unknown",
+)
+SPECS = Path(__file__).parents[1] / "specs" / "eclinicalworks"
+US_CORE_ENCOUNTER = json.loads((SPECS / "StructureDefinition-us-core-encounter.json").read_text())
+# US Core 6.1.0's Encounter search parameters (the server CapabilityStatement's list); `identifier`'s
+# definition is kept beside the profile.
+SEARCH_PARAMETERS = {"_id", "class", "date", "discharge-disposition", "identifier", "location", "patient"}
+SEARCH_PARAMETERS |= {"status", "type", "_count"}
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 PRIVATE_KEY_PEM = _KEY.private_bytes(
     serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -42,11 +67,13 @@ PATIENTS = [
 PRACTITIONERS = {PROVIDER_ID: "Dana Reyes, MD", "staff-7": "Jordan Lee, RN", "staff-8": "Taylor Brooks"}
 
 
-def outcome(status: int, text: str, code: str = "invalid") -> JSONResponse:
-    body = {
-        "resourceType": "OperationOutcome",
-        "issue": [{"severity": "error", "code": code, "diagnostics": text}],
-    }
+def outcome(
+    status: int, text: str, code: str = "invalid", expression: list[str] | None = None
+) -> JSONResponse:
+    issue: dict[str, Any] = {"severity": "error", "code": code, "diagnostics": text}
+    if expression:
+        issue["expression"] = expression
+    body = {"resourceType": "OperationOutcome", "issue": [issue]}
     return JSONResponse(body, status_code=status, media_type="application/fhir+json")
 
 
@@ -162,9 +189,9 @@ class FakeEcw(harness.FakeEMR):
     async def search_encounters(self, request: Request) -> Response:
         if refused := self._refused(request):
             return refused
-        unknown = set(request.query_params) - {"identifier", "patient", "_count"}
+        unknown = sorted(set(request.query_params) - SEARCH_PARAMETERS)
         if unknown and "handling=strict" in request.headers.get("prefer", ""):
-            return outcome(400, f"Unknown search parameter: {', '.join(sorted(unknown))}")
+            return outcome(400, f"Unknown search parameter: {', '.join(unknown)}", expression=unknown)
         system, _, value = request.query_params.get("identifier", "|").partition("|")
         return bundle([e for e in self.created if _has_identifier(e, system, value)])
 
@@ -180,35 +207,92 @@ class FakeEcw(harness.FakeEMR):
         encounter = await request.json()
         problem = self.check_encounter(encounter)
         if problem:
-            return outcome(*problem)
+            status, text, where = problem
+            return outcome(status, text, expression=where)
         encounter = {**encounter, "id": str(uuid.uuid4()), "meta": {"versionId": "1"}}
         self.created.append(encounter)
         location = {"location": f"Encounter/{encounter['id']}/_history/1"}
         return JSONResponse(encounter, status_code=201, media_type="application/fhir+json", headers=location)
 
-    def check_encounter(self, encounter: dict[str, Any]) -> tuple[int, str] | None:
-        """R4: status, class 1..1; US Core: type 1..*, subject 1..1; eCW writes telephone encounters only."""
+    def check_encounter(self, encounter: dict[str, Any]) -> tuple[int, str, list[str]] | None:
+        """US Core 6.1.0 Encounter on R4, then eCW's rule (telephone encounters only) and its records."""
         if encounter.get("resourceType") != "Encounter":
-            return 400, "resourceType must be Encounter"
-        for required in ("status", "class", "type", "subject"):
-            if not encounter.get(required):
-                return 400, f"Encounter.{required}: minimum required = 1, but only found 0"
-        if encounter["status"] not in STATUSES:
-            return 400, f"Encounter.status: unknown code {encounter['status']}"
+            return 400, "resourceType must be Encounter", ["Encounter"]
+        problems = encounter_problems(encounter)
+        if problems:
+            where, why = next(iter(problems.items()))
+            return 400, f"{where}: {why}", list(problems)
         codes = [c.get("code") for t in encounter["type"] for c in t.get("coding") or []]
         if TELEPHONE_CODE not in codes:
-            return 422, "Only Telephone Encounters can be created"
+            return 422, "Only Telephone Encounters can be created", ["Encounter.type"]
         patient = encounter["subject"].get("reference", "")
         if patient.removeprefix("Patient/") not in self.patients:
-            return 404, f"Resource {patient} not found"
+            return 404, f"Resource {patient} not found", ["Encounter.subject"]
         for participant in encounter.get("participant") or []:
             reference = (participant.get("individual") or {}).get("reference", "")
             if reference.removeprefix("Practitioner/") not in self.practitioners:
-                return 422, f"Resource {reference} not found"
+                return 422, f"Resource {reference} not found", ["Encounter.participant.individual"]
         for place in encounter.get("location") or []:
             if place["location"].get("reference") != f"Location/{LOCATION_ID}":
-                return 422, f"Resource {place['location'].get('reference')} not found"
+                return 422, f"Resource {place['location'].get('reference')} not found", ["Encounter.location"]
         return None
+
+
+def encounter_problems(encounter: dict[str, Any]) -> dict[str, str]:
+    """What R4 and US Core 6.1.0's Encounter profile refuse in this Encounter, by element path."""
+    problems: dict[str, str] = {}
+    try:
+        R4Encounter.model_validate(encounter)
+    except ValidationError as exc:
+        for error in exc.errors():
+            path = ".".join(str(p) for p in error["loc"] if isinstance(p, str) and p != "root")
+            problems.setdefault(f"Encounter.{path}".rstrip("."), error["msg"])
+    if encounter.get("status") not in STATUSES:
+        problems.setdefault("Encounter.status", "not a code of http://hl7.org/fhir/ValueSet/encounter-status")
+    for element in US_CORE_ENCOUNTER["differential"]["element"]:
+        path = element["path"]
+        values = _values(encounter, path.split(".")[1:]) if "." in path else [encounter]
+        parents = _values(encounter, path.split(".")[1:-1]) if path.count(".") > 1 else [encounter]
+        if element.get("min", 0) > 0 and len(values) < element["min"] * len(parents):
+            problems.setdefault(path, f"minimum required = {element['min']} (US Core Encounter)")
+        targets = [t for ty in element.get("type", []) for t in ty.get("targetProfile", [])]
+        if targets and any(not _targets(v, targets) for v in values):
+            problems.setdefault(path, "must reference " + " or ".join(t.rsplit("/", 1)[1] for t in targets))
+    return problems
+
+
+def _values(node: Any, steps: list[str]) -> list[Any]:
+    """Every value at this path below node, arrays flattened."""
+    found = node if isinstance(node, list) else [node]
+    for step in steps:
+        found = [
+            v
+            for n in found
+            if isinstance(n, dict) and n.get(step) not in (None, [], "")
+            for v in _many(n[step])
+        ]
+    return found
+
+
+def _many(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _targets(reference: Any, profiles: list[str]) -> bool:
+    """A reference to one of the profiles' resource types (us-core-practitioner -> Practitioner, ...)."""
+    kinds = {
+        "us-core-patient": "Patient",
+        "us-core-practitioner": "Practitioner",
+        "us-core-practitionerrole": "PractitionerRole",
+        "us-core-relatedperson": "RelatedPerson",
+        "us-core-organization": "Organization",
+        "us-core-procedure": "Procedure",
+        "Observation": "Observation",
+        "ImmunizationRecommendation": "ImmunizationRecommendation",
+    }
+    allowed = {kinds.get(p.rsplit("/", 1)[1], "Condition") for p in profiles}
+    kind = str((reference or {}).get("reference", "")).split("/", 1)[0] if isinstance(reference, dict) else ""
+    return kind in allowed
 
 
 def _has_identifier(resource: dict[str, Any], system: str, value: str) -> bool:
