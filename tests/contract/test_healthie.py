@@ -73,6 +73,19 @@ def test_a_full_page_of_each_list_query_stays_within_healthies_complexity_limit(
     assert "exceeds max complexity of 2000" in str(fake_healthie._limit_exceeded(document, too_big))
 
 
+async def test_a_query_healthie_refuses_before_running_it_is_rejected_not_unknown(wired, monkeypatch):
+    adapter, fake = wired
+    wrong = healthie.CREATE_MUTATION.replace("task { id }", "task { id title }")
+    monkeypatch.setattr(healthie, "CREATE_MUTATION", wrong)
+    outcome = await adapter.create_task(CASE.request, PATIENT, marker="task_s2")
+    # nothing ran (no `data` in the answer, GraphQL spec 7.1.2), so nothing can have been written
+    assert isinstance(outcome, outcomes.Rejected) and outcome.code == outcomes.EMR_REJECTED, outcome
+    assert "'title'" in outcome.description
+    [refused] = fake.schema_errors
+    assert refused.startswith("emrtasksCreateTask: Cannot query field 'title' on type 'Task'.")
+    assert fake.created == []
+
+
 @pytest.mark.parametrize(
     ("query", "variables", "said"),
     [
@@ -300,6 +313,21 @@ async def test_a_refused_key_is_login_required_after_a_single_request(wired):
     outcome = await adapter.create_task(CASE.request, PATIENT, marker="task_h10")
     assert isinstance(outcome, outcomes.Rejected) and outcome.code == outcomes.LOGIN_REQUIRED
     assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("version", "problem"),
+    [
+        ("2025-11-30", "api_version must be 2026-01-01 or later"),
+        ("2024-06-01", "api_version must be 2026-01-01 or later"),
+        ("latest", "api_version must be a Healthie release date (YYYY-MM-DD)"),
+    ],
+)
+def test_an_api_version_without_the_adapters_queries_is_refused_naming_the_setting(version, problem):
+    problems = healthie.check_config({"api_key": "k", "api_version": version})
+    assert any(p.startswith(problem) for p in problems), problems
+    assert healthie.check_config({"api_key": "k", "api_version": "2026-01-01"}) == []
+    assert healthie.check_config({"api_key": "k", "api_version": "2026-07-01"}) == []
 
 
 def test_a_connection_must_name_a_known_mrn_field_and_an_https_host():
