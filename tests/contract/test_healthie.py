@@ -268,6 +268,44 @@ async def test_messages_on_the_payload_with_http_200_are_refusals_by_field(wired
     assert fake.created == []
 
 
+@pytest.mark.parametrize(
+    "error",
+    [  # the bodies of https://docs.gethealthie.com/guides/api-concepts/versioning, after enforcement
+        {
+            "message": "API version '2025-10-15' is no longer supported. "
+            "Please upgrade to a supported version.",
+            "extensions": {
+                "code": "UNSUPPORTED_API_VERSION",
+                "requested_version": "2025-10-15",
+                "minimum_supported_version": "2026-07-01",
+                "latest_version": "2026-07-01",
+            },
+        },
+        {
+            "message": "Missing required header: Healthie-GraphQL-API-Version. All API requests must include "
+            "a version header.",
+            "extensions": {"code": "MISSING_API_VERSION_HEADER", "latest_version": "2026-07-01"},
+        },
+    ],
+    ids=["sunset-version", "missing-header"],
+)
+async def test_healthies_documented_version_errors_are_refusals_naming_the_setting(wired, error):
+    adapter, fake = wired
+    fake.fail_next(200, body=json.dumps({"errors": [error]}).encode())
+    outcome = await adapter.create_task(CASE.request, PATIENT, marker="task_v1")
+    assert isinstance(outcome, outcomes.Rejected) and outcome.code == outcomes.EMR_REJECTED
+    assert "api_version" in outcome.description
+
+
+async def test_a_page_over_healthies_complexity_limit_is_a_refusal_not_a_retry(wired, monkeypatch):
+    adapter, _fake = wired
+    monkeypatch.setattr(healthie, "PAGE_SIZE", 1000)
+    with pytest.raises(outcomes.AdapterError) as caught:
+        await adapter.search_patients("MRN-1001")
+    assert caught.value.outcome.code == outcomes.EMR_REJECTED
+    assert "exceeds max complexity of 2000" in caught.value.outcome.description
+
+
 async def test_a_rate_limit_error_inside_http_200_is_retried_later(wired):
     adapter, fake = wired
     limited = {"errors": [{"message": "Too many requests.", "extensions": {"code": "TOO_MANY_REQUESTS"}}]}
