@@ -9,14 +9,18 @@
   https://docs.gethealthie.com/guides/api-concepts/authentication
 - Version: the `Healthie-GraphQL-API-Version` header (dates only); without it Healthie answers the
   2024-06-01 baseline with a warning until 2027-01-31, then refuses. Versions before 2026-07-01 are
-  sunset on 2027-01-31. https://docs.gethealthie.com/guides/api-concepts/versioning
+  sunset on 2027-01-31. https://docs.gethealthie.com/guides/api-concepts/versioning . Our queries
+  are checked against the 2026-01-01 schema; older versions page users/organizationMembers/tasks as
+  plain lists, so check_config refuses them. `metadata` is in every version since 2026-03-06
+  (https://docs.gethealthie.com/guides/api-concepts/changelog).
 - `createTask(input: createTaskInput)`: `content`, `client_id` (the patient, a Healthie user id),
   `assignee_ids` (provider/staff user ids; none means the key's user), `priority` (0/1), `due_date`,
   `metadata` (a serialized JSON string, at most 2,000 characters). Returns `{task, messages}`.
   https://docs.gethealthie.com/reference/2026-01-01/input-objects/createtaskinput ,
   https://docs.gethealthie.com/guides/tasks
 - Errors: validation failures come back with HTTP 200 as `messages: [{field, message}]` on the
-  payload and a null `task`; other failures as GraphQL `errors[]`, e.g. `TOO_MANY_REQUESTS` (no
+  payload and a null `task`; other failures as GraphQL `errors[]` (without `data` when the request
+  never ran, GraphQL spec 7.1.2), e.g. `TOO_MANY_REQUESTS` (no
   Retry-After is documented), complexity (max 2000) and depth (max 25) limits, and
   `UNSUPPORTED_API_VERSION`. Healthie publishes no request rate.
   https://docs.gethealthie.com/guides/api-concepts/rate-limits ,
@@ -42,6 +46,10 @@ NAME = "healthie"
 TITLE = "Healthie (GraphQL createTask)"
 MARKER_KEY = "emrtasks_task_id"
 DEFAULT_API_VERSION = "2026-01-01"
+MIN_API_VERSION = "2026-01-01"
+"""The oldest version whose schema the adapter's operations are checked against: older versions answer
+users, organizationMembers and tasks as plain offset-paged lists (the 2024-06-01 baseline does), not
+the connections (`nodes`, `page_info`, `first`/`after`) the adapter reads."""
 MRN_FIELDS = ("record_identifier", "id")
 PAGE_SIZE = 100
 LOOKUP_PAGES = 5
@@ -139,6 +147,7 @@ _VERSION_CODES = frozenset({"UNSUPPORTED_API_VERSION", "MISSING_API_VERSION_HEAD
 _STATIC_CODES = frozenset({"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", "BAD_USER_INPUT"})
 _STATIC_WORDS = re.compile(r"^(Query has (complexity|depth)|No query string|Parse error)", re.IGNORECASE)
 _CAMEL = re.compile(r"^[a-z]+[A-Z]\w*$")  # graphql-ruby's static validation codes, e.g. undefinedField
+_RELEASE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 Failure = outcomes.Rejected | outcomes.RetryLater | outcomes.Unknown
 
@@ -150,7 +159,20 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
     url = config.get("base_url")
     if isinstance(url, str) and not url.startswith(("https://", "http://")):
         problems.append("base_url must start with https://")
+    problems += _version_problems(str(config.get("api_version") or DEFAULT_API_VERSION))
     return problems
+
+
+def _version_problems(version: str) -> list[str]:
+    """Healthie takes only its release dates; below MIN_API_VERSION our queries are not in its schema."""
+    if not _RELEASE_DATE.match(version):
+        return [f"api_version must be a Healthie release date (YYYY-MM-DD), e.g. {DEFAULT_API_VERSION}"]
+    if version < MIN_API_VERSION:
+        return [
+            f"api_version must be {MIN_API_VERSION} or later: before it Healthie answers users, "
+            "organizationMembers and tasks as plain lists, which the adapter does not read"
+        ]
+    return []
 
 
 def build(
@@ -287,6 +309,8 @@ def graphql_failure(response: httpx.Response, answer: Mapping[str, Any], *, writ
     general = http.status_outcome(response, write=write, detail=said)
     if general is not None and not isinstance(general, outcomes.Created):
         return general
+    if "data" not in answer:  # refused before execution (GraphQL spec 7.1.2): nothing was written
+        return outcomes.Rejected(outcomes.EMR_REJECTED, f"Healthie refused the request: {said}")
     if codes & _STATIC_CODES or any(_CAMEL.match(c) for c in codes) or _STATIC_WORDS.match(said):
         return outcomes.Rejected(outcomes.EMR_REJECTED, f"Healthie refused the request: {said}")
     if write:  # an error while executing: the task may have been written before it
