@@ -127,7 +127,8 @@ def build_adapter(
     from emrtasks import emr
 
     module = emr.module_for(case.emr)
-    http = httpx.AsyncClient(transport=transport or FakeTransport(fake), base_url=base_url)
+    # No base_url, as in production (bootstrap.py): the adapter must resolve an EMR's relative URLs.
+    http = httpx.AsyncClient(transport=transport or FakeTransport(fake))
     connection = tasks.Connection(
         id="conn_contract",
         client_id="ci_contract",

@@ -85,3 +85,27 @@ async def test_the_fake_refuses_a_task_without_status_or_intent():
             )
             assert answer.status_code == 400
             assert missing in answer.json()["issue"][0]["diagnostics"]
+
+
+async def test_the_fake_validates_each_task_with_the_fhir_model_naming_the_field():
+    fake = FakeFhir()
+    fake.tokens.add("t")
+    valid = {"resourceType": "Task", "status": "requested", "intent": "order"}
+    broken = [
+        ({**valid, "authoredOn": "yesterday"}, "Task.authoredOn"),
+        (
+            {**valid, "restriction": {"recipient": {"reference": "Practitioner/prac-1"}}},
+            "Task.restriction.recipient",
+        ),
+        ({**valid, "subject_line": "x"}, "Task.subject_line"),
+        ({**valid, "code": {"coding": [{"code": 7}]}}, "Task.code.coding.0.code"),
+    ]
+    async with harness.httpx.AsyncClient(
+        transport=harness.FakeTransport(fake), base_url="http://emr.test"
+    ) as http:
+        headers = {"authorization": "Bearer t", "content-type": "application/fhir+json"}
+        for task, field in broken:
+            answer = await http.post("/Task", json=task, headers=headers)
+            assert answer.status_code == 400, task
+            assert answer.json()["issue"][0]["diagnostics"].startswith(field), answer.text
+        assert (await http.post("/Task", json=valid, headers=headers)).status_code == 201

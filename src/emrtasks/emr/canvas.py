@@ -5,9 +5,14 @@
   always `unknown`, `for` a Patient, `owner` a Practitioner (the staff assignee), a team through the
   extension `http://schemas.canvasmedical.com/fhir/extensions/task-group` (a Group reference), and
   `input` entries that become the task's labels (our phone call type).
-- Canvas documents no Task `identifier` and no search by one, so a Task cannot be found again by our
-  marker: a create whose reply is lost ends `unknown` for a person to check, never a second write.
-- Patients by MRN identifier, staff from `GET [base]/Practitioner`, teams from `GET [base]/Group`.
+- Canvas keeps no Task `identifier`, but searches Tasks by `label`
+  (https://docs.canvasmedical.com/api/task, search parameters): our marker goes on the Task as one
+  more label, `emrtasks:<task id>`, and a create whose reply is lost is looked up by it.
+- A create answers 201 with a `null` body; the id is in the Location header.
+- Patients by MRN identifier, staff from `GET [base]/Practitioner` with
+  `include-non-schedulable-practitioners=true` (otherwise Canvas lists only schedulable staff, and
+  front-desk staff could not be assignees), teams from `GET [base]/Group`. Pages hold at most 100
+  entries and their `next` links are relative (https://docs.canvasmedical.com/api/pagination).
 - Auth: OAuth2 client credentials at the instance's `/auth/token/`.
 """
 
@@ -39,12 +44,14 @@ RULES = rules.Rules(
     ),
     assignee_identified_by="Canvas staff (Practitioner) id, or team:<Group id> for a team",
     patient_identified_by="Patient.identifier with the connection's mrn_system",
-    finds_by_marker=False,
+    finds_by_marker=True,
     notes=(
         "Canvas Tasks have no title and no notify list: subject and notify_list are refused, not dropped.",
-        "Canvas cannot find a Task by our marker: a create whose reply is lost ends unknown.",
+        "Each Task carries the label emrtasks:<task_id>, by which a create whose reply was lost is found.",
     ),
 )
+MARKER_LABEL = "emrtasks:"
+PAGE_SIZE = "100"  # Canvas's largest page (https://docs.canvasmedical.com/api/pagination)
 RULE_SETS: Mapping[str, rules.Rules] = {NAME: RULES}
 DEFAULT_RULES = NAME
 MAX_CONCURRENCY = 4
@@ -76,6 +83,7 @@ def build(connection: tasks.Connection, config: Mapping[str, Any], deps: base.Ad
 
 class CanvasAdapter(fhir.FhirAdapter):
     conditional_create = False  # Canvas keeps no Task.identifier to match on
+    practitioner_search = {"_count": PAGE_SIZE, "include-non-schedulable-practitioners": "true"}
 
     def __init__(self, task_rules: rules.Rules, config: Mapping[str, Any], http: httpx.AsyncClient) -> None:
         super().__init__(task_rules, config, http)
@@ -84,7 +92,7 @@ class CanvasAdapter(fhir.FhirAdapter):
 
     async def list_users(self) -> list[directory.User]:
         staff = [directory.User(u.id, u.name, "staff") for u in await super().list_users()]
-        teams = await self._search("Group", {"_count": "200"})
+        teams = await self._search("Group", {"_count": PAGE_SIZE})
         return staff + [
             directory.User(f"{TEAM_PREFIX}{g['id']}", str(g.get("name") or g["id"]), "group")
             for g in teams
@@ -95,7 +103,22 @@ class CanvasAdapter(fhir.FhirAdapter):
         return [directory.CallType(label, label) for label in self._labels]
 
     async def find_task(self, marker: str) -> outcomes.Lookup:
-        return outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, "Canvas cannot look a Task up by our marker.")
+        label = f"{MARKER_LABEL}{marker}"
+        try:
+            found = await self._search("Task", {"label": label})
+        except outcomes.AdapterError as exc:
+            if isinstance(exc.outcome, outcomes.RetryLater):
+                return exc.outcome
+            return outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, exc.outcome.description)
+        # A FHIR string search may match by prefix (task_1 would find task_10): keep exact labels only.
+        ids = [str(t["id"]) for t in found if t.get("id") and label in labels_of(t)]
+        if not ids:
+            return outcomes.Absent()
+        if len(ids) > 1:
+            return outcomes.Unknown(
+                outcomes.OUTCOME_UNKNOWN, f"Canvas holds {len(ids)} Tasks with this marker."
+            )
+        return outcomes.Created(ids[0])
 
     async def create_task(
         self, request: tasks.TaskRequest, patient: directory.Patient, marker: str
@@ -122,6 +145,17 @@ class CanvasAdapter(fhir.FhirAdapter):
             task["extension"] = [{"url": TASK_GROUP, "valueReference": {"reference": f"Group/{group}"}}]
         elif assignee:
             task["owner"] = {"reference": f"Practitioner/{assignee}"}
-        if request.phone_call_type_id:
-            task["input"] = [{"type": {"text": "label"}, "valueString": request.phone_call_type_id}]
+        labels = [request.phone_call_type_id] if request.phone_call_type_id else []
+        task["input"] = [
+            {"type": {"text": "label"}, "valueString": v} for v in [*labels, MARKER_LABEL + marker]
+        ]
         return task
+
+
+def labels_of(task: Mapping[str, Any]) -> list[str]:
+    """A Canvas Task's labels: its `input` entries whose type text is `label`."""
+    return [
+        str(i.get("valueString"))
+        for i in task.get("input") or []
+        if isinstance(i, dict) and (i.get("type") or {}).get("text") == "label"
+    ]

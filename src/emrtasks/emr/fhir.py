@@ -106,6 +106,8 @@ class FhirAdapter:
 
     conditional_create = True
     """Send If-None-Exist on our marker identifier (servers that keep Task.identifier)."""
+    practitioner_search: Mapping[str, str] = {"_count": "200"}
+    """The query of the user directory's Practitioner search (a vendor may need its own flags)."""
 
     def __init__(self, task_rules: rules.Rules, config: Mapping[str, Any], http: httpx.AsyncClient) -> None:
         self.rules = task_rules
@@ -127,7 +129,7 @@ class FhirAdapter:
         return [p for p in patients if p is not None and (mrn is None or p.mrn == mrn)]
 
     async def list_users(self) -> list[directory.User]:
-        found = await self._search("Practitioner", {"_count": "200"})
+        found = await self._search("Practitioner", dict(self.practitioner_search))
         return [
             directory.User(str(r["id"]), display_name(r) or str(r["id"]), "provider")
             for r in found
@@ -228,8 +230,10 @@ class FhirAdapter:
             body = emr_http.json_body(answer)
         except base.BadAnswer:
             body = None
+        # Servers may answer with only a Location header; Canvas sends a `null` body
+        # (https://docs.canvasmedical.com/api/task, "201 Created").
         resource_id = body.get("id") if isinstance(body, dict) else None
-        if not resource_id:  # servers may answer with only a Location header
+        if not resource_id:
             location = answer.headers.get("location", "")
             parts = location.split("/_history")[0].rstrip("/").split("/")
             resource_id = parts[-1] if len(parts) >= 2 and parts[-2] == "Task" else None
@@ -249,9 +253,11 @@ async def search(
     params: dict[str, str],
     headers: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """A FHIR search, following `next` links (at most 10 pages); AdapterError when it fails."""
+    """A FHIR search, following `next` links, relative or absolute but on the EMR's own origin
+    (`emr_http.next_link`), at most 10 pages; AdapterError when it fails."""
     found: list[dict[str, Any]] = []
     next_url: str | None = url
+    query: dict[str, str] | None = params
     for _ in range(10):
         if next_url is None:
             break
@@ -260,7 +266,7 @@ async def search(
             auth,
             "GET",
             next_url,
-            params=params,
+            params=query,
             headers={"accept": "application/fhir+json", **(headers or {})},
         )
         if not isinstance(answer, httpx.Response):
@@ -272,10 +278,11 @@ async def search(
             for e in bundle.get("entry") or []
             if (e.get("resource") or {}).get("resourceType") == resource
         ]
-        next_url = next(
+        link = next(
             (link["url"] for link in bundle.get("link") or [] if link.get("relation") == "next"), None
         )
-        params = {}  # a next link carries its own query
+        next_url = emr_http.next_link(answer.url, str(link), url) if link else None
+        query = None  # a next link carries its own query (params={} would erase it)
     return found
 
 

@@ -239,6 +239,25 @@ async def read_json(
     return json_object(answer)
 
 
+def next_link(page_url: str | httpx.URL, link: str, first_url: str | httpx.URL) -> str:
+    """A page's `next` link resolved against that page's URL (RFC 3986 §5.2), since EMRs send relative
+    ones (Canvas: `/Practitioner?_count=100&_offset=100`, https://docs.canvasmedical.com/api/pagination).
+    A link off the EMR's own origin is refused (AdapterError): our bearer token would go with it."""
+    resolved = httpx.URL(page_url).join(link)
+    if _origin(resolved) != _origin(httpx.URL(first_url)):
+        raise outcomes.AdapterError(
+            outcomes.Rejected(
+                outcomes.EMR_REJECTED,
+                f"The EMR's next page is on another host ({resolved.host}); it was not followed.",
+            )
+        )
+    return str(resolved)
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+
 class TooManyPages(Exception):
     """A paginated list ran past its page limit where every result mattered."""
 
@@ -251,15 +270,18 @@ async def read_pages(
     max_pages: int,
     must_finish: bool = False,
 ) -> list[dict[str, Any]]:
-    """The `results` of a list paginated with absolute `next` URLs (Django REST style: Elation,
-    DrChrono), at most `max_pages` pages; past that, TooManyPages if every result matters."""
+    """The `results` of a list paginated with `next` URLs (Django REST style: Elation, DrChrono),
+    resolved and kept on the EMR's origin by `next_link`, at most `max_pages` pages; past that,
+    TooManyPages if every result matters."""
     found: list[dict[str, Any]] = []
+    page_url = url
     page = await read(url, params)
     for _ in range(max_pages):
         found += page.get("results") or []
         if not page.get("next"):
             return found
-        page = await read(str(page["next"]))
+        page_url = next_link(page_url, str(page["next"]), url)
+        page = await read(page_url)
     if must_finish:
         raise TooManyPages
     return found

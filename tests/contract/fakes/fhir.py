@@ -1,10 +1,15 @@
-"""A FHIR R4 server as far as the adapter uses it, enforcing R4's Task rules (status, intent 1..1),
-references that resolve, bearer tokens from its OAuth2 endpoint, and conditional create."""
+"""A FHIR R4 server as far as the adapter uses it: every Task it receives is validated with the
+maintained FHIR model package `fhir.resources` (its R4B models, FHIR 4.3.0: the package's default
+models are R5 and it ships no 4.0.1 ones; Task is the same in R4 and R4B), so a Task the spec refuses
+fails naming the field; references must resolve; bearer tokens from its OAuth2 endpoint; conditional
+create."""
 
 import uuid
 from typing import Any
 
 import httpx
+import pydantic
+from fhir.resources.R4B.task import Task
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -137,12 +142,12 @@ class FakeFhir(harness.FakeEMR):
         )
 
     def check_task(self, task: dict[str, Any]) -> tuple[int, str] | None:
-        """R4: Task.status and Task.intent are 1..1; references must resolve."""
+        """The Task against the FHIR model (elements, types, cardinality); references must resolve."""
         if task.get("resourceType") != "Task":
             return 400, "resourceType must be Task"
-        for required in ("status", "intent"):
-            if not task.get(required):
-                return 400, f"Task.{required}: Value for the field '{required}' is required"
+        problem = r4_problem(task)
+        if problem:
+            return 400, problem
         patient = (task.get("for") or {}).get("reference", "")
         if patient and patient.removeprefix("Patient/") not in self.patients:
             return 404, f"Resource {patient} is not known"
@@ -152,3 +157,15 @@ class FakeFhir(harness.FakeEMR):
             if reference["reference"].removeprefix("Practitioner/") not in self.practitioners:
                 return 400, f"Resource {reference['reference']} is not known: Practitioner not found"
         return None
+
+
+def r4_problem(task: dict[str, Any]) -> str | None:
+    """The first way `task` breaks the FHIR Task model, as `Task.<element>: <why>`; None if valid.
+    (fhir.resources checks structure, types, cardinality and formats, not value-set bindings.)"""
+    try:
+        Task.model_validate(task)
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        return f"Task.{where}: {error['msg']}"
+    return None
