@@ -54,6 +54,8 @@ class FakeDrChrono(harness.FakeEMR):
         self.refreshes = 0
         self.notes: list[dict[str, Any]] = []
         """The task notes DrChrono holds (`/api/task_notes`), each naming its `task`."""
+        self.failing_notes: list[int] = []
+        """Statuses the next note writes answer without writing (works when served on loopback too)."""
         self.spec = openapi_check.Spec(openapi_check.load("drchrono/openapi.json"), body_from_response=True)
         self.app = Starlette(
             routes=[
@@ -229,6 +231,8 @@ class FakeDrChrono(harness.FakeEMR):
             return refused
         if request.headers.get("content-type") != "application/json":
             return JSONResponse({"detail": "Unsupported media type in request."}, status_code=415)
+        if self.failing_notes:
+            return JSONResponse({"detail": "Server Error"}, status_code=self.failing_notes.pop(0))
         body = await request.json()
         task = next((t for t in self.created if t["id"] == body.get("task")), None)
         if task is None:
