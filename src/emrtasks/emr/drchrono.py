@@ -65,6 +65,7 @@ RULES = rules.Rules(
         "with [<task id>] so a lost reply can be looked up.",
         "phone_call_type_id is a DrChrono task category id (GET /v1/phone-call-types lists them).",
         "DrChrono tasks have one assignee: notify_list is not supported.",
+        "The description becomes the task's note (POST /api/task_notes), written right after the task.",
     ),
 )
 RULE_SETS: Mapping[str, rules.Rules] = {NAME: RULES}
