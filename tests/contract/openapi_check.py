@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import yaml
-from openapi_schema_validator import OAS30Validator, OAS31Validator
+from openapi_schema_validator import OAS30Validator, OAS30WriteValidator, OAS31Validator
 
 SPECS = Path(__file__).parent / "specs"
 
@@ -28,6 +28,22 @@ def load(relative: str) -> dict[str, Any]:
     return json.loads(text) if relative.endswith(".json") else yaml.safe_load(text)
 
 
+def merged(*documents: dict[str, Any]) -> dict[str, Any]:
+    """One document from several a vendor publishes per API area (Elation's ReadMe splits its API
+    2.0 so): their paths and components side by side, the first one's other keys. Two components
+    of one name must be the same, or the documents do not describe one API."""
+    result = {**documents[0], "paths": {}, "components": {}}
+    for document in documents:
+        result["paths"].update(document.get("paths") or {})
+        for section, items in (document.get("components") or {}).items():
+            kept = result["components"].setdefault(section, {})
+            for name, body in items.items():
+                if name in kept and kept[name] != body:
+                    raise ValueError(f"components/{section}/{name} differs between the documents")
+                kept[name] = body
+    return result
+
+
 @dataclass(frozen=True)
 class _Operation:
     template: str
@@ -40,9 +56,15 @@ class _Operation:
 class Spec:
     """One OpenAPI document. `problems` lists everything it refuses in a request, in words."""
 
-    def __init__(self, document: dict[str, Any], *, prefix: str = "") -> None:
+    def __init__(
+        self, document: dict[str, Any], *, prefix: str = "", body_from_response: bool = False
+    ) -> None:
         self.document = document
         self.prefix = prefix.rstrip("/")
+        self.body_from_response = body_from_response
+        """For documents that give a create no `requestBody` and describe its body only as the
+        object it answers (DrChrono's: "POST :endpoint | Create object | 201 | Object(s) created"):
+        check the body against that answer's schema, refusing its `readOnly` fields."""
         self.swagger2 = str(document.get("swagger", "")).startswith("2")
         version = str(document.get("openapi", "3.0"))
         self._validator_class = OAS31Validator if version.startswith("3.1") else OAS30Validator
@@ -81,6 +103,11 @@ class Spec:
         problems += [f"{where}: {p}" for p in self._check_body(op, parameters, content_type, body)]
         return problems
 
+    def _created_schema(self, op: _Operation) -> dict[str, Any] | None:
+        responses = op.spec.get("responses") or {}
+        answer = self.resolve(responses.get("201") or responses.get("200") or {})
+        return ((answer.get("content") or {}).get("application/json") or {}).get("schema")
+
     # --- parameters ---
     def _parameters(self, op: _Operation) -> list[dict[str, Any]]:
         merged: dict[tuple[str, str], dict[str, Any]] = {}
@@ -108,7 +135,7 @@ class Spec:
             schema = param.get("schema") or {
                 k: v for k, v in param.items() if k in ("type", "enum", "format")
             }
-            value = _coerce(source[param["name"]], self.resolve(schema))
+            value = _coerce(source[param["name"]], self.resolve(schema), self.resolve)
             problems += [
                 f"{param['in']} parameter {param['name']!r}: {e}" for e in self._schema_errors(schema, value)
             ]
@@ -130,7 +157,8 @@ class Spec:
             value = _decode(media, body, self.resolve(schema))
         except ValueError as exc:
             return [f"the body is not {media}: {exc}"]
-        return [f"body: {e}" for e in self._schema_errors(schema, value)]
+        written = self.body_from_response and not (op.spec.get("requestBody") or self.swagger2)
+        return [f"body: {e}" for e in self._schema_errors(schema, value, writing=written)]
 
     def _body_schema(
         self, op: _Operation, parameters: list[dict[str, Any]], media: str
@@ -150,6 +178,8 @@ class Spec:
             return None, False, None
         request_body = self.resolve(op.spec.get("requestBody") or {})
         content = request_body.get("content") or {}
+        if not content and self.body_from_response and op.method in ("POST", "PUT", "PATCH"):
+            return self._created_schema(op), False, None
         if not content:
             return None, False, None
         chosen = content.get(media) or next(
@@ -174,10 +204,12 @@ class Spec:
             node = node[part.replace("~1", "/").replace("~0", "~")]
         return node
 
-    def _schema_errors(self, schema: dict[str, Any], value: Any) -> list[str]:
+    def _schema_errors(self, schema: dict[str, Any], value: Any, *, writing: bool = False) -> list[str]:
         # Validate with the whole document as the root so "#/components/..." and "#/definitions/..." resolve.
         root = {**self.document, **schema}
-        validator = self._validator_class(root)
+        # A request sends no readOnly field (OAS 3.0 §4.7.25.1); the write validator refuses them.
+        chosen = OAS30WriteValidator if writing and self._validator_class is OAS30Validator else None
+        validator = (chosen or self._validator_class)(root)
         errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
         return [_describe(e) for e in errors]
 
@@ -199,9 +231,14 @@ def _path_values(op: _Operation, path: str) -> dict[str, str]:
     return dict(zip(names, match.groups(), strict=False)) if match else {}
 
 
-def _coerce(raw: str, schema: dict[str, Any]) -> Any:
-    """A query or path string as the type its schema declares (what a server's parser would make)."""
+def _coerce(
+    raw: str, schema: dict[str, Any], resolve: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+) -> Any:
+    """A query or path string as the type its schema declares (what a server's parser would make):
+    an array (`style: form`, `explode: false`, "1,2") item by item as its `items` declare."""
     kind = schema.get("type")
+    if isinstance(kind, list):  # OAS 3.1: ["integer", "null"]
+        kind = next((k for k in kind if k != "null"), None)
     try:
         if kind == "integer":
             return int(raw)
@@ -212,7 +249,9 @@ def _coerce(raw: str, schema: dict[str, Any]) -> Any:
     if kind == "boolean" and raw in ("true", "false"):
         return raw == "true"
     if kind == "array":
-        return raw.split(",")
+        items = schema.get("items") or {}
+        items = resolve(items) if resolve else items
+        return [_coerce(part, items, resolve) for part in raw.split(",")]
     return raw
 
 

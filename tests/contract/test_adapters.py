@@ -123,7 +123,11 @@ async def test_a_timeout_after_sending_is_unknown_and_the_lookup_finds_the_write
     assert isinstance(outcome, outcomes.Unknown), outcome
     assert len(fake.created) == 1  # the EMR did write it
     if adapter.rules.finds_by_marker:
-        assert isinstance(await _find(adapter, "task_contract_6"), outcomes.Created)
+        found = await _find(adapter, "task_contract_6")
+        if isinstance(found, outcomes.Absent):  # written in part (DrChrono: a task without its note)
+            found = await adapter.create_task(case.request, patient, marker="task_contract_6")
+        assert isinstance(found, outcomes.Created), found
+        assert len(fake.created) == 1  # the retry finished the write, it did not write again
 
 
 async def test_an_emr_that_cannot_be_reached_is_retried_later(case):

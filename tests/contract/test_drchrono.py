@@ -47,12 +47,12 @@ def _posts(fake):
     return [r for r in fake.api_requests() if r.method == "POST"]
 
 
-async def test_a_task_is_posted_as_json_with_title_status_category_assignee_patient_and_note(wired):
+async def test_a_task_is_posted_as_json_with_title_status_category_assignee_and_patient(wired):
     adapter, fake, _ = wired
     outcome = await adapter.create_task(CASE.request, await _patient(adapter), marker="task_dc_1")
 
     assert outcome == outcomes.Created(str(fake.created[0]["id"]))
-    [sent] = _posts(fake)
+    sent = _posts(fake)[0]
     assert sent.url == f"{harness.BASE_URL}/api/tasks"
     assert sent.headers["content-type"] == "application/json"
     assert sent.headers["authorization"] == "Bearer token-1"
@@ -62,7 +62,6 @@ async def test_a_task_is_posted_as_json_with_title_status_category_assignee_pati
         "category": 401,
         "assignee_user": "201",
         "associated_items": [{"type": "Patient", "value": 100001}],
-        "notes": [{"text": "Patient asks for a refill of lisinopril 10 mg; pharmacy on file."}],
     }
 
 
@@ -150,7 +149,8 @@ async def test_the_marker_is_found_by_its_title_suffix_not_by_a_longer_marker(wi
     for marker in ("task_dc_10", "task_dc_1", "task_dc_100"):
         await adapter.create_task(CASE.request, patient, marker=marker)
     assert await adapter.find_task("task_dc_1") == outcomes.Created(str(fake.created[1]["id"]))
-    assert fake.api_requests()[-1].url.params["since"] == "2026-02-22"  # no time in this marker: 8 days
+    lists = [r for r in fake.api_requests() if r.method == "GET" and r.url.path == "/api/tasks"]
+    assert lists[-1].url.params["since"] == "2026-02-22"  # no time in this marker: 8 days
     assert isinstance(await adapter.find_task("task_dc_2"), outcomes.Absent)
 
 
@@ -174,6 +174,66 @@ async def test_a_429_without_retry_after_is_retried_later(wired):
     fake.fail_next(429, body=b'{"detail": "Request was throttled."}')
     outcome = await adapter.create_task(CASE.request, patient, "task_dc_5")
     assert outcome == outcomes.RetryLater(outcomes.EMR_RATE_LIMITED, outcome.description, None)
+
+
+class _NoteFaults(harness.FakeTransport):
+    """The fake behind a transport that fails the next note write: with a status, or by losing the
+    reply after DrChrono wrote the note."""
+
+    def __init__(self, fake, status=None, lose_reply=False):
+        super().__init__(fake)
+        self.status, self.lose_reply = status, lose_reply
+
+    async def handle_async_request(self, request):
+        if request.method == "POST" and request.url.path == "/api/task_notes":
+            if self.status is not None:
+                status, self.status = self.status, None
+                await request.aread()
+                self.fake.requests.append(request)
+                return httpx.Response(status, json={"detail": "Server Error"}, request=request)
+            if self.lose_reply:
+                self.lose_reply = False
+                await super().handle_async_request(request)
+                raise httpx.ReadTimeout("the reply was lost", request=request)
+        return await super().handle_async_request(request)
+
+
+async def test_the_description_is_written_as_a_task_note_on_the_new_task(wired):
+    adapter, fake, _ = wired
+    outcome = await adapter.create_task(CASE.request, await _patient(adapter), marker="task_dc_n1")
+    [task] = fake.created
+    assert outcome == outcomes.Created(str(task["id"]))
+    [note] = fake.notes_of(task["id"])
+    assert note["text"] == f"{CASE.request.description}\n\n[task_dc_n1]"
+    posts = _posts(fake)
+    assert [p.url.path for p in posts] == ["/api/tasks", "/api/task_notes"]
+    assert "notes" not in json.loads(posts[0].content)
+    assert json.loads(posts[1].content) == {"task": task["id"], "text": note["text"]}
+    assert fake.spec_violations == []
+
+
+@pytest.mark.parametrize("fault", [{"status": 503}, {"status": 500}, {"lose_reply": True}])
+async def test_a_failed_note_is_added_on_the_retry_without_writing_the_task_twice(fault):
+    fake = fake_drchrono.FakeDrChrono()
+    http = httpx.AsyncClient(transport=_NoteFaults(fake, **fault))
+    first = _adapter(fake, http)
+    patient = await _patient(first)
+    outcome = await first.create_task(CASE.request, patient, marker="task_dc_n2")
+    assert isinstance(outcome, outcomes.Unknown), outcome  # the job retries, looking up first
+    assert len(fake.created) == 1
+
+    # The retry, as service/create_task runs it: look up by marker; create only if absent.
+    retry = _adapter(fake, http, **first.token.credentials())  # the rotated tokens, as stored
+    found = await retry.find_task("task_dc_n2")
+    if isinstance(found, outcomes.Absent):
+        found = await retry.create_task(CASE.request, await _patient(retry), marker="task_dc_n2")
+    [task] = fake.created
+    assert found == outcomes.Created(str(task["id"]))
+    assert len(fake.notes_of(task["id"])) == 1
+    assert await retry.find_task("task_dc_n2") == found  # settled: nothing more to add
+    assert len(fake.created) == 1 and len(fake.notes) == 1
+    assert fake.spec_violations == []
+    await http.aclose()
 
 
 def test_the_rate_is_drchronos_hourly_budget():
@@ -205,11 +265,45 @@ async def test_the_fake_accepts_a_complete_task():
 
 
 @pytest.mark.parametrize("field", ["title", "status"])
-async def test_the_fake_refuses_a_task_missing_a_required_field(field):
+async def test_drchronos_spec_refuses_a_task_missing_a_required_field_naming_it(field):
     fake = fake_drchrono.FakeDrChrono()
     answer = await _post(fake, {k: v for k, v in _valid_task().items() if k != field})
-    assert (answer.status_code, answer.json()) == (400, {field: ["This field is required."]})
+    assert answer.status_code == 400
+    assert f"'{field}' is a required property" in answer.json()["spec_violations"][0]
     assert fake.created == []
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"status": "open"}, "status"),
+        ({"assignee_user": 201}, "assignee_user"),
+        ({"associated_items": [{"type": "Chart", "value": 100001}]}, "associated_items.0.type"),
+        ({"id": 5}, "id"),  # readOnly
+    ],
+)
+async def test_drchronos_spec_refuses_fields_of_the_wrong_type_or_read_only(change, named):
+    fake = fake_drchrono.FakeDrChrono()
+    answer = await _post(fake, {**_valid_task(), **change})
+    assert answer.status_code == 400 and named in answer.json()["spec_violations"][0]
+    assert fake.spec_violations and fake.created == []
+
+
+async def test_a_task_create_stores_no_nested_notes_and_a_note_needs_its_task():
+    fake = fake_drchrono.FakeDrChrono()
+    created = await _post(fake, {**_valid_task(), "notes": [{"text": "inline"}]})
+    assert created.status_code == 201 and fake.created[0]["notes"] == [] and fake.notes == []
+    token = fake.issue_token()
+    async with httpx.AsyncClient(transport=harness.FakeTransport(fake), base_url=harness.BASE_URL) as http:
+        headers = {"authorization": f"Bearer {token}"}
+        no_task = await http.post("/api/task_notes", headers=headers, json={"text": "hi"})
+        ghost = await http.post("/api/task_notes", headers=headers, json={"task": 1, "text": "hi"})
+        good = await http.post(
+            "/api/task_notes", headers=headers, json={"task": created.json()["id"], "text": "hi"}
+        )
+    assert no_task.status_code == 400 and "'task' is a required property" in no_task.text
+    assert ghost.status_code == 400 and "task" in ghost.json()
+    assert good.status_code == 201 and fake.notes_of(created.json()["id"])[0]["text"] == "hi"
 
 
 @pytest.mark.parametrize(
@@ -223,7 +317,8 @@ async def test_the_fake_refuses_anything_but_one_assignee_as_documented(assignee
 
 async def test_the_fake_refuses_a_form_body_a_missing_token_and_a_spent_refresh_token():
     fake = fake_drchrono.FakeDrChrono()
-    assert (await _post(fake, data={"title": "Refill"})).status_code == 415
+    form = {"title": "Refill", "status": str(fake_drchrono.OPEN_STATUS), "assignee_user": "201"}
+    assert (await _post(fake, data=form)).status_code == 415
     async with httpx.AsyncClient(transport=harness.FakeTransport(fake), base_url=harness.BASE_URL) as http:
         assert (await http.post("/api/tasks", json=_valid_task())).status_code == 401
         form = {

@@ -11,7 +11,7 @@ import pytest
 from emrtasks.domain import directory, ids, outcomes
 from emrtasks.emr import base, elation
 from emrtasks.service import create_task
-from tests.contract import harness
+from tests.contract import harness, openapi_check
 from tests.contract.cases.elation import CASE
 from tests.contract.fakes import elation as fake_elation
 
@@ -58,7 +58,6 @@ async def test_a_task_is_posted_as_json_thread_with_the_assignee_and_notify_list
     assert json.loads(sent.content) == {
         "patient": PATIENT_ID,
         "practice": fake_elation.PRACTICE,
-        "sender": fake_elation.SENDER,
         "document_date": now,
         "chart_date": now,
         "is_urgent": False,
@@ -78,6 +77,18 @@ async def test_a_task_is_posted_as_json_thread_with_the_assignee_and_notify_list
             {"user": fake_elation.SENDER, "status": "Addressed"},
         ],
     }
+
+
+async def test_the_thread_sends_only_fields_elations_message_thread_declares(wired):
+    adapter, fake, _ = wired
+    await adapter.create_task(CASE.request, await _patient(adapter), marker="task_el_f")
+    schemas = openapi_check.load("elation/messaging.json")["components"]["schemas"]
+    body = json.loads(_posts(fake)[0].content)
+    assert set(body) <= set(schemas["MessageThread"]["properties"]), set(body)
+    for message in body["messages"]:
+        assert set(message) <= set(schemas["ThreadMessage"]["properties"])
+    for member in body["members"]:
+        assert set(member) <= set(schemas["ThreadMember"]["properties"])
 
 
 async def test_a_thread_without_subject_starts_with_the_description_and_the_sender_is_not_doubled(wired):
@@ -137,7 +148,17 @@ async def test_users_and_staff_groups_are_listed_across_pages_groups_prefixed(wi
     assert users["group:851981"] == directory.User("group:851981", "Nursing pool", "group")
     assert len(users) == len(fake_elation.USERS) + len(fake_elation.GROUPS)
     assert await adapter.list_call_types() == []
-    assert all(r.url.params["practice"] == str(fake_elation.PRACTICE) for r in fake.api_requests())
+    for sent in fake.api_requests():  # Elation's spec gives users no practice filter; staff groups one
+        wanted = str(fake_elation.PRACTICE) if sent.url.path.endswith("/staff_groups/") else None
+        assert sent.url.params.get("practice") == wanted, sent.url
+    assert fake.spec_violations == []
+
+
+async def test_users_of_another_practice_are_left_out(wired):
+    adapter, fake, _ = wired
+    fake.other_practice_users = {999001: ("Pat", "Elsewhere", "physician")}
+    users = {u.id for u in await adapter.list_users()}
+    assert "131074" in users and "999001" not in users
 
 
 async def test_the_marker_is_found_by_its_ref_line_not_by_a_longer_marker(wired):
@@ -229,36 +250,58 @@ async def test_the_fake_accepts_a_complete_thread():
 
 
 @pytest.mark.parametrize("field", fake_elation.REQUIRED)
-async def test_the_fake_refuses_a_thread_missing_a_required_field(field):
+async def test_elations_spec_refuses_a_thread_missing_a_required_field_naming_it(field):
     fake = fake_elation.FakeElation()
     body = {k: v for k, v in _valid_thread().items() if k != field}
     answer = await _post(fake, body)
-    assert (answer.status_code, answer.json()) == (400, {field: ["This field is required."]})
+    assert answer.status_code == 400
+    assert f"'{field}' is a required property" in answer.json()["spec_violations"][0]
     assert fake.created == []
 
 
 @pytest.mark.parametrize("field", fake_elation.MESSAGE_REQUIRED)
-async def test_the_fake_refuses_a_message_missing_a_required_field(field):
+async def test_elations_spec_refuses_a_message_missing_a_required_field_naming_it(field):
     fake = fake_elation.FakeElation()
     body = _valid_thread()
     del body["messages"][0][field]
     answer = await _post(fake, body)
-    assert (answer.status_code, answer.json()) == (400, {"messages": [{field: ["This field is required."]}]})
+    assert answer.status_code == 400
+    assert f"messages.0: '{field}' is a required property" in answer.json()["spec_violations"][0]
 
 
 @pytest.mark.parametrize(
-    "member",
-    [{"user": 131074, "status": "Open"}, {"status": "Requiring Action"}, {"user": 5, "status": "Addressed"}],
+    ("member", "named"),
+    [
+        ({"user": 131074, "status": "Open"}, "members.0.status"),  # the spec's enum
+        ({"user": 131074}, "'status' is a required property"),  # the spec's required
+        ({"status": "Requiring Action"}, "members"),  # the fake: a user or a group
+        ({"user": 5, "status": "Addressed"}, "members"),  # the fake: an id Elation knows
+    ],
 )
-async def test_the_fake_refuses_a_bad_member(member):
+async def test_a_bad_member_is_refused_naming_it(member, named):
     fake = fake_elation.FakeElation()
     answer = await _post(fake, {**_valid_thread(), "members": [member]})
-    assert answer.status_code == 400 and "members" in answer.json()
+    assert answer.status_code == 400 and named in answer.text
+    assert fake.created == []
+
+
+async def test_the_users_list_takes_no_practice_filter_in_elations_spec():
+    fake = fake_elation.FakeElation()
+    token = fake.issue_token()
+    async with httpx.AsyncClient(transport=harness.FakeTransport(fake), base_url=harness.BASE_URL) as http:
+        headers = {"authorization": f"Bearer {token}"}
+        refused = await http.get(
+            "/api/2.0/users/", params={"practice": fake_elation.PRACTICE}, headers=headers
+        )
+        groups = await http.get("/api/2.0/staff_groups/", params={"practice": "65540,7"}, headers=headers)
+    assert refused.status_code == 400 and "'practice' is not in the spec" in refused.text
+    assert groups.status_code == 200  # staff groups do take it (an array, comma-separated)
 
 
 async def test_the_fake_refuses_a_form_body_and_a_missing_token():
     fake = fake_elation.FakeElation()
-    assert (await _post(fake, data={"patient": str(PATIENT_ID)})).status_code == 415
+    form = await _post(fake, data={"patient": str(PATIENT_ID)})
+    assert form.status_code == 400 and "is not accepted (spec: application/json)" in form.text
     async with httpx.AsyncClient(transport=harness.FakeTransport(fake), base_url=harness.BASE_URL) as http:
         answer = await http.post("/api/2.0/message_threads/", json=_valid_thread())
     assert answer.status_code == 401

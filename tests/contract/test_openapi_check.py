@@ -119,3 +119,68 @@ async def test_the_middleware_answers_400_and_records_what_it_refused():
     assert good.status_code == 201
     assert bad.status_code == 400 and "status" in bad.json()["spec_violations"][0]
     assert len(violations) == 1
+
+
+CREATED_ONLY = {
+    "openapi": "3.0.0",
+    "paths": {
+        "/api/tasks": {
+            "post": {
+                "parameters": [{"name": "status", "in": "query", "schema": {"type": "integer"}}],
+                "responses": {
+                    "201": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/T"}}}}
+                },
+            }
+        },
+        "/api/threads": {
+            "get": {
+                "parameters": [
+                    {
+                        "name": "practice",
+                        "in": "query",
+                        "style": "form",
+                        "explode": False,
+                        "schema": {"type": "array", "items": {"type": "integer"}},
+                    }
+                ]
+            }
+        },
+    },
+    "components": {
+        "schemas": {
+            "T": {
+                "type": "object",
+                "required": ["title"],
+                "properties": {"title": {"type": "string"}, "id": {"type": "integer", "readOnly": True}},
+            }
+        }
+    },
+}
+
+
+def test_a_create_described_only_by_its_answer_is_checked_against_it_when_asked():
+    lax = openapi_check.Spec(CREATED_ONLY)
+    strict = openapi_check.Spec(CREATED_ONLY, body_from_response=True)
+
+    def problems(spec, body):
+        return spec.problems("POST", "/api/tasks", "", "application/json", json.dumps(body).encode())
+
+    assert problems(lax, {"id": 3}) == []  # no requestBody: nothing to check against
+    assert problems(strict, {"title": "Call"}) == []
+    assert "'title' is a required property" in problems(strict, {})[0]
+    assert any("id" in p for p in problems(strict, {"title": "Call", "id": 3}))  # readOnly
+
+
+def test_array_query_parameters_are_split_and_each_item_checked():
+    spec = openapi_check.Spec(CREATED_ONLY)
+    assert spec.problems("GET", "/api/threads", "practice=65540,7", "", b"") == []
+    assert "practice" in spec.problems("GET", "/api/threads", "practice=abc", "", b"")[0]
+
+
+def test_documents_split_by_area_merge_and_refuse_clashing_components():
+    one = {"openapi": "3.1.0", "paths": {"/a": {}}, "components": {"schemas": {"X": {"type": "string"}}}}
+    two = {"openapi": "3.1.0", "paths": {"/b": {}}, "components": {"schemas": {"X": {"type": "string"}}}}
+    both = openapi_check.merged(one, two)
+    assert list(both["paths"]) == ["/a", "/b"] and both["components"]["schemas"] == {"X": {"type": "string"}}
+    with pytest.raises(ValueError, match="X"):
+        openapi_check.merged(one, {"paths": {}, "components": {"schemas": {"X": {"type": "integer"}}}})

@@ -76,3 +76,33 @@ def test_a_task_reaches_the_emr_and_its_outcome_comes_back(case, service):
     assert [r["code"] for r in missing["reasons"]] == ["PATIENT_NOT_FOUND"]
     [event] = events["webhook_events"]
     assert (event["type"], event["data"]["emr_task_id"]) == ("task.created", done["emr_task_id"])
+
+
+def test_a_drchrono_note_that_fails_is_added_on_the_retry_to_the_one_task(service):
+    from tests.contract.cases.drchrono import CASE
+
+    fake = CASE.make_fake()
+    fake.failing_notes = [503]  # the task is written, its note is not
+    with harness.serve_fake(fake) as emr_url:
+        service.start()
+        client = service.cli("clients", "create", "--name", "e2e-drchrono-note")
+        connection = service.cli(
+            "connections",
+            "create",
+            "--client-id",
+            client["client_id"],
+            "--emr",
+            CASE.emr,
+            "--config",
+            json.dumps(CASE.config(emr_url)),
+        )
+        headers = {**client, "access_token": connection["access_token"]}
+        with httpx.Client(base_url=service.url, timeout=30) as http:
+            created = http.post("/v1/tasks", json=_body(CASE), headers=headers).json()
+            done = _wait(http, headers, created["task_id"])
+    assert done["status"] == "created", done
+    [task] = fake.created
+    assert done["emr_task_id"] == str(task["id"])
+    [note] = fake.notes_of(task["id"])
+    assert note["text"].startswith(CASE.request.description)
+    assert fake.spec_violations == []

@@ -2,13 +2,17 @@
 
 - Create: `POST {base}/api/tasks` (JSON) with `title` and `status` (required: a task status id from
   `/api/task_statuses`), `category` (a task category id: our phone_call_type_id), `assignee_user`
-  or `assignee_group` ("Either `assignee_user` or `assignee_group` should be set"),
-  `associated_items: [{type: "Patient", value: <patient id>}]` and `notes: [{text}]` (our
-  description). Answers 201 with the task. https://app.drchrono.com/api-docs/ (Tasks), schema in
-  https://app.drchrono.com/openapi-schema
+  or `assignee_group` ("Either `assignee_user` or `assignee_group` should be set") and
+  `associated_items: [{type: "Patient", value: <patient id>}]`; answers 201 with the task. Then our
+  description as a note: `POST {base}/api/task_notes` with `task` and `text` (both required), the
+  only way DrChrono documents to write one: a task's nested `notes` are a verbose-only read field
+  (`x-verbose-required`) whose items name their `task`, which does not exist before the create.
+  https://app.drchrono.com/api-docs/ (Tasks, Task notes), schema in https://app.drchrono.com/openapi-schema
 - Marker: tasks keep no external id and `/api/tasks` filters only by status, category, assignee and
-  dates, so the title ends with `[<task id>]`; `find_task` lists tasks updated `since` the day our
-  task id was minted and reads the titles.
+  dates, so the title ends with `[<task id>]`, and so does the note; `find_task` lists tasks updated
+  `since` the day our task id was minted and reads the titles, then the task's notes
+  (`GET /api/task_notes?task=<id>`). A task without its note (the note call failed) is reported
+  `Absent` and remembered, so the create that follows the lookup adds only the note.
 - Patients: `GET /api/patients?chart_id=<mrn>` (DrChrono's chart id is the practice's MRN); users
   `GET /api/users`, user groups `GET /api/user_groups` (assignee written `group:<id>`), call types
   `GET /api/task_categories`. Lists page with `results` and an absolute `next` URL.
@@ -44,7 +48,7 @@ RULES = rules.Rules(
     name=NAME,
     emr=NAME,
     fields=(
-        rules.FieldRule("description", True, max_length=4000, target="notes[0].text"),
+        rules.FieldRule("description", True, max_length=4000, target="task note text (POST /api/task_notes)"),
         rules.FieldRule(
             "patient_mrn", True, max_length=64, target="associated_items[{type: Patient}] (by chart_id)"
         ),
@@ -61,6 +65,7 @@ RULES = rules.Rules(
         "with [<task id>] so a lost reply can be looked up.",
         "phone_call_type_id is a DrChrono task category id (GET /v1/phone-call-types lists them).",
         "DrChrono tasks have one assignee: notify_list is not supported.",
+        "The description becomes the task's note (POST /api/task_notes), written right after the task.",
     ),
 )
 RULE_SETS: Mapping[str, rules.Rules] = {NAME: RULES}
@@ -191,6 +196,8 @@ class DrChronoAdapter:
             on_rotate=_saver(connection_id, deps),
         )
         self._auth: emr_http.Auth = self.token
+        self._unnoted: dict[str, int] = {}
+        """Markers whose task `find_task` found without its note, by DrChrono task id."""
 
     # --- directory ---
     async def search_patients(self, mrn: str | None) -> list[directory.Patient]:
@@ -234,15 +241,37 @@ class DrChronoAdapter:
         category = request.phone_call_type_id
         if category is not None and not category.isdigit():
             return outcomes.Rejected(outcomes.EMR_REJECTED, f"Not a DrChrono task category id: {category!r}.")
+        unnoted = self._unnoted.pop(marker, None)
+        if unnoted is not None:  # the lookup found our task without its note: add only the note
+            return await self._add_note(unnoted, request, marker)
         body = self.task(request, patient, marker, assignee)
         answer = await emr_http.send(
             self._http, self._auth, "POST", f"{self._api}/tasks", write=True, json=body
         )
         if not isinstance(answer, httpx.Response):
             return answer
-        if answer.status_code in (200, 201):
-            return outcomes.Created(str(answer.json()["id"]))
-        return _create_failure(answer)
+        if answer.status_code not in (200, 201):
+            return _create_failure(answer)
+        return await self._add_note(int(answer.json()["id"]), request, marker)
+
+    async def _add_note(self, task_id: int, request: tasks.TaskRequest, marker: str) -> outcomes.Outcome:
+        """The description as the task's note. The task exists now, so any failure is `Unknown`: the
+        job's retry looks the marker up, finds the task without its note, and adds only the note."""
+        body = {"task": task_id, "text": note_text(request, marker)}
+        answer = await emr_http.send(
+            self._http, self._auth, "POST", f"{self._api}/task_notes", write=True, json=body
+        )
+        if isinstance(answer, httpx.Response) and answer.status_code in (200, 201):
+            return outcomes.Created(str(task_id))
+        said = (
+            f"HTTP {answer.status_code}: {answer.text[:200]}"
+            if isinstance(answer, httpx.Response)
+            else answer.description
+        )
+        return outcomes.Unknown(
+            outcomes.OUTCOME_UNKNOWN,
+            f"DrChrono created task {task_id} but not its note ({said}); a retry adds the note.",
+        )
 
     def task(
         self,
@@ -259,7 +288,6 @@ class DrChronoAdapter:
             **({"category": category} if category is not None else {}),
             **assignee,
             "associated_items": [{"type": PATIENT_ITEM, "value": int(patient.emr_patient_id)}],
-            "notes": [{"text": request.description}],
         }
 
     async def find_task(self, marker: str) -> outcomes.Lookup:
@@ -277,7 +305,12 @@ class DrChronoAdapter:
             return outcomes.Unknown(
                 outcomes.OUTCOME_UNKNOWN, f"DrChrono holds {len(found)} tasks with this marker: {found}."
             )
-        return outcomes.Created(found[0])
+        notes = await self._read_all(f"{self._api}/task_notes", {"task": found[0], "page_size": 250})
+        if any(str(n.get("text") or "").rstrip().endswith(suffix) for n in notes):
+            return outcomes.Created(found[0])
+        # Written, but its note was not: the create that follows an Absent adds only the note.
+        self._unnoted[marker] = int(found[0])
+        return outcomes.Absent()
 
     # --- calls ---
     async def _read(self, url: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -302,6 +335,11 @@ _TITLE_FROM_DESCRIPTION = 80
 def task_title(request: tasks.TaskRequest, marker: str) -> str:
     text = request.subject or request.description.strip().splitlines()[0][:_TITLE_FROM_DESCRIPTION]
     return f"{text} [{marker}]"
+
+
+def note_text(request: tasks.TaskRequest, marker: str) -> str:
+    """The description, ending with the marker as the title does, so a lookup knows the note."""
+    return f"{request.description}\n\n[{marker}]"
 
 
 def parse_assignee(value: str) -> dict[str, str | int] | None:

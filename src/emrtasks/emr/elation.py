@@ -1,10 +1,11 @@
 """Elation Health: a task is a message thread in the patient's chart, routed to a user or staff group.
 
-- Create: `POST {base}/api/2.0/message_threads/` (JSON) with `patient`, `practice`, `sender`,
+- Create: `POST {base}/api/2.0/message_threads/` (JSON) with `patient`, `practice`,
   `document_date`, `chart_date`, `is_urgent`, `messages[{body, send_date, sender}]` and
-  `members[{user | group, status}]`; the assignee (and each notify_list entry) is a member with status
+  `members[{user | group, status}]` (only fields Elation's `MessageThread` declares: the sender is
+  the message's); the assignee (and each notify_list entry) is a member with status
   `'Requiring Action'`, the sender one with `'Addressed'`. Answers 201 with the thread and its `id`.
-  https://help.elationhealth.com/articles/rest/messaging-api/message-threads/the-message-thread-object
+  https://docs.elationhealth.com/reference/message-threads (OpenAPI: tests/contract/specs/elation/)
 - Marker: threads keep no external id and Elation's metadata cannot be searched
   (https://docs.elationhealth.com/reference/metadata), so our task id ends the message body as a
   `Ref: <task id>` line; `find_task` lists the practice's threads by `document_date__gte` (from the
@@ -14,8 +15,9 @@
   The REST patient search has no MRN filter, so practices whose MRNs live elsewhere use
   `mrn_source = fhir_identifier`: `GET {fhir_base_url}/Patient?identifier=<mrn_system>|<mrn>` on
   Elation's FHIR R4 API (https://elationfhir.readme.io/reference/uscdi-patient).
-- Users: `GET /api/2.0/users/` (physicians and staff; thread members take this `id`) and staff groups
-  `GET /api/2.0/staff_groups/` (assignee written `group:<id>`). No call types: Elation has none.
+- Users: `GET /api/2.0/users/` (physicians and staff; thread members take this `id`; no practice
+  filter in Elation's spec, so users of other practices are left out by their `practice`) and staff
+  groups `GET /api/2.0/staff_groups/?practice=` (assignee written `group:<id>`). No call types.
 - Auth: OAuth2 client credentials, form-encoded to `POST {base}/api/2.0/oauth2/token/`
   (https://help.elationhealth.com/articles/rest/overview/get-token). Rate limits: not documented.
 - Errors: 400 with `{"field": ["message"]}` (Django REST framework); a `patient` error means the
@@ -158,11 +160,13 @@ class ElationAdapter:
         return [_patient(found, mrn)]
 
     async def list_users(self) -> list[directory.User]:
-        params = {"practice": self._practice, "limit": 100}
-        users = await self._read_all(f"{self._api}/users/", params)
-        groups = await self._read_all(f"{self._api}/staff_groups/", params)
+        # Elation's spec gives /users/ no practice filter (staff groups have one): keep our practice's.
+        users = await self._read_all(f"{self._api}/users/", {"limit": 100})
+        groups = await self._read_all(
+            f"{self._api}/staff_groups/", {"practice": self._practice, "limit": 100}
+        )
         return [
-            *(_user(u) for u in users if u.get("is_active", True)),
+            *(_user(u) for u in users if u.get("is_active", True) and _ours(u, self._practice)),
             *(
                 directory.User(f"{GROUP_PREFIX}{g['id']}", str(g.get("name") or g["id"]), "group")
                 for g in groups
@@ -210,7 +214,6 @@ class ElationAdapter:
         return {
             "patient": int(patient.emr_patient_id),
             "practice": self._practice,
-            "sender": self._sender,
             "document_date": now,
             "chart_date": now,
             "is_urgent": self._urgent,
@@ -324,6 +327,10 @@ def _create_failure(response: httpx.Response) -> outcomes.Outcome:
 
 def _detail(response: httpx.Response) -> str:
     return response.text[:300] if response.status_code >= 400 else ""
+
+
+def _ours(user: Mapping[str, Any], practice: int) -> bool:
+    return user.get("practice") in (None, practice)
 
 
 def _is_live(patient: Mapping[str, Any]) -> bool:

@@ -1,9 +1,15 @@
-"""DrChrono's REST API as far as the adapter uses it, enforcing what DrChrono documents: the OAuth2
-refresh-token grant (form-encoded, client credentials in the body, the refresh token rotated on each
-use), bearer tokens, JSON bodies, a task's required `title` and `status`, exactly one of
-`assignee_user` / `assignee_group`, and ids that must name a status, category, user, group or
-patient. Errors have Django REST framework's shape: `{"field": ["message"]}`, `{"detail": "..."}`."""
+"""DrChrono's REST API as far as the adapter uses it. Every request is first checked against
+DrChrono's own OpenAPI document (tests/contract/specs/drchrono/, see SOURCE.md); the fake then
+enforces what the document cannot say: the OAuth2 refresh-token grant (form-encoded, client
+credentials in the body, the refresh token rotated on each use), bearer tokens, JSON bodies, exactly
+one of `assignee_user` / `assignee_group`, and ids that must name a status, category, user, group,
+patient or task. Notes are written with `POST /api/task_notes` (DrChrono's documented "Create a task
+note", `task` and `text` required); a task's nested `notes` are a verbose-only read field
+(`x-verbose-required`), so a `POST /api/tasks` stores none of them. Lists page as DrChrono's docs
+say: `{"previous", "results", "next"}`, with `page_size` and a `cursor` in absolute `next` URLs.
+Errors have Django REST framework's shape: `{"field": ["message"]}`, `{"detail": "..."}`."""
 
+import base64
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.contract import harness
+from tests.contract import harness, openapi_check
 
 CLIENT_ID = "drchrono-client"
 CLIENT_SECRET = "drchrono-s3cret"
@@ -46,6 +52,11 @@ class FakeDrChrono(harness.FakeEMR):
         self.page_size = 2  # small pages, so the adapter must follow `next`
         self.refresh_tokens = {FIRST_REFRESH_TOKEN}
         self.refreshes = 0
+        self.notes: list[dict[str, Any]] = []
+        """The task notes DrChrono holds (`/api/task_notes`), each naming its `task`."""
+        self.failing_notes: list[int] = []
+        """Statuses the next note writes answer without writing (works when served on loopback too)."""
+        self.spec = openapi_check.Spec(openapi_check.load("drchrono/openapi.json"), body_from_response=True)
         self.app = Starlette(
             routes=[
                 Route("/o/token/", self.token, methods=["POST"]),
@@ -55,11 +66,19 @@ class FakeDrChrono(harness.FakeEMR):
                 Route("/api/task_categories", self.list_categories, methods=["GET"]),
                 Route("/api/tasks", self.list_tasks, methods=["GET"]),
                 Route("/api/tasks", self.create_task, methods=["POST"]),
+                Route("/api/task_notes", self.list_notes, methods=["GET"]),
+                Route("/api/task_notes", self.create_note, methods=["POST"]),
             ]
         )
 
     def is_token_request(self, request: httpx.Request) -> bool:
         return request.url.path == "/o/token/"
+
+    def spec_skips(self, path: str) -> bool:
+        return path == "/o/token/"  # OAuth, outside DrChrono's OpenAPI document
+
+    def notes_of(self, task_id: int) -> list[dict[str, Any]]:
+        return [n for n in self.notes if n["task"] == task_id]
 
     # --- auth ---
     async def token(self, request: Request) -> JSONResponse:
@@ -191,16 +210,62 @@ class FakeDrChrono(harness.FakeEMR):
             "updated_at": now,
             "created_by": "202",
             "archived": False,
-            "notes": [{**n, "task": task_id, "id": 9000 + i} for i, n in enumerate(body.get("notes") or [])],
+            # Nested notes are not written by a task create: DrChrono documents notes only through
+            # POST /api/task_notes (which needs the task's id) and returns `notes` only with
+            # verbose=true (`x-verbose-required`); see docs/emr/drchrono.md.
+            "notes": [],
             "associated_items": [{**i, "task": task_id} for i in body.get("associated_items") or []],
         }
         self.created.append(task)
         return task
 
-    # --- paging, as DrChrono does it: page_size with absolute next URLs ---
+    # --- task notes ---
+    async def list_notes(self, request: Request) -> JSONResponse:
+        task = request.query_params.get("task")
+        found = [n for n in self.notes if task is None or str(n["task"]) == task]
+        return self._refused(request) or self.page(request, found)
+
+    async def create_note(self, request: Request) -> JSONResponse:
+        refused = self._refused(request)
+        if refused:
+            return refused
+        if request.headers.get("content-type") != "application/json":
+            return JSONResponse({"detail": "Unsupported media type in request."}, status_code=415)
+        if self.failing_notes:
+            return JSONResponse({"detail": "Server Error"}, status_code=self.failing_notes.pop(0))
+        body = await request.json()
+        task = next((t for t in self.created if t["id"] == body.get("task")), None)
+        if task is None:
+            return invalid_pk("task", body.get("task"))
+        if not str(body.get("text") or "").strip():
+            return field_error("text", "This field may not be blank.")
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        note = {
+            "id": 9000 + len(self.notes),
+            "task": task["id"],
+            "text": body["text"],
+            "archived": False,
+            "created_at": now,
+            "updated_at": now,
+            "created_by": "202",
+        }
+        self.notes.append(note)
+        task["updated_at"] = now
+        return JSONResponse(note, status_code=201)
+
+    # --- paging, as DrChrono does it: page_size, and an opaque cursor in absolute next URLs ---
     def page(self, request: Request, items: list[dict[str, Any]]) -> JSONResponse:
-        page = int(request.query_params.get("page", 1))
+        start = _offset(request.query_params.get("cursor"))
         size = min(int(request.query_params.get("page_size", self.page_size)), self.page_size)
-        chosen = items[(page - 1) * size : page * size]
-        nxt = str(request.url.include_query_params(page=page + 1)) if page * size < len(items) else None
+        chosen = items[start : start + size]
+        more = start + size < len(items)
+        nxt = str(request.url.include_query_params(cursor=_cursor(start + size))) if more else None
         return JSONResponse({"previous": None, "next": nxt, "results": chosen})
+
+
+def _cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o={offset}".encode()).decode()
+
+
+def _offset(cursor: str | None) -> int:
+    return int(base64.urlsafe_b64decode(cursor.encode()).decode()[2:]) if cursor else 0

@@ -1,6 +1,10 @@
-"""Elation's REST API (and the FHIR Patient search) as far as the adapter uses it, enforcing what
-Elation documents: form-encoded client-credentials tokens, bearer tokens, JSON bodies, the message
-thread's required fields, member statuses, and ids that must name a patient, user or staff group.
+"""Elation's REST API (and the FHIR Patient search) as far as the adapter uses it. Every REST request
+is first checked against Elation's own OpenAPI documents (tests/contract/specs/elation/, see
+SOURCE.md); the fake then enforces what they cannot say: form-encoded client-credentials tokens
+(outside the documents), bearer tokens, JSON bodies, one of `user` or `group` per thread member
+("Should only ever be one of either a user or group set"), and ids that must name a patient,
+practice, user or staff group. Lists page with `limit`/`offset` and absolute `next` URLs
+(`PaginatedMessageThreadList`: `count`, `next`, `previous`, `results`).
 Errors have Django REST framework's shape: `{"field": ["message"]}` and `{"detail": "..."}`."""
 
 from datetime import datetime
@@ -12,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.contract import harness
+from tests.contract import harness, openapi_check
 
 API = "/api/2.0"
 FHIR = "/fhir/r4"
@@ -53,6 +57,16 @@ class FakeElation(harness.FakeEMR):
         super().__init__()
         self.page_size = 2  # small pages, so the adapter must follow `next`
         self.threads: list[dict[str, Any]] = []
+        self.other_practice_users: dict[int, tuple[str, str, str]] = {}
+        """Users the token can list that belong to another practice (`User.practice`)."""
+        self.spec = openapi_check.Spec(
+            openapi_check.merged(
+                *(
+                    openapi_check.load(f"elation/{area}.json")
+                    for area in ("messaging", "user-management", "practice", "patient-profile")
+                )
+            )
+        )
         self.app = Starlette(
             routes=[
                 Route(f"{API}/oauth2/token/", self.token, methods=["POST"]),
@@ -68,6 +82,10 @@ class FakeElation(harness.FakeEMR):
 
     def is_token_request(self, request: httpx.Request) -> bool:
         return request.url.path == f"{API}/oauth2/token/"
+
+    def spec_skips(self, path: str) -> bool:
+        # The token endpoint and the FHIR API are outside Elation's REST OpenAPI documents.
+        return path == f"{API}/oauth2/token/" or path.startswith(f"{FHIR}/")
 
     # --- auth ---
     async def token(self, request: Request) -> JSONResponse:
@@ -147,9 +165,10 @@ class FakeElation(harness.FakeEMR):
                 "last_name": la,
                 "user_type": t,
                 "is_active": True,
-                "practice": PRACTICE,
+                "practice": practice,
             }
-            for uid, (f, la, t) in USERS.items()
+            for practice, known in ((PRACTICE, USERS), (PRACTICE + 1, self.other_practice_users))
+            for uid, (f, la, t) in known.items()
         ]
         return self._refused(request) or self.page(request, users)
 
