@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from emrtasks.domain import outcomes
+from emrtasks.emr import base
 from emrtasks.service import create_task
 from tests.contract import harness
 from tests.contract.cases import all_cases
@@ -150,3 +151,34 @@ def test_every_adapter_documents_and_checks_its_settings(case):
     for name in required:
         config = {k: v for k, v in case.config(harness.BASE_URL).items() if k != name}
         assert any(name in p for p in module.check_config(config)), f"missing {name} is not reported"
+
+
+# An EMR (or a proxy before it) can answer anything: none of it may become a 500 or a silent "not found".
+MALFORMED = {
+    "html": ("text/html; charset=utf-8", b"<html><body><h1>502 Bad Gateway</h1></body></html>"),
+    "json_of_the_wrong_shape": ("application/json", b'[{"id": 1}, "two", null]'),
+    "truncated_json": ("application/json", b'{"resourceType": "Bundle", "entry": [{"resou'),
+    "empty_body": ("application/json", b""),
+}
+
+
+@pytest.mark.parametrize("kind", MALFORMED)
+async def test_a_malformed_answer_to_a_read_is_an_emr_error(case, wired, kind):
+    adapter, fake = wired
+    content_type, body = MALFORMED[kind]
+    fake.fail_next(200, {"content-type": content_type}, body)
+    with pytest.raises(outcomes.AdapterError) as caught:
+        await base.guarded(adapter).search_patients("MRN-1001")
+    assert caught.value.outcome.code == outcomes.EMR_ERROR, caught.value.outcome
+    assert isinstance(caught.value.outcome, outcomes.RetryLater)
+
+
+@pytest.mark.parametrize("kind", MALFORMED)
+async def test_a_malformed_answer_to_a_write_is_never_taken_for_success(case, wired, kind):
+    adapter, fake = wired
+    patient = await _patient(adapter)
+    content_type, body = MALFORMED[kind]
+    fake.fail_next(201, {"content-type": content_type}, body)
+    outcome = await base.guarded(adapter).create_task(case.request, patient, marker="task_contract_7")
+    # The answer came back from the EMR, so the write may have happened: never Created, never a crash.
+    assert isinstance(outcome, outcomes.Unknown | outcomes.RetryLater), outcome

@@ -199,7 +199,7 @@ class AthenaAdapter:
             return await self._patient_by_id(mrn)
         field, value = quote(self._mrn_field, safe=""), quote(mrn, safe="")
         answer = await self._get(f"/patients/customfields/{field}/{value}")
-        records = (_json(answer).get("patients") or []) if answer else []
+        records = (emr_http.json_object(answer).get("patients") or []) if answer else []
         return [_patient(r, self._mrn_of(r, mrn)) for r in records if isinstance(r, dict)]
 
     async def list_users(self) -> list[directory.User]:
@@ -208,7 +208,7 @@ class AthenaAdapter:
         for _ in range(20):  # athena pages with `next`; 20 pages of 1500 is any practice
             if url is None:
                 break
-            body = _json(await self._get_url(url))
+            body = emr_http.json_object(await self._get_url(url))
             found += [_user(p) for p in body.get("providers") or [] if p.get("providerid") is not None]
             url = self._next(body)
         return found
@@ -278,7 +278,8 @@ class AthenaAdapter:
                     outcomes.OUTCOME_UNKNOWN, "athenahealth answered the case list with no list of cases."
                 )
             found += [str(c.get("patientcaseid")) for c in cases if _holds_line(c, line)]
-            url = self._next(_json(answer))
+            body = emr_http.json_body(answer)
+            url = self._next(body) if isinstance(body, dict) else None  # a bare list has no next page
         if url is not None:
             return outcomes.Unknown(
                 outcomes.OUTCOME_UNKNOWN, "the patient has more cases than a lookup reads."
@@ -334,7 +335,7 @@ class AthenaAdapter:
 
 def _write_outcome(answer: httpx.Response) -> outcomes.Outcome:
     if answer.status_code < 300:
-        body = _json(answer)
+        body = emr_http.json_object(answer)
         if body.get("success") is False:
             detail = _detail(answer)
             return outcomes.Rejected(
@@ -391,6 +392,7 @@ def _missing_fields(answer: httpx.Response) -> list[Any]:
 
 
 def _json(answer: httpx.Response | None) -> dict[str, Any]:
+    """An error answer's JSON object, or nothing: its text is only read for what it says."""
     if answer is None:
         return {}
     try:
@@ -402,12 +404,11 @@ def _json(answer: httpx.Response | None) -> dict[str, Any]:
 
 def _json_list(answer: httpx.Response) -> list[dict[str, Any]]:
     """`GET /patients/{id}` answers a list of one patient."""
-    try:
-        body = answer.json()
-    except ValueError:
-        return []
+    body = emr_http.json_body(answer)
     items = body if isinstance(body, list) else [body]
-    return [i for i in items if isinstance(i, dict)]
+    if not all(isinstance(i, dict) for i in items):
+        raise base.BadAnswer(answer.status_code, "a patient list that is not a list of records")
+    return items
 
 
 def _cases(answer: httpx.Response) -> list[dict[str, Any]] | None:

@@ -149,7 +149,7 @@ class ClientAssertion(emr_http.OAuth2ClientCredentials):
         self._form["client_assertion_type"] = ASSERTION_TYPE
         self._key, self._key_id, self._clock = key, config.get("key_id"), clock
 
-    async def _fetch(self) -> emr_http._Token:
+    async def _fetch(self) -> emr_http.Token:
         self._form["client_assertion"] = self.assertion()
         return await super()._fetch()
 

@@ -267,12 +267,15 @@ class HealthieAdapter:
         )
         if not isinstance(sent, httpx.Response):
             return sent
-        answer = _json(sent)
+        # An error status may come with any body (a gateway's HTML); a success must be GraphQL's JSON.
+        answer = _json(sent) if sent.status_code >= 400 else http.json_object(sent)
         failure = graphql_failure(sent, answer, write=write)
         if failure is not None:
             return failure
         data = answer.get("data")
-        return data if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            raise base.BadAnswer(sent.status_code, "a GraphQL answer without data")
+        return data
 
 
 def task_input(request: tasks.TaskRequest, patient: directory.Patient, marker: str) -> dict[str, Any]:

@@ -100,7 +100,7 @@ def raise_for_read(response: httpx.Response, detail: str = "") -> None:
 
 
 @dataclass
-class _Token:
+class Token:
     value: str
     expires_at: float
 
@@ -130,7 +130,7 @@ class OAuth2ClientCredentials:
         self._auth: httpx.BasicAuth | None = httpx.BasicAuth(client_id, client_secret) if basic_auth else None
         if not basic_auth:
             self._form |= {"client_id": client_id, "client_secret": client_secret}
-        self._token: _Token | None = None
+        self._token: Token | None = None
 
     async def header(self) -> dict[str, str]:
         if self._token is None or self._token.expires_at <= time.monotonic():
@@ -140,7 +140,7 @@ class OAuth2ClientCredentials:
     def forget(self) -> None:
         self._token = None
 
-    async def _fetch(self) -> _Token:
+    async def _fetch(self) -> Token:
         try:
             if self._auth is None:
                 response = await self._http.post(self._url, data=self._form)
@@ -158,7 +158,7 @@ class OAuth2ClientCredentials:
         return token_from(response)
 
 
-def token_from(response: httpx.Response) -> _Token:
+def token_from(response: httpx.Response) -> Token:
     """An OAuth2 token answer (RFC 6749 §5.1); one we cannot read is the EMR's error, and nothing was
     written yet, so the call that needed it is safe to try again later."""
     try:
@@ -171,7 +171,7 @@ def token_from(response: httpx.Response) -> _Token:
         raise outcomes.AdapterError(
             outcomes.RetryLater(outcomes.EMR_ERROR, f"The EMR's token endpoint answered {what}.")
         ) from exc
-    return _Token(value, time.monotonic() + max(lifetime - 30, lifetime / 2))
+    return Token(value, time.monotonic() + max(lifetime - 30, lifetime / 2))
 
 
 class StaticToken:

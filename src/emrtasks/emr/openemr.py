@@ -182,11 +182,11 @@ class PasswordLogin(http.OAuth2ClientCredentials):
         if response.status_code in (400, 401, 403):
             return False
         http.raise_for_read(response, "token endpoint")
-        body = response.json()
-        lifetime = float(body.get("expires_in") or 3600)
-        self._access = str(body["access_token"])
+        token = http.token_from(response)
+        body = http.json_object(response)
+        self._access = token.value
         self._refresh = str(body["refresh_token"]) if body.get("refresh_token") else None
-        self._expires_at = time.monotonic() + max(lifetime - 30, lifetime / 2)
+        self._expires_at = token.expires_at
         return True
 
 
@@ -330,7 +330,9 @@ class OpenEmrAdapter:
         if missing_ok and sent.status_code in (400, 404):
             return {}  # an unknown or vanished uuid: OpenEMR answers 400 or 404
         http.raise_for_read(sent, _said(sent))
-        found = sent.json()
+        found = http.json_body(sent)
+        if url.startswith(self._fhir) and not (isinstance(found, dict) and found.get("resourceType")):
+            raise base.BadAnswer(sent.status_code, "a FHIR answer that is not a resource")
         return found if isinstance(found, dict) else {"data": found}
 
 
