@@ -1,5 +1,6 @@
 """The connection's EMR as clients may browse it: requirements, users, phone call types, patients."""
 
+import math
 from typing import Any
 
 from emrtasks.domain import errors, outcomes
@@ -32,7 +33,8 @@ async def patients(
         if exc.outcome.code == outcomes.LOGIN_REQUIRED:
             await admin.mark_login_required(ctx, connection)
             raise errors.login_required() from exc
-        raise errors.unavailable(f"The EMR could not be searched: {exc.outcome.description}") from exc
+        message = f"The EMR could not be searched: {exc.outcome.description}"
+        raise errors.unavailable(message, _retry_after(exc.outcome)) from exc
     start = (page - 1) * page_size
     chosen = [p.as_public() for p in found[start : start + page_size]]
     return chosen, pagination(len(found), page, page_size)
@@ -55,4 +57,10 @@ async def _directory(ctx: Context, connection: domain_tasks.Connection) -> Any:
             await admin.mark_login_required(ctx, connection)
             raise errors.login_required() from exc
         message = f"The EMR's directory could not be read: {exc.outcome.description}"
-        raise errors.unavailable(message) from exc
+        raise errors.unavailable(message, _retry_after(exc.outcome)) from exc
+
+
+def _retry_after(outcome: outcomes.Outcome) -> int:
+    """Whole seconds a client should wait: the EMR's own word (a spent call budget, a Retry-After)."""
+    wait = outcome.retry_after if isinstance(outcome, outcomes.RetryLater) else None
+    return max(1, math.ceil(wait)) if wait else 1
