@@ -230,7 +230,13 @@ class MeteredClient(httpx.AsyncClient):
     share the inner client's pool; bootstrap owns and closes it."""
 
     def __init__(self, inner: httpx.AsyncClient, take: TakeCall) -> None:
-        super().__init__(timeout=inner.timeout, headers=inner.headers, transport=_Unsent())
+        super().__init__(
+            base_url=inner.base_url,
+            headers=inner.headers,
+            timeout=inner.timeout,
+            transport=_Unsent(),
+            trust_env=False,  # its requests leave through the inner client, proxies and all
+        )
         self._inner = inner
         self._take = take
 
