@@ -68,6 +68,18 @@ async def test_each_scope_has_a_budget_of_its_own(runtime):
     assert await _take(runtime.engine, HALF_PAST, key="drchrono:client_id:another-app") is None
 
 
+async def test_the_251st_eclinicalworks_call_in_a_minute_waits_for_the_next_minute(runtime):
+    limit = eclinicalworks.RATE_LIMIT
+    practice = limit.key(eclinicalworks.NAME, "conn_1", {"base_url": "https://fhir4.example/fhir/r4/ABCD"})
+    granted = [
+        await rate_limits.take(
+            runtime.engine, practice, calls=limit.calls, per_seconds=limit.per_seconds, now=HALF_PAST
+        )
+        for _ in range(251)
+    ]
+    assert granted == [None] * 250 + [55]  # 14:30:05 -> 14:31:00
+
+
 def test_eclinicalworks_budgets_are_250_calls_a_minute_per_practice_base_url():
     limit = eclinicalworks.RATE_LIMIT
     assert limit is not None and (limit.calls, limit.per_seconds) == (250, 60)
@@ -75,6 +87,8 @@ def test_eclinicalworks_budgets_are_250_calls_a_minute_per_practice_base_url():
     same = limit.key(eclinicalworks.NAME, "conn_1", {"base_url": practice})
     assert same == limit.key(eclinicalworks.NAME, "conn_2", {"base_url": f"{practice}/"})
     assert same != limit.key(eclinicalworks.NAME, "conn_1", {"base_url": practice.replace("ABCD", "EFGH")})
+    # a connection without the setting (none can be saved so, but never fail a build on it): its own
+    assert limit.key(eclinicalworks.NAME, "conn_1", {}) != limit.key(eclinicalworks.NAME, "conn_2", {})
 
 
 # --- adapters count every call against the scope's budget ---

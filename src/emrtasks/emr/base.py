@@ -71,9 +71,10 @@ class RateLimit:
 
     def key(self, emr: str, connection_id: str, config: Mapping[str, Any]) -> str:
         """The budget's name: connections whose keys are equal spend one budget."""
-        if self.scope == CONNECTION_SCOPE:
+        value = config.get(self.scope) if self.scope != CONNECTION_SCOPE else None
+        if value is None:  # no setting to share by: the connection's own budget
             return f"{emr}:{CONNECTION_SCOPE}:{connection_id}"
-        return f"{emr}:{self.scope}:{str(config[self.scope]).strip().rstrip('/')}"
+        return f"{emr}:{self.scope}:{str(value).strip().rstrip('/')}"
 
 
 class EmrModule(Protocol):
