@@ -236,8 +236,11 @@ async def test_a_failed_note_is_added_on_the_retry_without_writing_the_task_twic
     await http.aclose()
 
 
-def test_the_rate_is_drchronos_hourly_budget():
-    assert drchrono.RATE_PER_SECOND is not None and round(drchrono.RATE_PER_SECOND * 3600) == 500
+def test_the_budget_is_500_calls_an_hour_shared_by_every_practice_of_one_api_application():
+    assert base.RateLimit(500, 3600, scope="client_id") == drchrono.RATE_LIMIT
+    key = drchrono.RATE_LIMIT.key
+    assert key("drchrono", "conn_1", {"client_id": "app"}) == key("drchrono", "conn_2", {"client_id": "app"})
+    assert key("drchrono", "conn_1", {"client_id": "app"}) != key("drchrono", "conn_1", {"client_id": "app2"})
 
 
 # --- the fake enforces DrChrono's contract ---

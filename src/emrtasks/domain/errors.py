@@ -1,5 +1,6 @@
 """The one error type the service raises for a request it refuses; the API renders it as the contract body."""
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -46,8 +47,16 @@ def login_required() -> Problem:
 
 def emr_error(message: str, retry_after: float | None = None) -> Problem:
     """The clinic's EMR failed a read made for this request (502: the fault is upstream of us)."""
-    seconds = (("Retry-After", str(max(1, round(retry_after)))),) if retry_after else ()
-    return Problem(502, "emr_error", message, headers=seconds)
+    return Problem(502, "emr_error", message, headers=_retry_after(retry_after))
+
+
+def emr_rate_limited(message: str, retry_after: float | None = None) -> Problem:
+    """The EMR may not be called now (its rate limit, or the vendor's call budget is spent): try later."""
+    return Problem(503, "emr_rate_limited", message, headers=_retry_after(retry_after or 1))
+
+
+def _retry_after(seconds: float | None) -> tuple[tuple[str, str], ...]:
+    return (("Retry-After", str(max(1, math.ceil(seconds)))),) if seconds else ()
 
 
 def unavailable(message: str, retry_after: int = 1) -> Problem:

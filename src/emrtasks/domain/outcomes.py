@@ -38,6 +38,9 @@ class RetryLater:
     code: str
     description: str
     retry_after: float | None = None
+    budget: bool = False
+    """Our count of the EMR's documented call budget refused the call before it left: the EMR never
+    saw this attempt, so it is not counted against the job's attempts and waits `retry_after`."""
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,7 @@ RULES = rules.Rules(
 RULE_SETS: Mapping[str, rules.Rules] = {NAME: RULES}
 DEFAULT_RULES = NAME
 MAX_CONCURRENCY = 4
-RATE_PER_SECOND: float | None = None  # unpublished (apiserver-athenaFlex#191)
+RATE_LIMIT: base.RateLimit | None = None  # unpublished (apiserver-athenaFlex#191)
 SCOPE = "athena/service/Athenanet.MDP.*"
 _RATE_LIMITED = re.compile(r"rate[- ]limit|quota|too many requests")
 

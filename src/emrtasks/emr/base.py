@@ -156,6 +156,29 @@ class AdapterDeps:
     (by id), encrypted, so a restart does not reuse a spent one."""
 
 
+CONNECTION_SCOPE = "connection"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A vendor's documented call budget: `calls` per `per_seconds`, counted in fixed windows that
+    start on multiples of `per_seconds` since the epoch (on the hour, on the minute), as the vendors
+    that document one reset theirs. Every HTTP call counts, token fetches included."""
+
+    calls: int
+    per_seconds: float
+    scope: str = CONNECTION_SCOPE
+    """Who shares the budget: the name of the connection setting whose value the vendor counts by
+    (DrChrono: `client_id`, one budget per API application), or `connection` for each its own."""
+
+    def key(self, emr: str, connection_id: str, config: Mapping[str, Any]) -> str:
+        """The budget's name: connections whose keys are equal spend one budget."""
+        value = config.get(self.scope) if self.scope != CONNECTION_SCOPE else None
+        if value is None:  # no setting to share by: the connection's own budget
+            return f"{emr}:{CONNECTION_SCOPE}:{connection_id}"
+        return f"{emr}:{self.scope}:{str(value).strip().rstrip('/')}"
+
+
 class EmrModule(Protocol):
     """What `emr/__init__.py` registers: one module per EMR kind."""
 
@@ -166,8 +189,8 @@ class EmrModule(Protocol):
     SETTINGS: Sequence[Setting]
     MAX_CONCURRENCY: int
     """Writes in flight to one connection at once (1 for an EMR driven through its screens)."""
-    RATE_PER_SECOND: float | None
-    """Calls per second one connection may make, where the vendor documents a limit."""
+    RATE_LIMIT: RateLimit | None
+    """The vendor's documented call budget and whom it is shared by; None where none is documented."""
 
     def check_config(self, config: Mapping[str, Any]) -> list[str]: ...
 

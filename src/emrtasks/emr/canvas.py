@@ -55,7 +55,7 @@ PAGE_SIZE = "100"  # Canvas's largest page (https://docs.canvasmedical.com/api/p
 RULE_SETS: Mapping[str, rules.Rules] = {NAME: RULES}
 DEFAULT_RULES = NAME
 MAX_CONCURRENCY = 4
-RATE_PER_SECOND: float | None = None
+RATE_LIMIT: base.RateLimit | None = None
 
 SETTINGS: tuple[base.Setting, ...] = (
     base.Setting("base_url", "the instance's FHIR base URL, e.g. https://fumage-example.canvasmedical.com"),

@@ -21,8 +21,9 @@
   on a 401 the adapter posts `grant_type=refresh_token` to `{base}/o/token/`, which returns a new
   access token (48 hours) and a new refresh token. Scopes: `tasks:read tasks:write patients:read
   user:read`.
-- Limits: 500 requests per hour per API application (reset on the hour) and 10 per second; a 429
-  carries no Retry-After. No idempotency keys: a repeated POST creates a second task.
+- Limits: 500 requests per hour per API application (reset on the hour), shared by every practice
+  that authorised it (`RATE_LIMIT`, kept in the database), and 10 per second; a 429 carries no
+  Retry-After. No idempotency keys: a repeated POST creates a second task.
 - Errors: 400 with `{"field": ["message"]}`: `assignee_user`/`assignee_group` = unknown assignee,
   `associated_items` = unknown patient; 401 = token expired or revoked; 403 = missing scope.
 """
@@ -71,7 +72,9 @@ RULES = rules.Rules(
 RULE_SETS: Mapping[str, rules.Rules] = {NAME: RULES}
 DEFAULT_RULES = NAME
 MAX_CONCURRENCY = 2
-RATE_PER_SECOND: float | None = 500 / 3600  # 500 requests an hour per API application
+# 500 calls an hour per API application, reset on the hour, whichever practice they are for
+# (https://app.drchrono.com/api-docs/, "Rate limiting"): one budget per client_id.
+RATE_LIMIT: base.RateLimit | None = base.RateLimit(500, 3600, scope="client_id")
 
 SETTINGS: tuple[base.Setting, ...] = (
     base.Setting("base_url", "DrChrono API host", default="https://app.drchrono.com"),

@@ -71,7 +71,9 @@ RULES = rules.Rules(
 RULE_SETS: Mapping[str, rules.Rules] = {NAME: RULES}
 DEFAULT_RULES = NAME
 MAX_CONCURRENCY = 4
-RATE_PER_SECOND: float | None = 250 / 60  # 250 calls a minute per practice code
+# 250 calls a minute per base URL (one per practice code), /token included, reset on the minute
+# (secondary: https://app2.doordoc.com/docs/endpoints): one budget per base_url.
+RATE_LIMIT: base.RateLimit | None = base.RateLimit(250, 60, scope="base_url")
 
 MARKER_SYSTEM = "urn:emrtasks:task"
 CALL_TYPE_SYSTEM = "urn:emrtasks:call-type"

@@ -76,7 +76,7 @@ RULES = rules.Rules(
 RULE_SETS: Mapping[str, rules.Rules] = {NAME: RULES}
 DEFAULT_RULES = NAME
 MAX_CONCURRENCY = 4
-RATE_PER_SECOND: float | None = None  # Elation documents no rate limit
+RATE_LIMIT: base.RateLimit | None = None  # Elation documents no rate limit
 
 SETTINGS: tuple[base.Setting, ...] = (
     base.Setting(

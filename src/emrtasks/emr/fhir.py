@@ -49,7 +49,7 @@ RULES = rules.Rules(
 RULE_SETS: Mapping[str, rules.Rules] = {NAME: RULES}
 DEFAULT_RULES = NAME
 MAX_CONCURRENCY = 8
-RATE_PER_SECOND: float | None = None
+RATE_LIMIT: base.RateLimit | None = None
 MARKER_SYSTEM = "urn:emrtasks:task"
 
 SETTINGS: tuple[base.Setting, ...] = (

@@ -89,7 +89,7 @@ RULES = rules.Rules(
 RULE_SETS: Mapping[str, rules.Rules] = {NAME: RULES}
 DEFAULT_RULES = NAME
 MAX_CONCURRENCY = 4
-RATE_PER_SECOND: float | None = None  # Healthie documents no rate, only TOO_MANY_REQUESTS
+RATE_LIMIT: base.RateLimit | None = None  # Healthie documents no rate, only TOO_MANY_REQUESTS
 
 SETTINGS: tuple[base.Setting, ...] = (
     base.Setting(

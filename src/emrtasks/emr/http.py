@@ -212,6 +212,10 @@ async def send(
         merged = {**(headers or {}), **await auth.header()}
         try:
             response = await http.request(method, url, headers=merged, **kwargs)
+        except BudgetSpent as exc:
+            if not write:
+                raise
+            return exc.refusal  # nothing was sent: the job waits for the budget, then writes
         except httpx.HTTPError as exc:
             return transport_outcome(exc, write=write)
         if response.status_code != 401 or attempt == 2 or isinstance(auth, StaticToken):  # nothing to renew
@@ -256,6 +260,57 @@ def next_link(page_url: str | httpx.URL, link: str, first_url: str | httpx.URL) 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+
+TakeCall = Callable[[], Awaitable[float | None]]
+"""Take one call from a vendor's budget: None when granted, else the seconds until it refills."""
+
+
+class BudgetSpent(outcomes.AdapterError):
+    """The vendor's call budget for this connection's scope is spent; the call was not sent."""
+
+    def __init__(self, refusal: outcomes.RetryLater) -> None:
+        super().__init__(refusal)
+        self.refusal = refusal
+
+
+class MeteredClient(httpx.AsyncClient):
+    """The shared EMR client seen through a vendor's call budget: every request, token fetches
+    included, takes one call before it is sent, and a spent budget raises BudgetSpent (a read's
+    AdapterError; `send` returns it to a write as RetryLater) without sending anything. Connections
+    share the inner client's pool; bootstrap owns and closes it."""
+
+    def __init__(self, inner: httpx.AsyncClient, take: TakeCall) -> None:
+        super().__init__(
+            base_url=inner.base_url,
+            headers=inner.headers,
+            timeout=inner.timeout,
+            transport=_Unsent(),
+            trust_env=False,  # its requests leave through the inner client, proxies and all
+        )
+        self._inner = inner
+        self._take = take
+
+    async def send(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
+        wait = await self._take()
+        if wait is not None:
+            spent = f"The EMR's call budget is spent; it refills in {wait:.0f} s."
+            raise BudgetSpent(outcomes.RetryLater(outcomes.EMR_RATE_LIMITED, spent, wait, budget=True))
+        return await self._inner.send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
+
+
+class _Unsent(httpx.AsyncBaseTransport):
+    """MeteredClient's own transport, never used: its requests go through the inner client."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise AssertionError("MeteredClient sends through its inner client")
 
 
 class TooManyPages(Exception):

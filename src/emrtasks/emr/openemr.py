@@ -90,7 +90,7 @@ RULES = rules.Rules(
 RULE_SETS: Mapping[str, rules.Rules] = {NAME: RULES}
 DEFAULT_RULES = NAME
 MAX_CONCURRENCY = 4
-RATE_PER_SECOND: float | None = None
+RATE_LIMIT: base.RateLimit | None = None
 
 SETTINGS: tuple[base.Setting, ...] = (
     base.Setting("base_url", "the OpenEMR site address, e.g. https://openemr.example.com"),

@@ -45,7 +45,7 @@ PHONE_CALL = rules.Rules(
 RULE_SETS: Mapping[str, rules.Rules] = {r.name: r for r in (SUBJECT_ASSIGNEE, PHONE_CALL)}
 DEFAULT_RULES = SUBJECT_ASSIGNEE.name
 MAX_CONCURRENCY = 8
-RATE_PER_SECOND: float | None = None
+RATE_LIMIT: base.RateLimit | None = None
 
 _NAMES = (
     ("Ava", "Thompson", "1984-03-12", "F"),

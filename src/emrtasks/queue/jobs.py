@@ -242,13 +242,17 @@ async def reschedule(
     reconcile: bool,
     error_code: str | None,
     error: str | None,
+    refund_attempt: bool = False,
 ) -> bool:
+    """Queue the job again for `run_at`. `refund_attempt`: the attempt never reached the EMR (our
+    count of its call budget stopped it), so it does not count towards `max_attempts`."""
     values = {
         "state": QUEUED,
         "run_at": run_at,
         "reconcile": reconcile,
         "last_error_code": error_code,
         "last_error": error,
+        **({"attempts": job.attempts - 1} if refund_attempt else {}),
     }
     return await _fenced_update(conn, job, now, values)
 

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from emrtasks import emr
 from emrtasks.domain import directory, outcomes, rules, tasks
 from emrtasks.emr import base
-from emrtasks.storage import connections, crypto, db
+from emrtasks.emr import http as emr_http
+from emrtasks.storage import connections, crypto, db, rate_limits
 
 log = logging.getLogger("emrtasks.adapters")
 
@@ -55,7 +56,8 @@ class Adapters:
         if cached and cached[0] == connection:
             return cached[1]
         module = emr.module_for(connection.emr)
-        adapter = base.guarded(module.build(connection, self.config_of(connection), self.deps))
+        config = self.config_of(connection)
+        adapter = base.guarded(module.build(connection, config, self._deps_for(module, connection, config)))
         self._built[connection.id] = (connection, adapter)
         self._directories.pop(connection.id, None)
         return adapter
@@ -67,6 +69,30 @@ class Adapters:
             secrets = json.loads(self._cipher.decrypt(connection.credentials))
         own = {k: v for k, v in connection.settings.items() if k not in CONNECTION_LIMITS}
         return base.with_defaults(emr.module_for(connection.emr).SETTINGS, {**own, **secrets})
+
+    def _deps_for(
+        self, module: base.EmrModule, connection: tasks.Connection, config: Mapping[str, Any]
+    ) -> base.AdapterDeps:
+        """What the connection's adapter borrows: where its EMR documents a rate limit, the EMR client
+        counts every call against the budget it shares (in the database); elsewhere, the plain
+        client, and no statement per call."""
+        limit = module.RATE_LIMIT
+        if limit is None or self._engine is None or self.deps.http is None:
+            return self.deps
+        take = self._taker(limit.key(connection.emr, connection.id, config), limit)
+        return dataclasses.replace(self.deps, http=emr_http.MeteredClient(self.deps.http, take))
+
+    def _taker(self, scope_key: str, limit: base.RateLimit) -> emr_http.TakeCall:
+        engine = self._engine
+        assert engine is not None
+
+        async def take() -> float | None:
+            now = _utc(self.deps)
+            return await rate_limits.take(
+                engine, scope_key, calls=limit.calls, per_seconds=limit.per_seconds, now=now
+            )
+
+        return take
 
     async def save_credentials(self, connection_id: str, changes: dict[str, Any]) -> None:
         """An adapter's rotated secrets (a new refresh token), merged into the connection's, encrypted."""
@@ -170,5 +196,7 @@ def max_concurrency(connection: tasks.Connection) -> int:
 
 
 def rate_per_second(connection: tasks.Connection) -> float | None:
+    """The operator's own cap on job starts per second for this connection (in each worker process),
+    on top of the EMR's documented budget (RATE_LIMIT, shared by every process); None for no cap."""
     value = connection.settings.get("rate_per_second")
-    return float(value) if value else module_for(connection.emr).RATE_PER_SECOND
+    return float(value) if value else None

@@ -202,9 +202,13 @@ async def read_failed(
     ctx: Context, connection: domain_tasks.Connection, exc: outcomes.AdapterError, what: str
 ) -> errors.Problem:
     """The answer to a request whose read of the EMR failed: a refused login marks the connection
-    (403 login_required); anything else is the EMR's error (502 emr_error, with its Retry-After)."""
+    (403 login_required); a spent call budget or the EMR's own rate limit is 503 emr_rate_limited; anything
+    else is the EMR's error (502 emr_error). Both carry the wait the EMR or the budget gave."""
     if exc.outcome.code == outcomes.LOGIN_REQUIRED:
         await mark_login_required(ctx, connection)
         return errors.login_required()
     retry_after = exc.outcome.retry_after if isinstance(exc.outcome, outcomes.RetryLater) else None
-    return errors.emr_error(f"{what}: {exc.outcome.description}", retry_after)
+    message = f"{what}: {exc.outcome.description}"
+    if exc.outcome.code == outcomes.EMR_RATE_LIMITED:
+        return errors.emr_rate_limited(message, retry_after)
+    return errors.emr_error(message, retry_after)

@@ -147,7 +147,7 @@ async def _settle(
     elif isinstance(outcome, outcomes.Rejected):
         reason = {"code": outcome.code, "description": outcome.description}
         await _finish(ctx, job, task, connection, domain_tasks.FAILED, [reason])
-    elif isinstance(outcome, outcomes.RetryLater) and not last:
+    elif isinstance(outcome, outcomes.RetryLater) and (not last or outcome.budget):
         await _retry(ctx, job, outcome, reconcile=attempt.may_have_written)
     elif isinstance(outcome, outcomes.RetryLater) and not attempt.may_have_written:
         reason = {"code": outcomes.EMR_UNAVAILABLE, "description": _gave_up(job, outcome)}
@@ -164,12 +164,15 @@ async def _retry(
     ctx: Context, job: jobs.Job, outcome: outcomes.RetryLater | outcomes.Unknown, *, reconcile: bool
 ) -> None:
     retry_after = outcome.retry_after if isinstance(outcome, outcomes.RetryLater) else None
+    budget = isinstance(outcome, outcomes.RetryLater) and outcome.budget
     delay = retry.backoff_seconds(
         job.attempts,
         base=ctx.policy.retry_base_seconds,
         cap=ctx.policy.retry_max_seconds,
         retry_after=retry_after,
     )
+    if budget and retry_after is not None:
+        delay = retry_after  # the budget refills then, not before: no cap, no jitter
     now = ctx.clock()
 
     async def work(conn: Connection) -> None:
@@ -181,6 +184,7 @@ async def _retry(
             reconcile=reconcile,
             error_code=outcome.code,
             error=outcome.description,
+            refund_attempt=budget,
         ):
             raise _LeaseLost
         if retry_after and job.group_key:

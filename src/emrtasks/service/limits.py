@@ -1,4 +1,6 @@
-"""Pacing calls to one EMR connection: at most `rate` starts per second within this process."""
+"""An operator's cap on one EMR connection (its `rate_per_second` setting): at most `rate` job starts
+per second within this process. The vendors' own budgets are counted per call, across processes, in
+storage/rate_limits.py."""
 
 import asyncio
 import time

@@ -250,3 +250,13 @@ sandbox_emr_tasks = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Index(None, "connection_id", "marker"),
 )
+
+# Vendors' call budgets (emr/base.RateLimit), one row per scope (a DrChrono API application, an eCW
+# practice): the calls used in the fixed window that started at window_start. Shared by every process.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("scope_key", String(512), primary_key=True),
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("used", Integer, nullable=False),
+)
