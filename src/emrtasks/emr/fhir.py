@@ -206,15 +206,18 @@ class FhirAdapter:
     async def create_task(
         self, request: tasks.TaskRequest, patient: directory.Patient, marker: str
     ) -> outcomes.Outcome:
-        answer = await emr_http.send(
-            self._http,
-            self._auth,
-            "POST",
-            f"{self._base}/Task",
-            write=True,
-            json=self.task_resource(request, patient, marker),
-            headers=self._create_headers(marker),
-        )
+        try:
+            answer = await emr_http.send(
+                self._http,
+                self._auth,
+                "POST",
+                f"{self._base}/Task",
+                write=True,
+                json=self.task_resource(request, patient, marker),
+                headers=self._create_headers(marker),
+            )
+        except outcomes.AdapterError as exc:  # no token (refused, or no signing key): nothing was written
+            return exc.outcome
         if not isinstance(answer, httpx.Response):
             return answer
         if answer.status_code in (200, 201):

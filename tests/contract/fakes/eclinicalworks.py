@@ -111,6 +111,11 @@ class FakeEcw(harness.FakeEMR):
         body = {"access_token": self.issue_token(), "token_type": "bearer", "expires_in": 300}
         return JSONResponse({**body, "scope": form["scope"]})
 
+    def register_jwks(self, jwks_url: str) -> None:
+        """Register the app's JWKS from its URL (eCW's portal takes a JWKS URL for backend apps)."""
+        keys = httpx.get(jwks_url, timeout=10).json()["keys"]
+        self.jwks = {k["kid"]: k for k in keys}
+
     def check_assertion(self, assertion: str, token_url: str) -> str | None:
         """SMART Backend Services: the JWT must be RS384 or ES384 with typ JWT, signed by the key its kid
         names in the registered JWKS, name the client (iss, sub) and this endpoint (aud), and be fresh
