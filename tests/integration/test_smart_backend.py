@@ -175,3 +175,28 @@ async def test_keys_made_or_retired_elsewhere_reach_the_ring_within_its_refresh(
         await ring.current()
     assert none_left.value.outcome.code == outcomes.LOGIN_REQUIRED
     assert "keys create" in none_left.value.outcome.description
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"grant_type": "password"}, "grant_type"),
+        ({"client_assertion_type": "urn:other"}, "client_assertion_type"),
+        ({"scope": ""}, "scope"),
+        ({"client_assertion": ""}, "client_assertion"),
+        ({"client_secret": "s3cret"}, "client_secret"),
+    ],
+)
+async def test_the_token_endpoint_refuses_a_request_the_spec_refuses_naming_the_field(change, field):
+    fake = smart.SmartFhir("http://127.0.0.1:9/.well-known/jwks.json")
+    form = {
+        "grant_type": "client_credentials",
+        "scope": smart.SCOPE,
+        "client_assertion_type": smart.ASSERTION_TYPE,
+        "client_assertion": "x.y.z",
+        **change,
+    }
+    async with httpx.AsyncClient(transport=harness.FakeTransport(fake), base_url=harness.BASE_URL) as http:
+        answer = await http.post(smart.TOKEN_PATH, data=form)
+    assert (answer.status_code, answer.json()["error"]) == (400, "invalid_request")
+    assert answer.json()["error_description"].startswith(field)

@@ -1,7 +1,7 @@
 """A SMART Backend Services token endpoint (the EHR's authorization server), beside the FHIR fake.
 
 It verifies each client assertion as the SMART spec asks a server to
-(https://hl7.org/fhir/smart-app-launch/backend-services.html#signature-verification): the key named by
+(tests/contract/specs/smart/, "Signature Verification"): the key named by
 `kid` is fetched over real HTTP from the JWKS URL registered for the client (our service's
 `GET /.well-known/jwks.json`), with PyJWT, a different JOSE library from the one that signs (joserfc);
 alg RS384 or ES384, typ JWT, iss = sub = the client id, aud = this endpoint, exp at most five minutes
@@ -30,7 +30,8 @@ REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "jti"]
 
 
 class SmartTokenEndpoint:
-    """Verifies assertions against a JWKS URL; `refusals` keeps why each refused one was refused."""
+    """Verifies assertions against a JWKS URL (client-confidential-asymmetric.excerpt.md, "Signature
+    Verification"); the fake records why each refused request was refused in `refusals`."""
 
     def __init__(self, jwks_url: str, client_id: str = CLIENT_ID) -> None:
         self.jwks_url = jwks_url
@@ -78,17 +79,20 @@ class SmartTokenEndpoint:
         self.kids.append(kid)
         return None
 
-    async def verify(self, form: Any, token_url: str) -> str | None:
-        """The token request's own rules, then the assertion's."""
+    @staticmethod
+    def form_problem(form: Any) -> str | None:
+        """The token request's own parameters (backend-services.excerpt.md), each named when wrong."""
         if form.get("grant_type") != "client_credentials":
             return "grant_type must be client_credentials"
         if form.get("client_assertion_type") != ASSERTION_TYPE:
             return f"client_assertion_type must be {ASSERTION_TYPE}"
         if not form.get("scope"):
             return "scope is required"
+        if not form.get("client_assertion"):
+            return "client_assertion is required"
         if "client_secret" in form:
-            return "a client assertion replaces the client secret"
-        return await asyncio.to_thread(self.check, str(form.get("client_assertion", "")), token_url)
+            return "client_secret: a client assertion replaces the client secret"
+        return None
 
 
 class SmartFhir(FakeFhir):
@@ -104,8 +108,13 @@ class SmartFhir(FakeFhir):
 
     async def smart_token(self, request: Request) -> JSONResponse:
         form = await request.form()
-        problem = await self.endpoint.verify(form, str(request.url))
-        if problem:  # RFC 6749 §5.2: invalid_client, 401
+        problem = self.endpoint.form_problem(form)
+        if problem:  # RFC 6749 §5.2
+            self.endpoint.refusals.append(problem)
+            return JSONResponse({"error": "invalid_request", "error_description": problem}, status_code=400)
+        assertion = str(form["client_assertion"])
+        problem = await asyncio.to_thread(self.endpoint.check, assertion, str(request.url))
+        if problem:  # the SMART spec: invalid_client
             self.endpoint.refusals.append(problem)
             return JSONResponse({"error": "invalid_client", "error_description": problem}, status_code=401)
         body = {"access_token": self.issue_token(), "token_type": "bearer", "expires_in": 300}
