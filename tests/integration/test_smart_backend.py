@@ -165,6 +165,15 @@ async def test_a_new_key_signs_only_once_it_has_been_published_long_enough(runti
     assert [(k["kid"], k["signing"]) for k in listed] == [(first, False), (second, True)]
 
 
+async def test_a_second_key_made_before_the_first_was_published_long_enough_waits_too(runtime, clock, ring):
+    first = await _new_key(runtime, clock)
+    clock.advance(60)
+    second = await _new_key(runtime, clock)
+    assert (await ring.current()).kid == first  # no key is published long enough: the oldest signs
+    clock.advance(ring.publish_seconds)
+    assert (await ring.current()).kid == second
+
+
 async def test_keys_made_or_retired_elsewhere_reach_the_ring_within_its_refresh(runtime, clock, ring):
     first = await _new_key(runtime, clock)
     assert (await ring.current()).kid == first

@@ -161,6 +161,7 @@ class ClientAssertion(OAuth2ClientCredentials):
         scope: str | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        # The form without client credentials: the signed assertion names the client (iss, sub).
         super().__init__(http, token_url, client_id, "", scope=scope)
         self._client_id = client_id
         self._signer = signer

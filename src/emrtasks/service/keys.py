@@ -3,8 +3,9 @@
 
 Rotation is safe because a key is published (in `/.well-known/jwks.json`) from the moment it is made
 but signs only once it has been published for `publish_seconds`, long enough for every token endpoint
-to have fetched the JWKS again; until then the older key goes on signing. A deployment's only key
-(or a set whose every key is that new) signs at once: there is nothing older to fall back on.
+to have fetched the JWKS again; until then the older key goes on signing. When no key has been
+published that long (a new deployment), the oldest active key signs: a deployment's only key signs at
+once, and a second key made soon after the first still waits its turn.
 """
 
 import asyncio
@@ -40,10 +41,11 @@ class _Loaded:
 
 def choose(keys: Sequence[Any], now: datetime, publish_seconds: float) -> Any | None:
     """The key that signs now, of the active keys (oldest first, each with `created_at`): the newest
-    one published for at least `publish_seconds`, else the newest (none is older)."""
+    one published for at least `publish_seconds`, else the oldest (the likeliest to be known)."""
     published = [k for k in keys if k.created_at + timedelta(seconds=publish_seconds) <= now]
-    chosen = published or list(keys)
-    return chosen[-1] if chosen else None
+    if published:
+        return published[-1]
+    return keys[0] if keys else None
 
 
 class KeyRing:
