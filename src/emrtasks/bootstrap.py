@@ -16,7 +16,7 @@ from emrtasks.config import Settings
 from emrtasks.emr import base
 from emrtasks.queue import notify
 from emrtasks.queue import worker as queue_worker
-from emrtasks.service import adapters, create_task, tasks, webhook_delivery, webhooks
+from emrtasks.service import adapters, create_task, keys, tasks, webhook_delivery, webhooks
 from emrtasks.service.context import Context, Policy, WebhookPolicy
 from emrtasks.storage import crypto, db, migrate
 from emrtasks.storage import sandbox as sandbox_store
@@ -75,8 +75,9 @@ def webhook_policy(settings: Settings) -> WebhookPolicy:
 def build_context(
     settings: Settings, engine: AsyncEngine, webhook_client: http1.Client, emr_http: httpx.AsyncClient
 ) -> Context:
-    deps = base.AdapterDeps(sandbox_store=sandbox_store.SandboxStore(engine), http=emr_http)
     cipher = load_cipher(settings)
+    signer = key_ring(settings, engine, cipher)
+    deps = base.AdapterDeps(sandbox_store=sandbox_store.SandboxStore(engine), http=emr_http, signer=signer)
     policy = Policy(
         task_max_attempts=settings.task_max_attempts,
         retry_base_seconds=settings.retry_base_seconds,
@@ -91,6 +92,16 @@ def build_context(
         webhook_client=webhook_client,
         policy=policy,
         webhooks=webhook_policy(settings),
+    )
+
+
+def key_ring(settings: Settings, engine: AsyncEngine, cipher: crypto.Cipher) -> keys.KeyRing:
+    """The deployment's signing keys, as adapters borrow them (SMART Backend Services)."""
+    return keys.KeyRing(
+        engine,
+        cipher,
+        publish_seconds=settings.signing_key_publish_seconds,
+        refresh_seconds=settings.signing_key_refresh_seconds,
     )
 
 

@@ -89,6 +89,16 @@ class Settings(BaseSettings):
     key_file: str = Field(
         default="./emrtasks.key", description="Where the encryption key is kept (created if missing)."
     )
+    signing_key_publish_seconds: float = Field(
+        default=86400.0,
+        ge=0,
+        description="A new signing key is in the JWKS this long before it signs (older keys sign meanwhile).",
+    )
+    signing_key_refresh_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How often a process reads the signing keys again (keys create/retire reach it).",
+    )
     retry_max_seconds: float = Field(
         default=600.0, ge=0, description="Longest retry delay, before ±20 % jitter."
     )

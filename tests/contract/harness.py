@@ -115,6 +115,7 @@ class Case:
     refreshes_tokens: bool = True
     """False for API-key EMRs: a refused key can only mean login_required."""
     extra: dict[str, Any] = field(default_factory=dict)
+    """`signer`: the deployment's signer the adapter borrows (SMART Backend Services EMRs)."""
 
 
 BASE_URL = "http://emr.test"
@@ -141,7 +142,8 @@ def build_adapter(
     config = base.with_defaults(module.SETTINGS, case.config(base_url))
     problems = module.check_config(config)
     assert not problems, problems
-    return module.build(connection, config, base.AdapterDeps(sandbox_store=None, http=http)), http
+    deps = base.AdapterDeps(sandbox_store=None, http=http, signer=case.extra.get("signer"))
+    return module.build(connection, config, deps), http
 
 
 @contextmanager

@@ -7,15 +7,15 @@ import json
 from urllib.parse import parse_qs
 
 import httpx
+import jwt
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from emrtasks.domain import directory, outcomes
 from emrtasks.emr import eclinicalworks
 from tests.contract import harness
 from tests.contract.cases.eclinicalworks import CASE
 from tests.contract.fakes import eclinicalworks as fake_ecw
+from tests.contract.keys import FixedSigner
 
 PATIENT = directory.Patient("p-1001", "MRN-1001", "Ava", "Thompson", "1984-03-12", "unknown", "")
 
@@ -53,12 +53,34 @@ async def test_the_token_request_is_a_smart_backend_services_client_assertion(wi
     assert form["grant_type"] == "client_credentials"
     assert form["scope"] == eclinicalworks.SCOPE
     assert form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-    header, claims, signature, signed = _jwt(form["client_assertion"])
-    assert header == {"alg": "RS384", "typ": "JWT", "kid": fake_ecw.KEY_ID}
+    header, claims, _signature, _signed = _jwt(form["client_assertion"])
+    assert header == {"alg": "RS384", "typ": "JWT", "kid": fake_ecw.SIGNER.kid}
     assert claims["iss"] == claims["sub"] == fake_ecw.CLIENT_ID
     assert claims["aud"] == f"http://emr.test{fake_ecw.TOKEN_PATH}"
     assert 0 < claims["exp"] - claims["iat"] <= 300
-    fake.public_key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA384())
+    public = jwt.PyJWK(fake_ecw.SIGNER.jwk).key
+    jwt.decode(form["client_assertion"], public, algorithms=["RS384"], audience=claims["aud"])
+
+
+async def test_an_es384_deployment_key_signs_es384_with_its_kid():
+    signer = FixedSigner("ES384")
+    fake = fake_ecw.FakeEcw()
+    fake.jwks[signer.kid] = signer.jwk
+    adapter, http = harness.build_adapter(dataclasses.replace(CASE, extra={"signer": signer}), fake)
+    assert [p.mrn for p in await adapter.search_patients("MRN-1001")] == ["MRN-1001"]
+    header = _jwt(_form(fake.token_requests()[0])["client_assertion"])[0]
+    assert header == {"alg": "ES384", "typ": "JWT", "kid": signer.kid}
+    await http.aclose()
+
+
+async def test_an_assertion_the_token_endpoint_refuses_is_login_required():
+    fake = fake_ecw.FakeEcw()
+    unregistered = dataclasses.replace(CASE, extra={"signer": FixedSigner("RS384")})
+    adapter, http = harness.build_adapter(unregistered, fake)
+    outcome = await adapter.create_task(CASE.request, PATIENT, marker="task_1")
+    assert isinstance(outcome, outcomes.Rejected) and outcome.code == outcomes.LOGIN_REQUIRED
+    assert fake.created == []
+    await http.aclose()
 
 
 async def test_every_token_request_signs_a_new_assertion(wired):
@@ -218,9 +240,9 @@ def test_the_rules_require_an_assignee_and_refuse_a_notify_list():
     assert described["finds_by_marker"] is True
 
 
-def test_a_private_key_that_is_not_pem_rsa_is_reported():
-    config = {**CASE.config(harness.BASE_URL), "private_key": "not a key"}
-    assert any("private_key" in p for p in eclinicalworks.check_config(config))
+def test_a_connection_made_with_its_own_private_key_still_passes_its_settings_check():
+    config = {**CASE.config(harness.BASE_URL), "private_key": "-----BEGIN PRIVATE KEY-----", "key_id": "k"}
+    assert eclinicalworks.check_config(config) == []
 
 
 # --- the fake enforces eCW's contract ---
@@ -243,7 +265,7 @@ def _encounter() -> dict:
 def _deps():
     from emrtasks.emr import base
 
-    return base.AdapterDeps(sandbox_store=None, http=httpx.AsyncClient())
+    return base.AdapterDeps(sandbox_store=None, http=httpx.AsyncClient(), signer=fake_ecw.SIGNER)
 
 
 @pytest.mark.parametrize("missing", ["status", "class", "type", "subject"])
@@ -275,18 +297,17 @@ async def test_the_fake_refuses_an_assertion_signed_by_another_key_or_replayed()
     fake = fake_ecw.FakeEcw()
     url = f"http://emr.test{fake_ecw.TOKEN_PATH}"
     own = eclinicalworks.build(None, CASE.config(harness.BASE_URL), _deps())._auth
-    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    other_pem = other.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    forged = eclinicalworks.build(
-        None, {**CASE.config(harness.BASE_URL), "private_key": other_pem}, _deps()
-    )._auth
-    assert fake.check_assertion(forged.assertion(), url) is not None
-    assertion = own.assertion()
-    assert fake.check_assertion(assertion, url) is None
-    assert "replayed" in fake.check_assertion(assertion, url)
-    assert "aud" in fake.check_assertion(own.assertion(), "http://elsewhere/token")
+    other = dataclasses.replace(_deps(), signer=FixedSigner("RS384"))
+    forged = eclinicalworks.build(None, CASE.config(harness.BASE_URL), other)._auth
+
+    async def assertion(auth) -> str:
+        return (await auth.assertion_form())["client_assertion"]
+
+    assert "kid" in fake.check_assertion(await assertion(forged), url)
+    signed = await assertion(own)
+    assert fake.check_assertion(signed, url) is None
+    assert "replayed" in fake.check_assertion(signed, url)
+    assert "aud" in fake.check_assertion(await assertion(own), "http://elsewhere/token")
 
 
 # --- the telephone encounter against US Core 6.1.0 Encounter on R4 (tests/contract/specs/eclinicalworks) ---

@@ -42,6 +42,9 @@ def test_a_task_reaches_the_emr_and_its_outcome_comes_back(case, service):
     fake = case.make_fake()
     with harness.serve_fake(fake) as emr_url:
         service.start()
+        if "signer" in case.extra:  # SMART Backend Services: the deployment's key, registered by JWKS URL
+            service.cli("keys", "create")
+            fake.register_jwks(f"{service.url}/.well-known/jwks.json")
         client = service.cli("clients", "create", "--name", f"e2e-{case.emr}")
         connection = service.cli(
             "connections",

@@ -11,6 +11,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import httpx
 
 from emrtasks.domain import directory, outcomes, rules, tasks
+from emrtasks.emr import signing
 
 log = logging.getLogger("emrtasks.emr")
 _T = TypeVar("_T")
@@ -154,6 +155,9 @@ class AdapterDeps:
     save_credentials: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
     """For EMRs that rotate secrets (a refresh token good once): store the new ones for the connection
     (by id), encrypted, so a restart does not reuse a spent one."""
+    signer: signing.Signer | None = None
+    """The deployment's current signing key, for SMART Backend Services client assertions (keys are
+    kept by the service; an adapter never reads them from the database)."""
 
 
 CONNECTION_SCOPE = "connection"

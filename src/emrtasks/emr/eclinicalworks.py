@@ -21,22 +21,18 @@
   fails instead of answering everything; answers that do not carry the identifier leave it unknown.
 - Patients: `GET [base]/Patient?identifier=<mrn_system>|<mrn>`; users: `GET [base]/Practitioner`.
 - Auth: SMART Backend Services (http://hl7.org/fhir/smart-app-launch/backend-services.html): client
-  credentials with a client assertion JWT signed RS384 by the key registered in the app's JWKS.
+  credentials with a client assertion JWT signed RS384 or ES384 by the deployment's current key, its
+  `kid` in our `/.well-known/jwks.json` (the JWKS URL registered for the app at eCW); emr/http.py.
   Backend tokens last 5 minutes, 250 calls a minute per practice code (secondary:
   https://app2.doordoc.com/docs/backend). Errors are OperationOutcomes.
 """
 
-import base64
 import html
-import json
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from emrtasks.domain import directory, outcomes, rules, tasks
 from emrtasks.emr import base, fhir
@@ -78,7 +74,6 @@ RATE_LIMIT: base.RateLimit | None = base.RateLimit(250, 60, scope="base_url")
 MARKER_SYSTEM = "urn:emrtasks:task"
 CALL_TYPE_SYSTEM = "urn:emrtasks:call-type"
 SCOPE = "system/Patient.read system/Practitioner.read system/Encounter.read system/Encounter.write"
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 FHIR_JSON = "application/fhir+json"
 TELEPHONE = {"system": "http://snomed.info/sct", "code": "185317003", "display": "Telephone encounter"}
 VIRTUAL = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "VR", "display": "virtual"}
@@ -91,10 +86,10 @@ SETTINGS: tuple[base.Setting, ...] = (
     ),
     base.Setting("token_url", "token endpoint from the practice's .well-known/smart-configuration"),
     base.Setting("client_id", "the backend app's client id"),
-    base.Setting(
-        "private_key", "PEM RSA private key whose public key is in the app's JWKS at eCW", secret=True
-    ),
-    base.Setting("key_id", "the key's kid in that JWKS", required=False),
+    # Retired: the deployment's keys sign now (emrtasks keys create). Still declared so that a
+    # connection made before keeps its stored value encrypted and can be updated; nothing reads them.
+    base.Setting("private_key", "no longer used: the deployment's keys sign", False, secret=True),
+    base.Setting("key_id", "no longer used: the deployment's keys sign", False),
     base.Setting("mrn_system", "the identifier system of the practice's MRNs"),
     base.Setting("provider_id", "Practitioner id of the provider the telephone encounters are filed under"),
     base.Setting("location_id", "Location id of the facility the telephone encounters are filed under"),
@@ -107,8 +102,6 @@ SETTINGS: tuple[base.Setting, ...] = (
 
 def check_config(config: Mapping[str, Any]) -> list[str]:
     problems = base.check_config(SETTINGS, config)
-    if isinstance(config.get("private_key"), str) and config["private_key"] and _key(config) is None:
-        problems.append("private_key must be a PEM RSA private key (unencrypted)")
     entries = config.get("call_types")
     if isinstance(entries, list) and not all(
         isinstance(e, dict) and isinstance(e.get("code"), str) for e in entries
@@ -118,57 +111,21 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
 
 
 def build(connection: tasks.Connection, config: Mapping[str, Any], deps: base.AdapterDeps) -> "EcwAdapter":
-    key = _key(config)
-    if deps.http is None or key is None:
-        raise RuntimeError("eClinicalWorks needs the EMR HTTP client and an RSA private key")
+    if deps.http is None or deps.signer is None:
+        raise RuntimeError("eClinicalWorks needs the EMR HTTP client and the deployment's signer")
 
     def clock() -> datetime:
         return base.utc_now(deps)
 
-    return EcwAdapter(config, deps.http, ClientAssertion(deps.http, config, key, clock), clock)
-
-
-def _key(config: Mapping[str, Any]) -> rsa.RSAPrivateKey | None:
-    try:
-        key = serialization.load_pem_private_key(str(config.get("private_key")).encode(), password=None)
-    except (ValueError, TypeError):
-        return None
-    return key if isinstance(key, rsa.RSAPrivateKey) else None
-
-
-class ClientAssertion(emr_http.OAuth2ClientCredentials):
-    """SMART Backend Services client authentication: every token request carries a new JWT, signed RS384
-    with the app's private key, naming the client (iss, sub) and the token endpoint (aud); no secret."""
-
-    def __init__(
-        self, http: httpx.AsyncClient, config: Mapping[str, Any], key: rsa.RSAPrivateKey, clock: Clock
-    ) -> None:
-        self._client_id, self._token_url = str(config["client_id"]), str(config["token_url"])
-        scope = str(config.get("scope") or SCOPE)
-        super().__init__(http, self._token_url, self._client_id, "", scope=scope, basic_auth=False)
-        for field in ("client_id", "client_secret"):  # the signed assertion is the client's credential
-            self._form.pop(field, None)
-        self._form["client_assertion_type"] = ASSERTION_TYPE
-        self._key, self._key_id, self._clock = key, config.get("key_id"), clock
-
-    async def _fetch(self) -> emr_http.Token:
-        self._form["client_assertion"] = self.assertion()
-        return await super()._fetch()
-
-    def assertion(self) -> str:
-        now = int(self._clock().timestamp())
-        header = {"alg": "RS384", "typ": "JWT", **({"kid": self._key_id} if self._key_id else {})}
-        claims = {
-            "iss": self._client_id,
-            "sub": self._client_id,
-            "aud": self._token_url,
-            "iat": now,
-            "exp": now + 240,  # SMART: no more than five minutes ahead
-            "jti": uuid.uuid4().hex,
-        }
-        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
-        signature = self._key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA384())
-        return f"{signing_input}.{_b64url(signature)}"
+    auth = emr_http.ClientAssertion(
+        deps.http,
+        str(config["token_url"]),
+        str(config["client_id"]),
+        deps.signer,
+        scope=str(config.get("scope") or SCOPE),
+        clock=clock,
+    )
+    return EcwAdapter(config, deps.http, auth, clock)
 
 
 class EcwAdapter:
@@ -342,7 +299,3 @@ def _refusal(answer: httpx.Response, request: tasks.TaskRequest) -> outcomes.Out
     return emr_http.status_outcome(answer, write=True, detail=detail) or outcomes.Unknown(
         outcomes.OUTCOME_UNKNOWN, f"eClinicalWorks answered HTTP {answer.status_code}."
     )
-
-
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

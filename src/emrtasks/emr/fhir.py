@@ -10,7 +10,10 @@
   Practitioner/<assignee>`, `restriction.recipient` (notify_list), `authoredOn`
   (https://hl7.org/fhir/R4/task.html).
 - Patients: `GET [base]/Patient?identifier=<mrn_system>|<mrn>`; users: `GET [base]/Practitioner`.
-- Auth: OAuth2 client credentials (SMART backend services style token endpoint) or a static token.
+- Auth (`auth` setting): `smart_backend`, SMART Backend Services: a JWT client assertion signed RS384 or
+  ES384 with the deployment's key (kid in our `/.well-known/jwks.json`), posted with client_credentials
+  (https://hl7.org/fhir/smart-app-launch/backend-services.html); `client_secret`, OAuth2 client
+  credentials with HTTP Basic (RFC 6749 §2.3.1); `token`, a static bearer token.
 """
 
 from collections.abc import Mapping
@@ -51,14 +54,26 @@ DEFAULT_RULES = NAME
 MAX_CONCURRENCY = 8
 RATE_LIMIT: base.RateLimit | None = None
 MARKER_SYSTEM = "urn:emrtasks:task"
+SMART_BACKEND = "smart_backend"
+CLIENT_SECRET = "client_secret"  # noqa: S105 (the name of a way to log in, not a secret)
+STATIC_TOKEN = "token"  # noqa: S105
+AUTH_KINDS = (SMART_BACKEND, CLIENT_SECRET, STATIC_TOKEN)
 
 SETTINGS: tuple[base.Setting, ...] = (
     base.Setting("base_url", "the FHIR base URL, e.g. https://fhir.example.org/r4"),
     base.Setting("mrn_system", "the identifier system of the practice's MRNs"),
-    base.Setting("token_url", "OAuth2 token endpoint (client credentials); omit for a static token", False),
-    base.Setting("client_id", "OAuth2 client id", False),
-    base.Setting("client_secret", "OAuth2 client secret", False, secret=True),
-    base.Setting("scope", "OAuth2 scope, e.g. system/Task.write system/Patient.read", False),
+    base.Setting(
+        "auth",
+        "smart_backend (JWT signed with the deployment's keys), client_secret, or token (a static "
+        "access_token); default: client_secret with a token_url, else token",
+        False,
+    ),
+    base.Setting("token_url", "OAuth2 token endpoint; omit for a static token", False),
+    base.Setting("client_id", "OAuth2 client id (smart_backend: the id the EHR gave our app)", False),
+    base.Setting("client_secret", "OAuth2 client secret (auth client_secret only)", False, secret=True),
+    base.Setting(
+        "scope", "OAuth2 scope, e.g. system/Task.write system/Patient.read (smart_backend: required)", False
+    ),
     base.Setting(
         "access_token", "a static bearer token, when there is no token endpoint", False, secret=True
     ),
@@ -72,9 +87,7 @@ SETTINGS: tuple[base.Setting, ...] = (
 
 
 def check_config(config: Mapping[str, Any]) -> list[str]:
-    problems = base.check_config(SETTINGS, config)
-    if config.get("token_url") and not (config.get("client_id") and config.get("client_secret")):
-        problems.append("token_url needs client_id and client_secret")
+    problems = base.check_config(SETTINGS, config) + check_auth(config)
     for entry in config.get("task_types") or []:
         if not isinstance(entry, dict) or not isinstance(entry.get("code"), str):
             problems.append('task_types entries must be {"code": "...", "display": "..."}')
@@ -82,8 +95,32 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def auth_kind(config: Mapping[str, Any]) -> str:
+    return str(config.get("auth") or (CLIENT_SECRET if config.get("token_url") else STATIC_TOKEN))
+
+
+def check_auth(config: Mapping[str, Any]) -> list[str]:
+    """What the connection's way of getting a token needs, named."""
+    kind = auth_kind(config)
+    if kind not in AUTH_KINDS:
+        return [f"auth must be one of {', '.join(AUTH_KINDS)}"]
+    if kind == SMART_BACKEND:
+        missing = [name for name in ("token_url", "client_id", "scope") if not config.get(name)]
+        problems = [f"auth smart_backend needs {name}" for name in missing]
+        if config.get("client_secret") or config.get("access_token"):
+            problems.append(
+                "auth smart_backend signs with the deployment's keys: drop client_secret and access_token"
+            )
+        return problems
+    needed = ("token_url", "client_id", "client_secret")
+    if kind == CLIENT_SECRET and not all(config.get(name) for name in needed):
+        return ["auth client_secret needs token_url, client_id and client_secret"]
+    return []
+
+
 def build(connection: tasks.Connection, config: Mapping[str, Any], deps: base.AdapterDeps) -> "FhirAdapter":
-    return FhirAdapter(RULES, config, _http(deps))
+    http = _http(deps)
+    return FhirAdapter(RULES, config, http, auth=auth_for(config, http, deps))
 
 
 def _http(deps: base.AdapterDeps) -> httpx.AsyncClient:
@@ -92,13 +129,35 @@ def _http(deps: base.AdapterDeps) -> httpx.AsyncClient:
     return deps.http
 
 
-def auth_for(config: Mapping[str, Any], http: httpx.AsyncClient) -> emr_http.Auth:
-    if config.get("token_url"):
+def auth_for(
+    config: Mapping[str, Any], http: httpx.AsyncClient, deps: base.AdapterDeps | None = None
+) -> emr_http.Auth:
+    kind = auth_kind(config)
+    if kind == SMART_BACKEND:
+        if deps is None or deps.signer is None:
+            raise RuntimeError("auth smart_backend needs the deployment's signer")
+        return smart_backend_auth(config, http, deps)
+    if kind == CLIENT_SECRET:
         return emr_http.OAuth2ClientCredentials(
             http, config["token_url"], config["client_id"], config["client_secret"], scope=config.get("scope")
         )
     token = config.get("access_token")
     return emr_http.StaticToken({"authorization": f"Bearer {token}"} if token else {})
+
+
+def smart_backend_auth(
+    config: Mapping[str, Any], http: httpx.AsyncClient, deps: base.AdapterDeps
+) -> emr_http.ClientAssertion:
+    """SMART Backend Services: tokens asked for with a client assertion signed by the deployment's key."""
+    assert deps.signer is not None
+    return emr_http.ClientAssertion(
+        http,
+        str(config["token_url"]),
+        str(config["client_id"]),
+        deps.signer,
+        scope=str(config["scope"]),
+        clock=lambda: base.utc_now(deps),
+    )
 
 
 class FhirAdapter:
@@ -109,7 +168,14 @@ class FhirAdapter:
     practitioner_search: Mapping[str, str] = {"_count": "200"}
     """The query of the user directory's Practitioner search (a vendor may need its own flags)."""
 
-    def __init__(self, task_rules: rules.Rules, config: Mapping[str, Any], http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        task_rules: rules.Rules,
+        config: Mapping[str, Any],
+        http: httpx.AsyncClient,
+        *,
+        auth: emr_http.Auth | None = None,
+    ) -> None:
         self.rules = task_rules
         self._base = str(config["base_url"]).rstrip("/")
         self._mrn_system = str(config["mrn_system"])
@@ -120,7 +186,7 @@ class FhirAdapter:
         }
         self._requester = config.get("requester")
         self._http = http
-        self._auth = auth_for(config, http)
+        self._auth = auth or auth_for(config, http)
 
     async def search_patients(self, mrn: str | None) -> list[directory.Patient]:
         params = {"identifier": f"{self._mrn_system}|{mrn}"} if mrn else {"_count": "100"}
@@ -142,15 +208,18 @@ class FhirAdapter:
     async def create_task(
         self, request: tasks.TaskRequest, patient: directory.Patient, marker: str
     ) -> outcomes.Outcome:
-        answer = await emr_http.send(
-            self._http,
-            self._auth,
-            "POST",
-            f"{self._base}/Task",
-            write=True,
-            json=self.task_resource(request, patient, marker),
-            headers=self._create_headers(marker),
-        )
+        try:
+            answer = await emr_http.send(
+                self._http,
+                self._auth,
+                "POST",
+                f"{self._base}/Task",
+                write=True,
+                json=self.task_resource(request, patient, marker),
+                headers=self._create_headers(marker),
+            )
+        except outcomes.AdapterError as exc:  # no token (refused, or no signing key): nothing was written
+            return exc.outcome
         if not isinstance(answer, httpx.Response):
             return answer
         if answer.status_code in (200, 201):

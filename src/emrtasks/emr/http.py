@@ -8,12 +8,13 @@ or 504 to a write) is `Unknown`, to be looked up by marker before anything is re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
 
 from emrtasks.domain import outcomes
-from emrtasks.emr import base
+from emrtasks.emr import base, signing
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 _AMBIGUOUS_STATUS = frozenset({500, 502, 504})
@@ -109,6 +110,8 @@ class OAuth2ClientCredentials:
     """An OAuth2 client-credentials token (RFC 6749 §4.4), fetched once, cached until shortly before
     it expires, and fetched again at once when the EMR answers 401 to it."""
 
+    refused = "The EMR refused the connection's client credentials."
+
     def __init__(
         self,
         http: httpx.AsyncClient,
@@ -140,20 +143,19 @@ class OAuth2ClientCredentials:
     def forget(self) -> None:
         self._token = None
 
+    async def _post(self) -> httpx.Response:
+        """The token request itself (subclasses authenticate the client their own way)."""
+        if self._auth is None:
+            return await self._http.post(self._url, data=self._form)
+        return await self._http.post(self._url, data=self._form, auth=self._auth)
+
     async def _fetch(self) -> Token:
         try:
-            if self._auth is None:
-                response = await self._http.post(self._url, data=self._form)
-            else:
-                response = await self._http.post(self._url, data=self._form, auth=self._auth)
+            response = await self._post()
         except httpx.HTTPError as exc:
             raise outcomes.AdapterError(_unreachable(exc)) from exc
         if response.status_code in (400, 401, 403):
-            raise outcomes.AdapterError(
-                outcomes.Rejected(
-                    outcomes.LOGIN_REQUIRED, "The EMR refused the connection's client credentials."
-                )
-            )
+            raise outcomes.AdapterError(outcomes.Rejected(outcomes.LOGIN_REQUIRED, self.refused))
         raise_for_read(response)
         return token_from(response)
 
@@ -172,6 +174,38 @@ def token_from(response: httpx.Response) -> Token:
             outcomes.RetryLater(outcomes.EMR_ERROR, f"The EMR's token endpoint answered {what}.")
         ) from exc
     return Token(value, time.monotonic() + max(lifetime - 30, lifetime / 2))
+
+
+class ClientAssertion(OAuth2ClientCredentials):
+    """SMART Backend Services client authentication (`private_key_jwt`): every token request carries a
+    new JWT signed with the deployment's current key, and no secret
+    (https://hl7.org/fhir/smart-app-launch/backend-services.html#step-3-access-token-request)."""
+
+    refused = "The EMR refused the deployment's signed client assertion (is our JWKS URL registered?)."
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        token_url: str,
+        client_id: str,
+        signer: signing.Signer,
+        *,
+        scope: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        # The form without client credentials: the signed assertion names the client (iss, sub).
+        super().__init__(http, token_url, client_id, "", scope=scope)
+        self._client_id = client_id
+        self._signer = signer
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    async def _post(self) -> httpx.Response:
+        return await self._http.post(self._url, data={**self._form, **await self.assertion_form()})
+
+    async def assertion_form(self) -> dict[str, str]:
+        key = await self._signer.current()
+        assertion = signing.client_assertion(key, self._client_id, self._url, self._clock())
+        return {"client_assertion_type": signing.ASSERTION_TYPE, "client_assertion": assertion}
 
 
 class StaticToken:

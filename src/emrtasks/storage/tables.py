@@ -260,3 +260,19 @@ rate_limits = Table(
     Column("window_start", UTCDateTime, nullable=False),
     Column("used", Integer, nullable=False),
 )
+
+# The deployment's keys for signing JWTs (SMART Backend Services client assertions). The public half
+# is served at /.well-known/jwks.json until the key is retired; the private half is encrypted
+# (storage.crypto), never stored in clear.
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(100), primary_key=True),
+    Column("alg", String(10), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("public_jwk", JSON, nullable=False),
+    Column("private_key", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("retired_at", UTCDateTime),
+    Index(None, "status", "created_at"),
+)

@@ -9,8 +9,6 @@ CASE = harness.Case(
         "base_url": base_url,
         "token_url": f"{base_url}{fake.TOKEN_PATH}",
         "client_id": fake.CLIENT_ID,
-        "private_key": fake.PRIVATE_KEY_PEM,
-        "key_id": fake.KEY_ID,
         "mrn_system": fake.MRN_SYSTEM,
         "provider_id": fake.PROVIDER_ID,
         "location_id": fake.LOCATION_ID,
@@ -27,4 +25,5 @@ CASE = harness.Case(
         phone_call_type_id="refill",
     ),
     unknown_assignee="staff-404",
+    extra={"signer": fake.SIGNER},
 )

@@ -1,5 +1,6 @@
 """eClinicalWorks' FHIR R4 API as far as the adapter uses it: a SMART Backend Services token endpoint that
-verifies the RS384 client assertion against the app's registered public key, Patient, Practitioner and
+verifies the client assertion (RS384 or ES384, by kid) against the app's registered JWKS with PyJWT (not
+the library that signs), Patient, Practitioner and
 Encounter search, and the Encounter create that writes telephone encounters only, enforcing R4 and US Core
 (status, class, type and subject required; references that resolve) and bearer tokens it issued.
 
@@ -9,7 +10,6 @@ element names, types, cardinalities), and the Encounter search against US Core's
 refusal is an OperationOutcome whose issue names the element in `expression`.
 """
 
-import base64
 import json
 import time
 import uuid
@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+import jwt
 from fhir.resources.R4B.encounter import Encounter as R4Encounter
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -28,9 +26,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.contract import harness
+from tests.contract.keys import FixedSigner
 
 CLIENT_ID = "emrtasks-ecw"
-KEY_ID = "emrtasks-2026"
 TOKEN_PATH = "/oauth/oauth2/token"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MRN_SYSTEM = "urn:oid:1.2.840.114350.ecw.mrn"
@@ -55,10 +53,8 @@ US_CORE_ENCOUNTER = json.loads((SPECS / "StructureDefinition-us-core-encounter.j
 # definition is kept beside the profile.
 SEARCH_PARAMETERS = {"_id", "class", "date", "discharge-disposition", "identifier", "location", "patient"}
 SEARCH_PARAMETERS |= {"status", "type", "_count"}
-_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-PRIVATE_KEY_PEM = _KEY.private_bytes(
-    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-).decode()
+SIGNER = FixedSigner("RS384")
+"""The deployment's key in the contract tests; its public JWK is in the app's JWKS registered at eCW."""
 PATIENTS = [
     {"id": "p-1001", "mrn": "MRN-1001", "family": "Thompson", "given": "Ava", "birthDate": "1984-03-12"},
     {"id": "p-2000a", "mrn": "MRN-2000", "family": "Morgan", "given": "Chris", "birthDate": "1990-04-04"},
@@ -83,14 +79,11 @@ def bundle(resources: list[dict[str, Any]]) -> JSONResponse:
     return JSONResponse(body, media_type="application/fhir+json")
 
 
-def _unb64(part: str) -> bytes:
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-
-
 class FakeEcw(harness.FakeEMR):
     def __init__(self) -> None:
         super().__init__()
-        self.public_key = _KEY.public_key()
+        self.jwks: dict[str, dict[str, Any]] = {SIGNER.kid: SIGNER.jwk}
+        """The app's registered JWK Set, by kid."""
         self.used_jtis: set[str] = set()
         self.patients = {
             p["id"]: {
@@ -146,24 +139,40 @@ class FakeEcw(harness.FakeEMR):
         body = {"access_token": self.issue_token(), "token_type": "bearer", "expires_in": 300}
         return JSONResponse({**body, "scope": form["scope"]})
 
+    def register_jwks(self, jwks_url: str) -> None:
+        """Register the app's JWKS from its URL (eCW's portal takes a JWKS URL for backend apps)."""
+        keys = httpx.get(jwks_url, timeout=10).json()["keys"]
+        self.jwks = {k["kid"]: k for k in keys}
+
     def check_assertion(self, assertion: str, token_url: str) -> str | None:
-        """The JWT must be RS384, signed by the registered key, name the client and this endpoint, and be
-        fresh (exp at most five minutes ahead, jti never seen)."""
+        """SMART Backend Services: the JWT must be RS384 or ES384 with typ JWT, signed by the key its kid
+        names in the registered JWKS, name the client (iss, sub) and this endpoint (aud), and be fresh
+        (exp at most five minutes ahead, jti never seen)."""
         try:
-            header_part, claims_part, signature = assertion.split(".")
-            header, claims = json.loads(_unb64(header_part)), json.loads(_unb64(claims_part))
-            signed = f"{header_part}.{claims_part}".encode()
-            self.public_key.verify(_unb64(signature), signed, padding.PKCS1v15(), hashes.SHA384())
-        except (ValueError, InvalidSignature):
-            return "the client assertion is not a JWT signed by the registered key"
-        now = time.time()
-        if header.get("alg") != "RS384" or header.get("kid") != KEY_ID:
-            return "alg must be RS384 and kid a registered key"
-        if claims.get("iss") != CLIENT_ID or claims.get("sub") != CLIENT_ID or claims.get("aud") != token_url:
+            header = jwt.get_unverified_header(assertion)
+        except jwt.InvalidTokenError:
+            return "the client assertion is not a JWT"
+        jwk = self.jwks.get(str(header.get("kid")))
+        if header.get("alg") not in ("RS384", "ES384") or jwk is None or header.get("typ") != "JWT":
+            return "alg must be RS384 or ES384, typ JWT, and kid a key of the registered JWKS"
+        try:
+            claims = jwt.decode(
+                assertion,
+                jwt.PyJWK(jwk).key,
+                algorithms=[jwk["alg"]],
+                audience=token_url,
+                issuer=CLIENT_ID,
+                options={"require": ["iss", "sub", "aud", "exp", "jti"]},
+            )
+        except (jwt.InvalidAudienceError, jwt.InvalidIssuerError):
             return "iss and sub must be the client id, aud the token endpoint"
-        if not now < claims.get("exp", 0) <= now + 300 or claims.get("jti") in self.used_jtis:
+        except jwt.InvalidTokenError as exc:
+            return f"the client assertion is refused: {exc}"
+        if claims["sub"] != CLIENT_ID:
+            return "iss and sub must be the client id, aud the token endpoint"
+        if claims["exp"] > time.time() + 300 or claims["jti"] in self.used_jtis:
             return "the assertion is expired, too long-lived or replayed"
-        self.used_jtis.add(claims.get("jti"))
+        self.used_jtis.add(claims["jti"])
         return None
 
     def _refused(self, request: Request) -> Response | None:

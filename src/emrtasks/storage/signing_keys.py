@@ -1,0 +1,69 @@
+"""Signing keys of the deployment: their public JWK, their private key (encrypted by the caller), status."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from emrtasks.storage.db import Connection
+from emrtasks.storage.tables import signing_keys
+
+ACTIVE = "active"
+RETIRED = "retired"
+
+
+async def insert_key(
+    conn: Connection,
+    *,
+    kid: str,
+    alg: str,
+    public_jwk: dict[str, Any],
+    encrypted_private_key: str,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        insert(signing_keys).values(
+            kid=kid,
+            alg=alg,
+            status=ACTIVE,
+            public_jwk=public_jwk,
+            private_key=encrypted_private_key,
+            created_at=now,
+        )
+    )
+
+
+async def list_keys(conn: Connection, *, active_only: bool = False) -> list[dict[str, Any]]:
+    """Every key, oldest first, without its private key."""
+    c = signing_keys.c
+    query = select(c.kid, c.alg, c.status, c.public_jwk, c.created_at, c.retired_at).order_by(
+        c.created_at, c.kid
+    )
+    if active_only:
+        query = query.where(c.status == ACTIVE)
+    return [dict(row) for row in (await conn.execute(query)).mappings().all()]
+
+
+async def active_private_keys(conn: Connection) -> list[dict[str, Any]]:
+    """The active keys with their (encrypted) private key, oldest first: what signs."""
+    c = signing_keys.c
+    query = (
+        select(c.kid, c.alg, c.private_key, c.created_at)
+        .where(c.status == ACTIVE)
+        .order_by(c.created_at, c.kid)
+    )
+    return [dict(row) for row in (await conn.execute(query)).mappings().all()]
+
+
+async def retire_key(conn: Connection, kid: str, now: datetime) -> bool:
+    """Retire an active key; False if there is no such active key."""
+    c = signing_keys.c
+    query = update(signing_keys).where(c.kid == kid, c.status == ACTIVE)
+    result = await conn.execute(query.values(status=RETIRED, retired_at=now))
+    return bool(result.rowcount)
+
+
+async def get_key(conn: Connection, kid: str) -> dict[str, Any] | None:
+    c = signing_keys.c
+    row = (await conn.execute(select(c.kid, c.status).where(c.kid == kid))).mappings().first()
+    return dict(row) if row else None
