@@ -42,6 +42,25 @@ class Service:
         assert done.returncode == 0, done.stderr.decode()
         return json.loads(done.stdout)
 
+    def connect(
+        self, emr: str, config: dict[str, object], *, name: str = "e2e", **options: str
+    ) -> dict[str, str]:
+        """A new client and one connection of it, made with the CLI; the headers its requests carry."""
+        client = self.cli("clients", "create", "--name", name)
+        flags = [part for key, value in options.items() for part in (f"--{key.replace('_', '-')}", value)]
+        connection = self.cli(
+            "connections",
+            "create",
+            "--client-id",
+            client["client_id"],
+            "--emr",
+            emr,
+            *flags,
+            "--config",
+            json.dumps(config),
+        )
+        return {**client, "access_token": connection["access_token"]}
+
     def start(self) -> None:
         self.starts += 1
         log = open(self.log_dir / f"serve-{self.starts}.log", "wb")  # noqa: SIM115
@@ -74,6 +93,17 @@ class Service:
 
     def log(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("serve-*.log")))
+
+
+def wait_for_task(http: httpx.Client, headers: dict[str, str], task_id: str) -> dict[str, object]:
+    """The task once it is no longer processing (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        task: dict[str, object] = http.get(f"/v1/tasks/{task_id}", headers=headers).json()["task"]
+        if task["status"] != "processing":
+            return task
+        time.sleep(0.05)
+    raise AssertionError("the task never finished")
 
 
 @pytest.fixture

@@ -1,14 +1,13 @@
 """Each EMR family through the whole service: `emrtasks serve` as a process, a connection made with the
 CLI and pointed at the vendor's fake on loopback, tasks over real HTTP, outcomes read back."""
 
-import json
-import time
 
 import httpx
 import pytest
 
 from tests.contract import harness
 from tests.contract.cases import all_cases
+from tests.e2e.conftest import wait_for_task
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 CASES = all_cases()
@@ -27,16 +26,6 @@ def _body(case: harness.Case, **changes: object) -> dict[str, object]:
     return {k: v for k, v in {**body, **changes}.items() if v is not None}
 
 
-def _wait(http: httpx.Client, headers: dict[str, str], task_id: str) -> dict[str, object]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        task = http.get(f"/v1/tasks/{task_id}", headers=headers).json()["task"]
-        if task["status"] != "processing":
-            return task
-        time.sleep(0.05)
-    raise AssertionError("the task never finished")
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.emr for c in CASES])
 def test_a_task_reaches_the_emr_and_its_outcome_comes_back(case, service):
     fake = case.make_fake()
@@ -45,18 +34,7 @@ def test_a_task_reaches_the_emr_and_its_outcome_comes_back(case, service):
         if "signer" in case.extra:  # SMART Backend Services: the deployment's key, registered by JWKS URL
             service.cli("keys", "create")
             fake.register_jwks(f"{service.url}/.well-known/jwks.json")
-        client = service.cli("clients", "create", "--name", f"e2e-{case.emr}")
-        connection = service.cli(
-            "connections",
-            "create",
-            "--client-id",
-            client["client_id"],
-            "--emr",
-            case.emr,
-            "--config",
-            json.dumps(case.config(emr_url)),
-        )
-        headers = {**client, "access_token": connection["access_token"]}
+        headers = service.connect(case.emr, case.config(emr_url), name=f"e2e-{case.emr}")
         with httpx.Client(base_url=service.url, timeout=30) as http:
             rules = http.get("/v1/tasks/requirements", headers=headers).json()["requirements"]
             assert rules["emr"] == case.emr
@@ -68,7 +46,10 @@ def test_a_task_reaches_the_emr_and_its_outcome_comes_back(case, service):
                 )
             created = http.post("/v1/tasks", json=_body(case), headers=headers).json()
             failed = http.post("/v1/tasks", json=_body(case, patient_mrn="MRN-9999"), headers=headers).json()
-            done, missing = _wait(http, headers, created["task_id"]), _wait(http, headers, failed["task_id"])
+            done, missing = (
+                wait_for_task(http, headers, created["task_id"]),
+                wait_for_task(http, headers, failed["task_id"]),
+            )
             events = http.get(
                 "/v1/webhook-events", params={"job_id": created["job_id"]}, headers=headers
             ).json()
@@ -88,21 +69,10 @@ def test_a_drchrono_note_that_fails_is_added_on_the_retry_to_the_one_task(servic
     fake.failing_notes = [503]  # the task is written, its note is not
     with harness.serve_fake(fake) as emr_url:
         service.start()
-        client = service.cli("clients", "create", "--name", "e2e-drchrono-note")
-        connection = service.cli(
-            "connections",
-            "create",
-            "--client-id",
-            client["client_id"],
-            "--emr",
-            CASE.emr,
-            "--config",
-            json.dumps(CASE.config(emr_url)),
-        )
-        headers = {**client, "access_token": connection["access_token"]}
+        headers = service.connect(CASE.emr, CASE.config(emr_url), name="e2e-drchrono-note")
         with httpx.Client(base_url=service.url, timeout=30) as http:
             created = http.post("/v1/tasks", json=_body(CASE), headers=headers).json()
-            done = _wait(http, headers, created["task_id"])
+            done = wait_for_task(http, headers, created["task_id"])
     assert done["status"] == "created", done
     [task] = fake.created
     assert done["emr_task_id"] == str(task["id"])

@@ -16,28 +16,7 @@ TASK = {
 
 
 def _tenant(service, **knobs):
-    import json
-
-    client = service.cli("clients", "create", "--name", "e2e")
-    connection = service.cli(
-        "connections",
-        "create",
-        "--client-id",
-        client["client_id"],
-        "--emr",
-        "sandbox",
-        "--rules",
-        "subject_assignee",
-        "--reference-id",
-        "clinic-1",
-        "--config",
-        json.dumps(knobs),
-    )
-    return {
-        "client_id": client["client_id"],
-        "client_secret": client["client_secret"],
-        "access_token": connection["access_token"],
-    }
+    return service.connect("sandbox", knobs, rules="subject_assignee", reference_id="clinic-1")
 
 
 def _wait_terminal(http, headers, task_ids, timeout=60.0):

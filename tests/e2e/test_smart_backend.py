@@ -2,8 +2,6 @@
 with `auth: smart_backend`, and a token endpoint on loopback that verifies each assertion against the
 running service's GET /.well-known/jwks.json before the task is written."""
 
-import json
-import time
 
 import httpx
 import pytest
@@ -11,18 +9,9 @@ import pytest
 from tests.contract import harness
 from tests.contract.cases.fhir import CASE
 from tests.contract.fakes import smart
+from tests.e2e.conftest import wait_for_task
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
-
-
-def _wait(http: httpx.Client, headers: dict[str, str], task_id: str) -> dict[str, object]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        task = http.get(f"/v1/tasks/{task_id}", headers=headers).json()["task"]
-        if task["status"] != "processing":
-            return task
-        time.sleep(0.05)
-    raise AssertionError("the task never finished")
 
 
 def test_a_smart_backend_fhir_task_is_created_with_a_token_from_our_jwks(service):
@@ -30,18 +19,7 @@ def test_a_smart_backend_fhir_task_is_created_with_a_token_from_our_jwks(service
     key = service.cli("keys", "create", "--alg", "ES384")
     fake = smart.SmartFhir(f"{service.url}/.well-known/jwks.json")
     with harness.serve_fake(fake) as emr_url:
-        client = service.cli("clients", "create", "--name", "e2e-smart")
-        connection = service.cli(
-            "connections",
-            "create",
-            "--client-id",
-            client["client_id"],
-            "--emr",
-            "fhir",
-            "--config",
-            json.dumps(smart.config(emr_url)),
-        )
-        headers = {**client, "access_token": connection["access_token"]}
+        headers = service.connect("fhir", smart.config(emr_url), name="e2e-smart")
         body = {
             "description": CASE.request.description,
             "patient_mrn": "MRN-1001",
@@ -50,7 +28,7 @@ def test_a_smart_backend_fhir_task_is_created_with_a_token_from_our_jwks(service
         }
         with httpx.Client(base_url=service.url, timeout=30) as http:
             created = http.post("/v1/tasks", json=body, headers=headers).json()
-            done = _wait(http, headers, created["task_id"])
+            done = wait_for_task(http, headers, created["task_id"])
     assert fake.endpoint.refusals == []
     assert done["status"] == "created", done
     assert len(fake.created) == 1 and done["emr_task_id"] == fake.created[0]["id"]
