@@ -1,7 +1,6 @@
 """Each EMR family through the whole service: `emrtasks serve` as a process, a connection made with the
 CLI and pointed at the vendor's fake on loopback, tasks over real HTTP, outcomes read back."""
 
-
 import httpx
 import pytest
 

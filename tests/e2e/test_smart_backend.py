@@ -2,7 +2,6 @@
 with `auth: smart_backend`, and a token endpoint on loopback that verifies each assertion against the
 running service's GET /.well-known/jwks.json before the task is written."""
 
-
 import httpx
 import pytest
 
