@@ -83,6 +83,7 @@ def build_context(
         retry_max_seconds=settings.retry_max_seconds,
         auth_cache_seconds=settings.auth_cache_seconds,
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+        public_url=settings.public_url.rstrip("/"),
     )
     return Context(
         engine=engine,

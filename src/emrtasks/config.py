@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     key_file: str = Field(
         default="./emrtasks.key", description="Where the encryption key is kept (created if missing)."
     )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where clients and clinics reach this service: Link URLs and the OAuth redirect URI.",
+    )
     retry_max_seconds: float = Field(
         default=600.0, ge=0, description="Longest retry delay, before ±20 % jitter."
     )

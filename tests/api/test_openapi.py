@@ -20,6 +20,8 @@ EXPECTED_ERRORS = {
     ("post", "/v1/settings"): {"400", "413"} | AUTH,
     ("get", "/v1/webhook-events"): {"400"} | AUTH,
     ("get", "/v1/sandbox/emr-tasks"): {"400"} | AUTH,
+    ("post", "/v1/link/token/create"): {"400", "401", "413"},
+    ("get", "/v1/link/token/exchange"): {"400", "401"},
 }
 
 

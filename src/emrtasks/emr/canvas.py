@@ -53,8 +53,8 @@ RATE_PER_SECOND: float | None = None
 SETTINGS: tuple[base.Setting, ...] = (
     base.Setting("base_url", "the instance's FHIR base URL, e.g. https://fumage-example.canvasmedical.com"),
     base.Setting("token_url", "OAuth2 token endpoint, e.g. https://example.canvasmedical.com/auth/token/"),
-    base.Setting("client_id", "OAuth2 client id"),
-    base.Setting("client_secret", "OAuth2 client secret", secret=True),
+    base.Setting("client_id", "OAuth2 client id", held_by=base.DEPLOYMENT),
+    base.Setting("client_secret", "OAuth2 client secret", secret=True, held_by=base.DEPLOYMENT),
     base.Setting("mrn_system", "the identifier system of the practice's MRNs"),
     base.Setting(
         "requester_practitioner_id", "the Practitioner who requests every task (Canvas requires one)"
@@ -125,3 +125,13 @@ class CanvasAdapter(fhir.FhirAdapter):
         if request.phone_call_type_id:
             task["input"] = [{"type": {"text": "label"}, "valueString": request.phone_call_type_id}]
         return task
+
+
+# Linking a practice (Link): the instance's own authorization server, authorization code with PKCE
+# (https://docs.canvasmedical.com/api/customer-authentication/). The adapter keeps using the app's
+# client credentials at token_url; the consent is what Link obtains.
+OAUTH = base.OAuthEndpoints(
+    authorize_url="{token_url|origin}/auth/authorize/",
+    token_url="{token_url|origin}/auth/token/",  # noqa: S106 - a URL template
+    scopes=("user/Patient.read", "user/Practitioner.read", "user/Task.*"),
+)

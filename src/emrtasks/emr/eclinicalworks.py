@@ -84,11 +84,14 @@ SETTINGS: tuple[base.Setting, ...] = (
         "base_url", "FHIR R4 base with the practice code, e.g. https://fhir4.eclinicalworks.com/fhir/r4/ABCD"
     ),
     base.Setting("token_url", "token endpoint from the practice's .well-known/smart-configuration"),
-    base.Setting("client_id", "the backend app's client id"),
+    base.Setting("client_id", "the backend app's client id", held_by=base.DEPLOYMENT),
     base.Setting(
-        "private_key", "PEM RSA private key whose public key is in the app's JWKS at eCW", secret=True
+        "private_key",
+        "PEM RSA private key whose public key is in the app's JWKS at eCW",
+        secret=True,
+        held_by=base.DEPLOYMENT,
     ),
-    base.Setting("key_id", "the key's kid in that JWKS", required=False),
+    base.Setting("key_id", "the key's kid in that JWKS", required=False, held_by=base.DEPLOYMENT),
     base.Setting("mrn_system", "the identifier system of the practice's MRNs"),
     base.Setting("provider_id", "Practitioner id of the provider the telephone encounters are filed under"),
     base.Setting("location_id", "Location id of the facility the telephone encounters are filed under"),

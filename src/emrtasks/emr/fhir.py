@@ -55,12 +55,23 @@ MARKER_SYSTEM = "urn:emrtasks:task"
 SETTINGS: tuple[base.Setting, ...] = (
     base.Setting("base_url", "the FHIR base URL, e.g. https://fhir.example.org/r4"),
     base.Setting("mrn_system", "the identifier system of the practice's MRNs"),
-    base.Setting("token_url", "OAuth2 token endpoint (client credentials); omit for a static token", False),
-    base.Setting("client_id", "OAuth2 client id", False),
-    base.Setting("client_secret", "OAuth2 client secret", False, secret=True),
-    base.Setting("scope", "OAuth2 scope, e.g. system/Task.write system/Patient.read", False),
     base.Setting(
-        "access_token", "a static bearer token, when there is no token endpoint", False, secret=True
+        "token_url",
+        "OAuth2 token endpoint (client credentials); omit for a static token",
+        False,
+        held_by=base.DEPLOYMENT,
+    ),
+    base.Setting("client_id", "OAuth2 client id", False, held_by=base.DEPLOYMENT),
+    base.Setting("client_secret", "OAuth2 client secret", False, secret=True, held_by=base.DEPLOYMENT),
+    base.Setting(
+        "scope", "OAuth2 scope, e.g. system/Task.write system/Patient.read", False, held_by=base.DEPLOYMENT
+    ),
+    base.Setting(
+        "access_token",
+        "a static bearer token, when there is no token endpoint",
+        False,
+        secret=True,
+        held_by=base.OAUTH,
     ),
     base.Setting(
         "marker_system", "identifier system of our task ids on the Task", False, default=MARKER_SYSTEM
@@ -327,3 +338,19 @@ def display_name(resource: dict[str, Any]) -> str:
     return " ".join(
         [*(name.get("prefix") or []), *(name.get("given") or []), name.get("family") or ""]
     ).strip()
+
+
+# Linking a practice (Link): SMART App Launch, standalone launch, endpoints discovered at
+# <base_url>/.well-known/smart-configuration (https://hl7.org/fhir/smart-app-launch/conformance.html).
+OAUTH = base.OAuthEndpoints(
+    smart_discovery=True,
+    scopes=(
+        "openid",
+        "fhirUser",
+        "user/Patient.read",
+        "user/Practitioner.read",
+        "user/Task.read",
+        "user/Task.write",
+    ),
+    token_fields={"access_token": "access_token"},
+)
