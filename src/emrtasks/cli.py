@@ -101,6 +101,7 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from emrtasks.api.app import StripQuery, create_app
+    from emrtasks.web import link as web_link
 
     class _Server(uvicorn.Server):
         """uvicorn, minus its habit of re-raising SIGTERM after serving: we drain the worker first."""
@@ -111,6 +112,7 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     async with bootstrap.runtime(settings, run_worker=not args.no_worker) as rt:
         app = create_app(rt.ctx, max_body_bytes=settings.max_body_bytes, bench_routes=settings.bench_routes)
+        web_link.install(app, bootstrap.form_key(settings))
         logging.getLogger("uvicorn.access").addFilter(StripQuery())
         config = uvicorn.Config(
             app,
@@ -224,9 +226,11 @@ async def _create_connection(settings: Settings, args: argparse.Namespace) -> in
 async def _demo(settings: Settings, _args: argparse.Namespace) -> int:
     from emrtasks import demo
     from emrtasks.api.app import create_app
+    from emrtasks.web import link as web_link
 
     async with bootstrap.runtime(settings, run_worker=True) as rt:
         app = create_app(rt.ctx, max_body_bytes=settings.max_body_bytes)
+        web_link.install(app, bootstrap.form_key(settings))
         return await demo.run(rt.ctx, app)
 
 
