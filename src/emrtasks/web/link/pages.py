@@ -164,11 +164,18 @@ def _form(
     if not page.view.preselected_emr:
         choose_url = "/link?" + urlencode({"token": page.token, "mode": page.mode})
     verb = "Sign in again to" if page.view.update_mode else "Connect"
+    required = [f for f in entry.fields if f.required]
+    optional = [f for f in entry.fields if not f.required]
+    first = required[0].name if required else "rules" if len(entry.rule_sets) > 1 else None
     return page.render(
         "form.html",
         f"{verb} {entry.title}",
         status,
         entry=entry,
+        required=required,
+        optional=optional,
+        optional_open=any(shown.get(f.name) for f in optional),
+        first=first,
         titles={f.name: words.title(f.name) for f in entry.fields},
         values=shown,
         rules=rules or entry.default_rules,
