@@ -205,8 +205,12 @@ async def test_the_catalogue_lists_the_sandbox_first_and_hides_deployment_settin
     assert entries["openemr"].available and entries["openemr"].method == "credentials"
     assert {f.name for f in entries["openemr"].fields if f.secret} == {"client_secret", "password"}
     assert entries["athenahealth"].method == "credentials"  # OAuth only where configured
-    for entry in entries.values():
-        assert not {f.name for f in entry.fields} & {"refresh_token", "access_token"} - {"access_token"}
+    from emrtasks import emr
+
+    for name, entry in entries.items():
+        held = {s.name for s in emr.module_for(name).SETTINGS if s.held_by != "clinic"}
+        assert not {f.name for f in entry.fields} & held, name
+    assert {"refresh_token", "access_token", "client_secret"} & {f.name for f in drchrono.fields} == set()
 
 
 async def test_an_app_config_makes_its_emr_available_and_is_listed_without_secrets(runtime):

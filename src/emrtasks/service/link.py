@@ -6,28 +6,44 @@ then the users and call types); the page hands back a public token, which the cl
 for the connection's access token (`GET /v1/link/token/exchange`). Update mode repairs a
 `login_required` connection and answers its existing access token again.
 
-Public signatures (all async ones take the service `Context` first):
+Public signatures (all async ones take the service `Context` first; every refusal is an
+`errors.Problem`, which the API renders as the contract's error body):
 
 - `create_link_token(ctx, client: tasks.Client, body: object) -> dict[str, Any]`: the API's answer
   `{"success", "token", "expires_at", "link_url"}`; Problem 400 naming the field at fault.
 - `exchange(ctx, client: tasks.Client, public_token: str | None) -> str`: the access token; Problem 400
-  (missing, unknown, expired, already exchanged) or 401 (another client's public token).
+  `invalid_public_token` (unknown, expired, already exchanged) or `missing_field`, 401 (another
+  client's public token, which stays usable by its own client).
 - `open_link(ctx, link_token: str) -> LinkView`: the session behind a link token; Problem 400
   `invalid_link_token` (unknown, expired, used, no tries left: each its own message).
 - `catalogue(ctx) -> list[CatalogueEntry]`: every EMR a clinic can pick, the sandbox first.
 - `submit_credentials(ctx, link_token: str, emr: str, rules: str | None, values: Mapping[str, str])
-  -> LinkResult`: for `method == "credentials"`. Problem 400 `invalid_settings` (each problem named)
-  for bad values; a refused login is `LinkResult(ok=False, message=REFUSED, tries_left=n)`.
+  -> LinkResult`: for `method == "credentials"`; `values` are the form's strings by field name
+  (empty ones ignored). Problem 400 `invalid_settings` (each problem named), `emr_unavailable`,
+  `oauth_required`, `emr_fixed` (update mode), `unknown_rules`, `invalid_link_token`. A refused login is
+  `LinkResult(ok=False, message=REFUSED, tries_left=n)` (one try spent; the fifth refusal raises
+  `invalid_link_token`); an EMR failing otherwise is `ok=False` with another message, no try spent.
+  Success: `LinkResult(ok=True, public_token="pt_...", redirect_url=<callback_url?token=pt_...>|None)`.
 - `start_oauth(ctx, link_token: str, emr: str, rules: str | None, values: Mapping[str, str]) -> str`:
-  for `method == "oauth"`: the authorization URL to redirect the browser to.
+  for `method == "oauth"`: the authorization URL to redirect the browser to (the clinic's values
+  are kept, encrypted, with the PKCE verifier until the callback). Problem 400 as above, plus
+  `credentials_required`, `oauth_unavailable` (discovery failed).
 - `finish_oauth(ctx, state: str | None, code: str | None, error: str | None)
-  -> tuple[LinkView, LinkResult]`: at `GET /link/oauth/callback`; Problem 400 `invalid_oauth_state`
-  when the state belongs to no Link session.
+  -> tuple[LinkView, LinkResult]`: at `GET /link/oauth/callback` with its query's `state`, `code`,
+  `error`. Problem 400 `invalid_oauth_state` when the state belongs to no Link session (a state
+  works once). A refused consent or code is `ok=False` with a message (the page offers a retry).
 - `set_app(ctx, emr: str, config: Mapping[str, Any]) -> None`, `list_apps(ctx) -> list[dict]`
   (no secrets), `set_allowed_origins(ctx, client_id: str, origins: Sequence[str]) -> tuple[str, ...]`,
-  `allowed_origins(ctx, client_id) -> tuple[str, ...]`, `check_origin(text) -> str` (normalised).
-- `redirect_uri(ctx) -> str`: `<EMRTASKS_PUBLIC_URL>/link/oauth/callback`.
-- Constants: `LINK_TOKEN_TTL`, `PUBLIC_TOKEN_TTL`, `MAX_TRIES` (5), `REFUSED` (the refusal text).
+  `allowed_origins(ctx, client_id: str) -> tuple[str, ...]`, `check_origin(text: str) -> str`
+  (normalised `scheme://host[:port]`; ValueError says why not).
+- `redirect_uri(ctx) -> str`: `<EMRTASKS_PUBLIC_URL>/link/oauth/callback` (`CALLBACK_PATH`).
+- Constants: `LINK_TOKEN_TTL`, `PUBLIC_TOKEN_TTL`, `MAX_TRIES` (5), `REFUSED` (the refusal text),
+  and each refusal message (`UNKNOWN_LINK_TOKEN`, `EXPIRED_LINK_TOKEN`, ...).
+- Types: `LinkView(link_id, client_name, allowed_origins, callback_url, preselected_emr,
+  instance_domain, update_mode, tries_left, expires_at)`, `CatalogueEntry(name, title, rule_sets,
+  default_rules, method, fields, available, unavailable_reason)`, `FormField(name, label, secret,
+  required, kind)` (kind: text, integer, number, boolean, list), `LinkResult(ok, public_token,
+  redirect_url, message, tries_left)`.
 
 Secrets: link and public tokens are stored as hashes; the update-mode access token, the public
 token's access token (until the exchange), the PKCE verifier and the clinic's values during an OAuth
@@ -45,7 +61,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from emrtasks import emr
+from emrtasks import emr as registry
 from emrtasks.domain import errors, ids, outcomes
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.emr import base, oauth
@@ -138,7 +154,7 @@ async def create_link_token(ctx: Context, client: domain_tasks.Client, body: obj
         connection = await _update_mode_connection(conn, client, fields.get("access_token"))
     emr_name = fields.get("emr_name")
     if emr_name is not None:
-        emr.module_for(emr_name)  # 400 unknown_emr
+        registry.module_for(emr_name)  # 400 unknown_emr
     if connection is not None:
         if emr_name is not None and emr_name != connection.emr:
             raise _field_problem(
@@ -311,12 +327,12 @@ def _view(ctx: Context, row: dict[str, Any] | None, origins: tuple[str, ...]) ->
 
 async def catalogue(ctx: Context) -> list[CatalogueEntry]:
     apps = await _apps(ctx)
-    names = sorted(emr.MODULES, key=lambda n: (n != "sandbox", n))
+    names = sorted(registry.MODULES, key=lambda n: (n != "sandbox", n))
     return [_entry(name, apps.get(name)) for name in names]
 
 
 def _entry(name: str, app: Mapping[str, Any] | None) -> CatalogueEntry:
-    module = emr.module_for(name)
+    module = registry.module_for(name)
     declared = _oauth_of(module, app)
     missing = [
         s.name
@@ -333,7 +349,7 @@ def _entry(name: str, app: Mapping[str, Any] | None) -> CatalogueEntry:
     return CatalogueEntry(
         name=name,
         title=module.TITLE,
-        rule_sets=tuple(emr.rule_sets(name)),
+        rule_sets=tuple(registry.rule_sets(name)),
         default_rules=module.DEFAULT_RULES,
         method="oauth" if declared is not None else "credentials",
         fields=tuple(_field(s) for s in module.SETTINGS if s.held_by == base.CLINIC),
@@ -363,8 +379,9 @@ def _field(setting: base.Setting) -> FormField:
 
 
 async def submit_credentials(
-    ctx: Context, link_token: str, emr_name: str, rules: str | None, values: Mapping[str, str]
+    ctx: Context, link_token: str, emr: str, rules: str | None, values: Mapping[str, str]
 ) -> LinkResult:
+    emr_name = emr
     row, view = await _session(ctx, link_token)
     entry, app = await _chosen(ctx, row, emr_name)
     if entry.method != "credentials":
@@ -378,11 +395,12 @@ async def submit_credentials(
 
 
 async def start_oauth(
-    ctx: Context, link_token: str, emr_name: str, rules: str | None, values: Mapping[str, str]
+    ctx: Context, link_token: str, emr: str, rules: str | None, values: Mapping[str, str]
 ) -> str:
+    emr_name = emr
     row, _ = await _session(ctx, link_token)
     entry, app = await _chosen(ctx, row, emr_name)
-    module = emr.module_for(emr_name)
+    module = registry.module_for(emr_name)
     declared = _oauth_of(module, app)
     if entry.method != "oauth" or declared is None:
         raise errors.Problem(
@@ -446,7 +464,7 @@ async def finish_oauth(
         return view, LinkResult(ok=False, message=message, tries_left=view.tries_left)
     emr_name: str = session["emr"]
     app = await _app(ctx, emr_name)
-    module = emr.module_for(emr_name)
+    module = registry.module_for(emr_name)
     declared = _oauth_of(module, app)
     if declared is None:
         raise errors.Problem(400, "oauth_unavailable", f"{module.TITLE} is no longer linked by OAuth here.")
@@ -543,12 +561,12 @@ def _typed(kind: str, text: str) -> Any:
 
 
 def _deployment_values(emr_name: str, app: Mapping[str, Any]) -> dict[str, Any]:
-    held = {s.name for s in emr.module_for(emr_name).SETTINGS if s.held_by == base.DEPLOYMENT}
+    held = {s.name for s in registry.module_for(emr_name).SETTINGS if s.held_by == base.DEPLOYMENT}
     return {k: v for k, v in app.items() if k in held}
 
 
 def _check(emr_name: str, config: Mapping[str, Any]) -> None:
-    problems = adapters.check_limits(config) + emr.module_for(emr_name).check_config(config)
+    problems = adapters.check_limits(config) + registry.module_for(emr_name).check_config(config)
     if problems:
         raise errors.Problem(
             400, "invalid_settings", f"Invalid settings for {emr_name}: " + "; ".join(problems)
@@ -576,7 +594,7 @@ async def _check_login(
     async def keep(_connection_id: str, changes: dict[str, Any]) -> None:
         rotated.update({k: v for k, v in changes.items() if v is not None})
 
-    module = emr.module_for(emr_name)
+    module = registry.module_for(emr_name)
     probe = domain_tasks.Connection(
         id="link_check",
         client_id="",
@@ -704,7 +722,7 @@ def _http(ctx: Context) -> httpx.AsyncClient:
 async def set_app(ctx: Context, emr_name: str, config: Mapping[str, Any]) -> None:
     """The deployment's app at an EMR vendor: its deployment-held settings (client id and secret),
     `oauth` (athenahealth: link by consent), `oauth_authorize_url`/`oauth_token_url` overrides."""
-    module = emr.module_for(emr_name)
+    module = registry.module_for(emr_name)
     held = {s.name: s for s in module.SETTINGS if s.held_by == base.DEPLOYMENT}
     extras = {"oauth": bool, "oauth_authorize_url": str, "oauth_token_url": str}
     problems = [f"unknown app setting: {k}" for k in config if k not in held and k not in extras]
@@ -732,7 +750,7 @@ async def list_apps(ctx: Context) -> list[dict[str, Any]]:
     listed = []
     for name, (sealed, updated) in found.items():
         config = json.loads(ctx.cipher.decrypt(sealed))
-        secret = {s.name for s in emr.module_for(name).SETTINGS if s.secret}
+        secret = {s.name for s in registry.module_for(name).SETTINGS if s.secret}
         shown = {k: ("(set)" if k in secret else v) for k, v in config.items()}
         listed.append({"emr": name, "config": shown, "updated": _iso(updated)})
     return listed
