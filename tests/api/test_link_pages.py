@@ -206,3 +206,12 @@ async def test_an_oauth_callback_with_an_unknown_state_is_a_plain_400(pages):
     assert answer.status_code == 400
     assert link.UNKNOWN_STATE in answer.text
     _assert_link_headers(answer, "'none'")
+
+
+async def test_a_preselected_emr_without_the_deployments_app_is_explained_and_others_offered(pages, tenant):
+    token = await _token(pages, tenant, emr_name="drchrono")
+    answer = await pages.get("/link", params={"token": token})
+    assert answer.status_code == 400
+    assert "DrChrono (task): Not available here yet" in answer.text
+    assert 'id="emr-drchrono" value="drchrono" aria-describedby="asks-drchrono" disabled' in answer.text
+    assert 'value="sandbox"' in answer.text

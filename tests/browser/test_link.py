@@ -251,11 +251,18 @@ def test_an_oauth_emr_links_by_consent_at_its_authorization_server(page, client,
         screenshot(page, "oauth-form")
         page.get_by_role("button", name="Continue to DrChrono (task)").click()
         page.wait_for_url(f"{auth_url}/o/authorize/?*")
+        page.get_by_role("button", name="Deny").click()
+        expect(page.get_by_role("alert")).to_contain_text("The EMR did not grant access (access_denied).")
+        expect(page.get_by_role("heading", name="Connect DrChrono (task)")).to_be_visible()  # try again
+        page.get_by_label("Task status ID").fill(str(fake_drchrono.OPEN_STATUS))
+        page.get_by_role("button", name="Continue to DrChrono (task)").click()
+        page.wait_for_url(f"{auth_url}/o/authorize/?*")
         screenshot(page, "oauth-consent")
         page.get_by_role("button", name="Approve").click()
         public_token = _received(page, client_url)
         _assert_created(client, public_token, _body(DRCHRONO.request))
-    [asked] = checker.authorize_queries
+    denied, asked = checker.authorize_queries
+    assert denied["state"] != asked["state"]  # a new state for each consent
     assert asked["redirect_uri"] == f"{client.service.url}/link/oauth/callback"
     assert checker.token_forms[0]["code_verifier"]  # PKCE: the verifier behind the challenge
     assert len(emr.created) == 1

@@ -132,7 +132,7 @@ async def show_link(request: Request) -> Response:
         message = f"There is no EMR called {chosen!r} here: choose yours below." if chosen else None
         return _choose(page, entries, message, status=400 if chosen else 200)
     if not entry.available:
-        return _choose(page, entries, entry.unavailable_reason, status=400)
+        return _choose(page, entries, f"{entry.title}: {words.UNAVAILABLE}", status=400)
     return _form(page, entry)
 
 
@@ -145,7 +145,13 @@ def _choose(
 ) -> HTMLResponse:
     asks = {e.name: words.asks(e) for e in entries}
     return page.render(
-        "choose.html", "Which EMR does your clinic use?", status, entries=entries, asks=asks, message=message
+        "choose.html",
+        "Which EMR does your clinic use?",
+        status,
+        entries=entries,
+        asks=asks,
+        message=message,
+        unavailable=words.UNAVAILABLE,
     )
 
 

@@ -24,3 +24,7 @@ def asks(entry: link.CatalogueEntry) -> str:
     if not required:
         return "Nothing to enter."
     return f"Asks for: {', '.join(required)}."
+
+
+UNAVAILABLE = "Not available here yet: this service's operator has not set up its app for this EMR."
+"""For the clinic; the operator's reason (which command to run) is in the catalogue and docs."""
