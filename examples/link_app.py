@@ -60,12 +60,13 @@ document.getElementById("connect").addEventListener("click", async () => {{
 
 
 class LinkApp:
-    """The client's server side: its credentials, and the access tokens it got, by clinic."""
+    """The client's server side: its credentials, and the access tokens it got."""
 
     def __init__(self, service_url: str, client_id: str, client_secret: str) -> None:
         self.service_url = service_url.rstrip("/")
         self.credentials = {"client_id": client_id, "client_secret": client_secret}
-        self.access_tokens: dict[str, str] = {}
+        self.access_tokens: list[str] = []
+        """One per linked clinic; a real app stores them (encrypted) with the clinic's record."""
         self.app = Starlette(
             routes=[
                 Route("/", self.page),
@@ -106,7 +107,7 @@ class LinkApp:
             )
             answer.raise_for_status()
             access_token = answer.json()["token"]
-            self.access_tokens[access_token[-6:]] = access_token  # keep it server-side, never in a page
+            self.access_tokens.append(access_token)  # kept server-side, never sent to a page
             return await _create_task(http, {**self.credentials, "access_token": access_token})
 
     def _http(self) -> httpx.AsyncClient:

@@ -122,6 +122,18 @@ def test_escape_closes_the_lightbox_and_the_client_hears_of_the_exit(page, clien
         expect(page.get_by_role("button", name="Connect your EMR")).to_be_focused()
 
 
+def test_a_page_on_an_origin_the_client_did_not_allow_cannot_frame_link(page, client):
+    with harness.serve_fake(ClientPage(client.service.url)) as client_url:
+        client.allow("https://app.example.com")  # not the page's origin
+        page.goto(f"{client_url}/app?token={client.link_token(emr_name='sandbox')}")
+        with page.expect_console_message(lambda m: "frame-ancestors" in m.text) as refused:
+            page.get_by_role("button", name="Connect your EMR").click()
+        assert '"frame-ancestors https://app.example.com"' in refused.value.text
+        assert "blocked" in refused.value.text
+        frame = page.frame_locator("iframe[title='Link your EMR']")
+        expect(frame.get_by_role("heading")).to_have_count(0)
+
+
 def test_the_sandbox_flow_completes_with_the_keyboard_alone(page, client):
     token = client.link_token()
     page.goto(_link_url(client, token))
