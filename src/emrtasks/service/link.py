@@ -50,7 +50,6 @@ token's access token (until the exchange), the PKCE verifier and the clinic's va
 round trip, and the deployment's app configs are encrypted. None of them is logged.
 """
 
-import dataclasses
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -594,7 +593,6 @@ async def _check_login(
     async def keep(_connection_id: str, changes: dict[str, Any]) -> None:
         rotated.update({k: v for k, v in changes.items() if v is not None})
 
-    module = registry.module_for(emr_name)
     probe = domain_tasks.Connection(
         id="link_check",
         client_id="",
@@ -604,9 +602,8 @@ async def _check_login(
         status=domain_tasks.CONNECTION_ACTIVE,
         settings={},
     )
-    deps = dataclasses.replace(ctx.adapters.deps, save_credentials=keep)
     try:
-        adapter = base.guarded(module.build(probe, base.with_defaults(module.SETTINGS, config), deps))
+        adapter = ctx.adapters.for_unsaved(probe, config, keep)
         users = await adapter.list_users()
         call_types = await adapter.list_call_types()
     except outcomes.AdapterError as exc:
