@@ -32,6 +32,9 @@ Public signatures (all async ones take the service `Context` first; every refusa
   -> tuple[LinkView, LinkResult]`: at `GET /link/oauth/callback` with its query's `state`, `code`,
   `error`. Problem 400 `invalid_oauth_state` when the state belongs to no Link session (a state
   works once). A refused consent or code is `ok=False` with a message (the page offers a retry).
+  Only the hash of a link token is stored, so `finish_oauth` cannot give the `lt_...` back: a page
+  that offers a retry after the callback keeps the token in its own session (e.g. an HttpOnly cookie
+  scoped to `/link`).
 - `set_app(ctx, emr: str, config: Mapping[str, Any]) -> None`, `list_apps(ctx) -> list[dict]`
   (no secrets), `set_allowed_origins(ctx, client_id: str, origins: Sequence[str]) -> tuple[str, ...]`,
   `allowed_origins(ctx, client_id: str) -> tuple[str, ...]`, `check_origin(text: str) -> str`
