@@ -160,3 +160,36 @@ async def test_a_refresh_token_spent_by_the_check_is_replaced_by_the_new_one(run
         ]
     refresh = runtime.ctx.adapters.config_of(stored)["refresh_token"]
     assert refresh != "linked-refresh" and refresh in fake.refresh_tokens
+
+
+async def test_two_callbacks_with_one_state_at_once_link_once(
+    runtime, tenant, drchrono, settings, monkeypatch
+):
+    import asyncio
+
+    from emrtasks import bootstrap
+    from emrtasks.storage import link as stored
+
+    if settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite runs one write transaction at a time: the two callbacks cannot interleave")
+    _fake, server = drchrono
+    token = await _token(runtime, tenant)
+    back = consent(server, await link.start_oauth(runtime.ctx, token, "drchrono", None, CLINIC))
+    both_read = asyncio.Barrier(2)
+    read = stored.get_link_token_by_state
+
+    async def read_then_wait(conn, state_hash):
+        found = await read(conn, state_hash)
+        await both_read.wait()  # each callback has read the session before either takes it
+        return found
+
+    monkeypatch.setattr(stored, "get_link_token_by_state", read_then_wait)
+    async with bootstrap.runtime(settings, run_worker=False) as other:
+        other.ctx.adapters.deps = runtime.ctx.adapters.deps
+        found = await asyncio.gather(
+            *(link.finish_oauth(ctx, back["state"], back["code"], None) for ctx in (runtime.ctx, other.ctx)),
+            return_exceptions=True,
+        )
+    refused = [f for f in found if isinstance(f, errors.Problem)]
+    assert len(refused) == 1 and refused[0].message == link.UNKNOWN_STATE
+    assert [f[1].ok for f in found if not isinstance(f, BaseException)] == [True]

@@ -452,11 +452,13 @@ async def finish_oauth(
     ctx: Context, state: str | None, code: str | None, error: str | None
 ) -> tuple[LinkView, LinkResult]:
     async with db.write(ctx.engine) as conn:
-        row = await stored.get_link_token_by_state(conn, ids.hash_secret(state or ""))
+        state_hash = ids.hash_secret(state or "")
+        row = await stored.get_link_token_by_state(conn, state_hash)
+        # A state works once: a replayed callback, or one racing it, finds nothing.
         if row is None or not state or not row["oauth_session"]:
             raise errors.Problem(400, "invalid_oauth_state", UNKNOWN_STATE)
-        # A state works once: a replayed callback finds nothing.
-        await stored.update_link_token(conn, row["id"], oauth_state_hash=None, oauth_session=None)
+        if not await stored.take_oauth_state(conn, row["id"], state_hash):
+            raise errors.Problem(400, "invalid_oauth_state", UNKNOWN_STATE)
         origins = await stored.get_origins(conn, row["client_id"])
     view = _view(ctx, row, origins)
     session = json.loads(ctx.cipher.decrypt(row["oauth_session"]))
