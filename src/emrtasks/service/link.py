@@ -481,6 +481,7 @@ async def finish_oauth(
             client_id=str(app.get("client_id") or ""),
             client_secret=app.get("client_secret"),
             verifier=session["verifier"],
+            secret_in_body=declared.secret_in_body,
         )
     except oauth.OAuthError as exc:
         return view, LinkResult(ok=False, message=f"{exc} You can try again.", tries_left=view.tries_left)
