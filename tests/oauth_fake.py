@@ -8,7 +8,7 @@ import hashlib
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlencode, urlsplit
 
 import httpx
 
@@ -37,6 +37,7 @@ class FakeAuthorizationServer:
         self.codes: dict[str, dict[str, str]] = {}
         self.authorize_queries: list[dict[str, str]] = []
         self.token_forms: list[dict[str, str]] = []
+        self.secret_methods: list[str] = []
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -47,7 +48,8 @@ class FakeAuthorizationServer:
         if path == self.token_path and request.method == "POST":
             form = {k: v[0] for k, v in parse_qs((await request.aread()).decode()).items()}
             if form.get("grant_type") == "authorization_code" or self.fallback is None:
-                return self.token(form)
+                header = request.headers.get("authorization", "")
+                return self.token(form, header[6:] if header.startswith("Basic ") else None)
         if self.fallback is None:
             return httpx.Response(404, json={"error": "not_found"})
         return await self.fallback(request)
@@ -67,12 +69,19 @@ class FakeAuthorizationServer:
         target = query["redirect_uri"] + "?" + urlencode({"code": code, "state": query["state"]})
         return httpx.Response(302, headers={"location": target})
 
-    def token(self, form: dict[str, str]) -> httpx.Response:
+    def token(self, form: dict[str, str], basic: str | None = None) -> httpx.Response:
         self.token_forms.append(form)
         if form.get("grant_type") != "authorization_code":
             return httpx.Response(400, json={"error": "unsupported_grant_type"})
+        secret = form.get("client_secret")
+        if basic is not None:  # client_secret_basic: form-urlencoded id and secret (RFC 6749 2.3.1)
+            basic_id, _, secret = base64.b64decode(basic).decode().partition(":")
+            if "client_secret" in form or unquote_plus(basic_id) != form.get("client_id"):
+                return httpx.Response(400, json={"error": "invalid_request"})  # one method only
+            secret = unquote_plus(secret)
+        self.secret_methods.append("basic" if basic is not None else "body" if secret else "none")
         if form.get("client_id") != self.client_id or (
-            self.client_secret is not None and form.get("client_secret") != self.client_secret
+            self.client_secret is not None and secret != self.client_secret
         ):
             return httpx.Response(401, json={"error": "invalid_client"})
         asked = self.codes.pop(form.get("code", ""), None)  # a code works once

@@ -200,7 +200,9 @@ def _settings_help() -> str:
         for setting in module.SETTINGS:
             need = "required" if setting.required and setting.default is None else "optional"
             secret = ", secret" if setting.secret else ""
-            lines.append(f"    {setting.name:24} {need}{secret}: {setting.description}")
+            held = {"deployment": ", app (Link: emrtasks apps set)", "oauth": ", from OAuth (Link)"}
+            origin = held.get(setting.held_by, "")
+            lines.append(f"    {setting.name:24} {need}{secret}{origin}: {setting.description}")
     lines.append("  any EMR: max_concurrency (writes at once), rate_per_second (calls per second)")
     return "\n".join(lines)
 

@@ -137,3 +137,59 @@ async def test_the_pkce_verifier_and_the_clinics_values_are_kept_encrypted(runti
         row = (await conn.execute(select(tables.link_tokens))).mappings().one()
     assert state not in json.dumps(dict(row), default=str)
     assert row["oauth_session"].startswith("v1:") and "501" not in row["oauth_session"]
+
+
+async def test_a_refresh_token_spent_by_the_check_is_replaced_by_the_new_one(runtime, tenant, drchrono):
+    from emrtasks.storage import connections, db
+
+    fake, server = drchrono
+
+    def stale_access_token():
+        fake.refresh_tokens.add("linked-refresh")
+        return {"access_token": "not-accepted", "refresh_token": "linked-refresh"}
+
+    server.tokens = stale_access_token  # the check must refresh, which DrChrono rotates
+    token = await _token(runtime, tenant)
+    back = consent(server, await link.start_oauth(runtime.ctx, token, "drchrono", None, CLINIC))
+    _view, result = await link.finish_oauth(runtime.ctx, back["state"], back["code"], None)
+    assert result.ok, result.message
+    assert "linked-refresh" not in fake.refresh_tokens  # spent by the check
+    async with db.read(runtime.engine) as conn:
+        [stored] = [
+            c for c in await connections.list_connections(conn, tenant.client_id) if c.emr == "drchrono"
+        ]
+    refresh = runtime.ctx.adapters.config_of(stored)["refresh_token"]
+    assert refresh != "linked-refresh" and refresh in fake.refresh_tokens
+
+
+async def test_two_callbacks_with_one_state_at_once_link_once(
+    runtime, tenant, drchrono, settings, monkeypatch
+):
+    import asyncio
+
+    from emrtasks import bootstrap
+    from emrtasks.storage import link as stored
+
+    if settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite runs one write transaction at a time: the two callbacks cannot interleave")
+    _fake, server = drchrono
+    token = await _token(runtime, tenant)
+    back = consent(server, await link.start_oauth(runtime.ctx, token, "drchrono", None, CLINIC))
+    both_read = asyncio.Barrier(2)
+    read = stored.get_link_token_by_state
+
+    async def read_then_wait(conn, state_hash):
+        found = await read(conn, state_hash)
+        await both_read.wait()  # each callback has read the session before either takes it
+        return found
+
+    monkeypatch.setattr(stored, "get_link_token_by_state", read_then_wait)
+    async with bootstrap.runtime(settings, run_worker=False) as other:
+        other.ctx.adapters.deps = runtime.ctx.adapters.deps
+        found = await asyncio.gather(
+            *(link.finish_oauth(ctx, back["state"], back["code"], None) for ctx in (runtime.ctx, other.ctx)),
+            return_exceptions=True,
+        )
+    refused = [f for f in found if isinstance(f, errors.Problem)]
+    assert len(refused) == 1 and refused[0].message == link.UNKNOWN_STATE
+    assert [f[1].ok for f in found if not isinstance(f, BaseException)] == [True]

@@ -170,3 +170,29 @@ def test_every_oauth_emr_declares_where_its_tokens_go():
         names = {s.name: s for s in module.SETTINGS}
         for setting in declared.token_fields.values():
             assert names[setting].held_by == base.OAUTH, (name, setting)
+
+
+async def test_a_smart_client_sends_its_secret_in_http_basic():
+    server, http = _server(tokens=lambda: {"access_token": "at-1"})
+    verifier = oauth.new_verifier()
+    url = oauth.authorization_url(
+        "https://emr.test/o/authorize/",
+        client_id="app",
+        redirect_uri=REDIRECT,
+        scopes=(),
+        state="s",
+        verifier=verifier,
+    )
+    code = consent(server, url)["code"]
+    await oauth.exchange_code(
+        http,
+        "https://emr.test/o/token/",
+        code=code,
+        redirect_uri=REDIRECT,
+        client_id="app",
+        client_secret="s3cret",
+        verifier=verifier,
+        secret_in_body=fhir.OAUTH.secret_in_body,
+    )
+    assert server.secret_methods == ["basic"]
+    assert "client_secret" not in server.token_forms[0]

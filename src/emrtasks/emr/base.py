@@ -151,6 +151,9 @@ class OAuthEndpoints:
     token_fields: Mapping[str, str] = field(default_factory=dict)
     smart_discovery: bool = False
     when_configured: bool = False
+    secret_in_body: bool = True
+    """The client secret goes in the token request's form (DrChrono) or, when False, in HTTP Basic
+    (`client_secret_basic`, as SMART App Launch asks of confidential clients)."""
 
 
 @dataclass(frozen=True)

@@ -353,4 +353,5 @@ OAUTH = base.OAuthEndpoints(
         "user/Task.write",
     ),
     token_fields={"access_token": "access_token"},
+    secret_in_body=False,
 )

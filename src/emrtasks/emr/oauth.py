@@ -9,7 +9,7 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 
@@ -129,8 +129,10 @@ async def exchange_code(
     client_id: str,
     client_secret: str | None,
     verifier: str,
+    secret_in_body: bool = True,
 ) -> dict[str, Any]:
-    """The authorization code and the PKCE verifier for tokens (RFC 6749 section 4.1.3)."""
+    """The authorization code and the PKCE verifier for tokens (RFC 6749 section 4.1.3); a client
+    secret in the form, or in HTTP Basic (RFC 6749 section 2.3.1) when not `secret_in_body`."""
     form = {
         "grant_type": "authorization_code",
         "code": code,
@@ -138,10 +140,13 @@ async def exchange_code(
         "client_id": client_id,
         "code_verifier": verifier,
     }
-    if client_secret:
+    basic: dict[str, Any] = {}
+    if client_secret and secret_in_body:
         form["client_secret"] = client_secret
+    elif client_secret:
+        basic["auth"] = httpx.BasicAuth(quote(client_id, safe=""), quote(client_secret, safe=""))
     try:
-        answer = await http.post(token_url, data=form, headers={"accept": "application/json"})
+        answer = await http.post(token_url, data=form, headers={"accept": "application/json"}, **basic)
     except httpx.HTTPError as exc:
         raise OAuthError(f"The EMR's token endpoint could not be reached ({type(exc).__name__}).") from exc
     try:

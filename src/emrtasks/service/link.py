@@ -32,6 +32,9 @@ Public signatures (all async ones take the service `Context` first; every refusa
   -> tuple[LinkView, LinkResult]`: at `GET /link/oauth/callback` with its query's `state`, `code`,
   `error`. Problem 400 `invalid_oauth_state` when the state belongs to no Link session (a state
   works once). A refused consent or code is `ok=False` with a message (the page offers a retry).
+  Only the hash of a link token is stored, so `finish_oauth` cannot give the `lt_...` back: a page
+  that offers a retry after the callback keeps the token in its own session (e.g. an HttpOnly cookie
+  scoped to `/link`).
 - `set_app(ctx, emr: str, config: Mapping[str, Any]) -> None`, `list_apps(ctx) -> list[dict]`
   (no secrets), `set_allowed_origins(ctx, client_id: str, origins: Sequence[str]) -> tuple[str, ...]`,
   `allowed_origins(ctx, client_id: str) -> tuple[str, ...]`, `check_origin(text: str) -> str`
@@ -50,7 +53,6 @@ token's access token (until the exchange), the PKCE verifier and the clinic's va
 round trip, and the deployment's app configs are encrypted. None of them is logged.
 """
 
-import dataclasses
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -450,11 +452,13 @@ async def finish_oauth(
     ctx: Context, state: str | None, code: str | None, error: str | None
 ) -> tuple[LinkView, LinkResult]:
     async with db.write(ctx.engine) as conn:
-        row = await stored.get_link_token_by_state(conn, ids.hash_secret(state or ""))
+        state_hash = ids.hash_secret(state or "")
+        row = await stored.get_link_token_by_state(conn, state_hash)
+        # A state works once: a replayed callback, or one racing it, finds nothing.
         if row is None or not state or not row["oauth_session"]:
             raise errors.Problem(400, "invalid_oauth_state", UNKNOWN_STATE)
-        # A state works once: a replayed callback finds nothing.
-        await stored.update_link_token(conn, row["id"], oauth_state_hash=None, oauth_session=None)
+        if not await stored.take_oauth_state(conn, row["id"], state_hash):
+            raise errors.Problem(400, "invalid_oauth_state", UNKNOWN_STATE)
         origins = await stored.get_origins(conn, row["client_id"])
     view = _view(ctx, row, origins)
     session = json.loads(ctx.cipher.decrypt(row["oauth_session"]))
@@ -477,6 +481,7 @@ async def finish_oauth(
             client_id=str(app.get("client_id") or ""),
             client_secret=app.get("client_secret"),
             verifier=session["verifier"],
+            secret_in_body=declared.secret_in_body,
         )
     except oauth.OAuthError as exc:
         return view, LinkResult(ok=False, message=f"{exc} You can try again.", tries_left=view.tries_left)
@@ -594,7 +599,6 @@ async def _check_login(
     async def keep(_connection_id: str, changes: dict[str, Any]) -> None:
         rotated.update({k: v for k, v in changes.items() if v is not None})
 
-    module = registry.module_for(emr_name)
     probe = domain_tasks.Connection(
         id="link_check",
         client_id="",
@@ -604,9 +608,8 @@ async def _check_login(
         status=domain_tasks.CONNECTION_ACTIVE,
         settings={},
     )
-    deps = dataclasses.replace(ctx.adapters.deps, save_credentials=keep)
     try:
-        adapter = base.guarded(module.build(probe, base.with_defaults(module.SETTINGS, config), deps))
+        adapter = ctx.adapters.for_unsaved(probe, config, keep)
         users = await adapter.list_users()
         call_types = await adapter.list_call_types()
     except outcomes.AdapterError as exc:

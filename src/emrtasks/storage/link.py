@@ -30,6 +30,16 @@ async def get_link_token_by_state(conn: Connection, state_hash: str) -> dict[str
     return await get_link_token(conn, found) if found else None
 
 
+async def take_oauth_state(conn: Connection, link_id: str, state_hash: str) -> bool:
+    """Forget an OAuth round trip's state and session; False when another callback took it first."""
+    query = (
+        update(link_tokens)
+        .where(link_tokens.c.id == link_id, link_tokens.c.oauth_state_hash == state_hash)
+        .values(oauth_state_hash=None, oauth_session=None)
+    )
+    return bool((await conn.execute(query)).rowcount == 1)
+
+
 async def update_link_token(conn: Connection, link_id: str, **values: Any) -> None:
     await conn.execute(update(link_tokens).where(link_tokens.c.id == link_id).values(**values))
 
