@@ -76,6 +76,7 @@ class ConsentServer:
 
     async def token(self, request: Request) -> Response:
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
-        answer: httpx.Response = self.checker.token(form)
+        header = request.headers.get("authorization", "")
+        answer: httpx.Response = self.checker.token(form, header[6:] if header.startswith("Basic ") else None)
         body: Any = answer.content
         return Response(body, answer.status_code, media_type="application/json")
