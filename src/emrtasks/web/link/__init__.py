@@ -4,6 +4,13 @@
 `GET /link.js`, our own CSS and script) to an application whose `state.ctx` is the service context.
 """
 
-from emrtasks.web.link.pages import install
+from fastapi import FastAPI
 
-__all__ = ["install"]
+from emrtasks.web.link import assets, oauth, pages
+
+
+def install(app: FastAPI, form_key: bytes) -> None:
+    """Add the Link pages to `app`; `form_key` signs their CSRF tokens (the same in every process)."""
+    app.state.link_form_key = form_key
+    for module in (pages, oauth, assets):
+        app.include_router(module.router)

@@ -1,7 +1,7 @@
-"""The Link pages' routes: choose an EMR, enter what it asks for (or consent at the EMR by OAuth), and
-hand the public token back: a redirect to the client's callback_url (new window), a message to the
-opening page (lightbox), or the code shown plainly. Every answer carries `guard.page_headers`; every
-form a CSRF token bound to the link session."""
+"""The Link pages: choose an EMR, enter what it asks for, and hand the public token back: a redirect to
+the client's callback_url (new window), a message to the opening page (lightbox), or the code shown
+plainly. Every answer carries `guard.page_headers`; every form a CSRF token bound to the link session.
+OAuth's two routes are in `oauth.py`."""
 
 import json
 from dataclasses import dataclass
@@ -9,20 +9,18 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import jinja2
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from emrtasks.domain import errors
 from emrtasks.service import link
 from emrtasks.service.context import Context
-from emrtasks.web.link import assets, guard, words
+from emrtasks.web.link import guard, words
 
 LIGHTBOX = "lightbox"
 WINDOW = "window"
 SETTING_PREFIX = "s_"
 """Form fields that carry the EMR's settings, apart from ours (token, csrf, mode, emr, rules)."""
-OAUTH_COOKIE = "emrtasks_link_oauth"
-"""Carries the link token and mode across the EMR's consent page, so a refusal can offer the form again."""
 _MAX_FORM_BYTES = 64 * 1024
 
 router = APIRouter(include_in_schema=False)
@@ -31,13 +29,6 @@ _templates = jinja2.Environment(
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
-
-
-def install(app: FastAPI, form_key: bytes) -> None:
-    """Add the Link pages to `app`; `form_key` signs their CSRF tokens (the same in every process)."""
-    app.state.link_form_key = form_key
-    app.include_router(router)
-    app.include_router(assets.router)
 
 
 @dataclass(frozen=True)
@@ -98,18 +89,18 @@ def redirect(url: str, origins: tuple[str, ...]) -> RedirectResponse:
     return RedirectResponse(url, status_code=303, headers=guard.page_headers(origins))
 
 
-def _ctx(request: Request) -> Context:
+def context_of(request: Request) -> Context:
     ctx: Context = request.app.state.ctx
     return ctx
 
 
-def _mode(text: str | None) -> str:
+def mode_of(text: str | None) -> str:
     return LIGHTBOX if text == LIGHTBOX else WINDOW
 
 
-async def _page(request: Request, token: str, mode: str) -> Page:
+async def open_page(request: Request, token: str, mode: str) -> Page:
     """The session behind the link token (Problem 400 when it cannot be used)."""
-    view = await link.open_link(_ctx(request), token)
+    view = await link.open_link(context_of(request), token)
     key: bytes = request.app.state.link_form_key
     return Page(view, token, mode, guard.csrf_token(key, view.link_id))
 
@@ -120,27 +111,27 @@ async def _page(request: Request, token: str, mode: str) -> Page:
 @router.get("/link")
 async def show_link(request: Request) -> Response:
     query = request.query_params
-    mode = _mode(query.get("mode"))
+    mode = mode_of(query.get("mode"))
     try:
-        page = await _page(request, query.get("token", ""), mode)
+        page = await open_page(request, query.get("token", ""), mode)
     except errors.Problem as problem:
         return error_page(problem, lightbox=mode == LIGHTBOX)
-    entries = await link.catalogue(_ctx(request))
+    entries = await link.catalogue(context_of(request))
     chosen = page.view.preselected_emr or query.get("emr")
-    entry = _find(entries, chosen)
+    entry = find(entries, chosen)
     if entry is None:
         message = f"There is no EMR called {chosen!r} here: choose yours below." if chosen else None
-        return _choose(page, entries, message, status=400 if chosen else 200)
+        return show_choices(page, entries, message, status=400 if chosen else 200)
     if not entry.available:
-        return _choose(page, entries, f"{entry.title}: {words.UNAVAILABLE}", status=400)
-    return _form(page, entry)
+        return show_choices(page, entries, f"{entry.title}: {words.UNAVAILABLE}", status=400)
+    return show_form(page, entry)
 
 
-def _find(entries: list[link.CatalogueEntry], name: str | None) -> link.CatalogueEntry | None:
+def find(entries: list[link.CatalogueEntry], name: str | None) -> link.CatalogueEntry | None:
     return next((e for e in entries if e.name == name), None)
 
 
-def _choose(
+def show_choices(
     page: Page, entries: list[link.CatalogueEntry], message: str | None, status: int = 200
 ) -> HTMLResponse:
     asks = {e.name: words.asks(e) for e in entries}
@@ -155,7 +146,7 @@ def _choose(
     )
 
 
-def _form(
+def show_form(
     page: Page,
     entry: link.CatalogueEntry,
     values: dict[str, str] | None = None,
@@ -165,7 +156,7 @@ def _form(
     status: int = 200,
 ) -> HTMLResponse:
     oauth = entry.method == "oauth"
-    shown = {f.name: v for f, v in _prefill(page, entry, values or {}) if not f.secret}
+    shown = {f.name: v for f, v in prefill(page, entry, values or {}) if not f.secret}
     choose_url = None
     if not page.view.preselected_emr:
         choose_url = "/link?" + urlencode({"token": page.token, "mode": page.mode})
@@ -193,7 +184,7 @@ def _form(
     )
 
 
-def _prefill(
+def prefill(
     page: Page, entry: link.CatalogueEntry, values: dict[str, str]
 ) -> list[tuple[link.FormField, str]]:
     """What the clinic typed (secrets never), or the instance the client app named for it."""
@@ -228,16 +219,16 @@ class Posted:
         return {k[len(prefix) :]: v for k, v in self.fields.items() if k.startswith(prefix)}
 
 
-async def _posted(request: Request) -> Posted | HTMLResponse:
+async def posted_form(request: Request) -> Posted | HTMLResponse:
     """The form, its link session and a valid CSRF token; otherwise the page that says what is wrong."""
-    fields = await _read_form(request)
-    mode = _mode(fields.get("mode") if fields else None)
+    fields = await read_form(request)
+    mode = mode_of(fields.get("mode") if fields else None)
     if fields is None:
         return error_page(
-            _bad_form("This form could not be read. Open the link again."), lightbox=mode == LIGHTBOX
+            bad_form("This form could not be read. Open the link again."), lightbox=mode == LIGHTBOX
         )
     try:
-        page = await _page(request, fields.get("token", ""), mode)
+        page = await open_page(request, fields.get("token", ""), mode)
     except errors.Problem as problem:
         return error_page(problem, lightbox=mode == LIGHTBOX)
     key: bytes = request.app.state.link_form_key
@@ -249,11 +240,11 @@ async def _posted(request: Request) -> Posted | HTMLResponse:
     return Posted(page, fields)
 
 
-def _bad_form(message: str) -> errors.Problem:
+def bad_form(message: str) -> errors.Problem:
     return errors.Problem(400, "invalid_form", message)
 
 
-async def _read_form(request: Request) -> dict[str, str] | None:
+async def read_form(request: Request) -> dict[str, str] | None:
     """A urlencoded form of bounded size, first value of each name; None for anything else."""
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return None
@@ -277,7 +268,7 @@ async def _read_form(request: Request) -> dict[str, str] | None:
 
 @router.post("/link/choose")
 async def choose(request: Request) -> Response:
-    posted = await _posted(request)
+    posted = await posted_form(request)
     if isinstance(posted, HTMLResponse):
         return posted
     page = posted.page
@@ -287,31 +278,33 @@ async def choose(request: Request) -> Response:
 
 @router.post("/link/credentials")
 async def submit_credentials(request: Request) -> Response:
-    posted = await _posted(request)
+    posted = await posted_form(request)
     if isinstance(posted, HTMLResponse):
         return posted
     page, values = posted.page, posted.settings()
-    entry = await _entry(request, posted)
+    entry = await chosen_entry(request, posted)
     if isinstance(entry, HTMLResponse):
         return entry
     try:
-        result = await link.submit_credentials(_ctx(request), page.token, entry.name, posted.rules, values)
+        result = await link.submit_credentials(
+            context_of(request), page.token, entry.name, posted.rules, values
+        )
     except errors.Problem as problem:
-        return _refused(page, entry, posted, problem.message, None, problem)
+        return refused(page, entry, posted, problem.message, None, problem)
     if not result.ok:
-        return _refused(page, entry, posted, result.message or link.REFUSED, result.tries_left)
+        return refused(page, entry, posted, result.message or link.REFUSED, result.tries_left)
     return success(page.view, result, page.lightbox)
 
 
-async def _entry(request: Request, posted: Posted) -> link.CatalogueEntry | HTMLResponse:
-    entries = await link.catalogue(_ctx(request))
-    entry = _find(entries, posted.page.view.preselected_emr or posted.emr)
+async def chosen_entry(request: Request, posted: Posted) -> link.CatalogueEntry | HTMLResponse:
+    entries = await link.catalogue(context_of(request))
+    entry = find(entries, posted.page.view.preselected_emr or posted.emr)
     if entry is None:
-        return _choose(posted.page, entries, "Choose your EMR first.", status=400)
+        return show_choices(posted.page, entries, "Choose your EMR first.", status=400)
     return entry
 
 
-def _refused(
+def refused(
     page: Page,
     entry: link.CatalogueEntry,
     posted: Posted,
@@ -322,7 +315,7 @@ def _refused(
     if problem is not None and problem.error == link.INVALID_LINK_TOKEN:
         return error_page(problem, page.view.allowed_origins, page.lightbox)  # no tries left, or used
     status = problem.status if problem is not None else 400
-    return _form(page, entry, posted.settings(), posted.rules, message, tries_left, status)
+    return show_form(page, entry, posted.settings(), posted.rules, message, tries_left, status)
 
 
 def success(view: link.LinkView, result: link.LinkResult, lightbox: bool) -> Response:
@@ -338,81 +331,3 @@ def success(view: link.LinkView, result: link.LinkResult, lightbox: bool) -> Res
         lightbox=lightbox,
         public_token=result.public_token,
     )
-
-
-# --- OAuth: the consent happens at the EMR ----------------------------------------------------------------
-
-
-@router.post("/link/oauth/start")
-async def start_oauth(request: Request) -> Response:
-    posted = await _posted(request)
-    if isinstance(posted, HTMLResponse):
-        return posted
-    page = posted.page
-    entry = await _entry(request, posted)
-    if isinstance(entry, HTMLResponse):
-        return entry
-    ctx = _ctx(request)
-    try:
-        url = await link.start_oauth(ctx, page.token, entry.name, posted.rules, posted.settings())
-    except errors.Problem as problem:
-        return _refused(page, entry, posted, problem.message, None, problem)
-    answer = redirect(url, page.view.allowed_origins)
-    answer.set_cookie(
-        OAUTH_COOKIE,
-        f"{page.mode}:{page.token}",
-        max_age=int(link.LINK_TOKEN_TTL.total_seconds()),
-        path=link.CALLBACK_PATH,
-        secure=ctx.policy.public_url.startswith("https://"),
-        httponly=True,
-        samesite="lax",  # sent on the EMR's top-level redirect back to us, never on other sites' posts
-    )
-    return answer
-
-
-@router.get(link.CALLBACK_PATH)
-async def finish_oauth(request: Request) -> Response:
-    query = request.query_params
-    mode, token = _oauth_cookie(request)
-    try:
-        view, result = await link.finish_oauth(
-            _ctx(request), query.get("state"), query.get("code"), query.get("error")
-        )
-    except errors.Problem as problem:
-        return _forget(error_page(problem, lightbox=mode == LIGHTBOX))
-    if result.ok:
-        # The consent page may have dropped the cookie (a frame): without it, lightbox unless a callback.
-        lightbox = mode == LIGHTBOX if mode else not result.redirect_url
-        return _forget(success(view, result, lightbox))
-    return await _oauth_refused(request, view, result, token, mode or WINDOW)
-
-
-async def _oauth_refused(
-    request: Request, view: link.LinkView, result: link.LinkResult, token: str | None, mode: str
-) -> Response:
-    """The form again, when the cookie still names this session; else the refusal alone."""
-    message = result.message or link.REFUSED
-    try:
-        page = await _page(request, token or "", mode)
-    except errors.Problem:
-        page = None
-    if page is None or page.view.link_id != view.link_id:
-        problem = errors.Problem(400, "oauth_refused", f"{message} Go back to the app and open Link again.")
-        return _forget(error_page(problem, view.allowed_origins, mode == LIGHTBOX))
-    entries = await link.catalogue(_ctx(request))
-    entry = _find(entries, view.preselected_emr) if view.preselected_emr else None
-    if entry is None:
-        return _choose(page, entries, message, status=400)
-    return _form(page, entry, message=message, tries_left=result.tries_left, status=400)
-
-
-def _oauth_cookie(request: Request) -> tuple[str | None, str | None]:
-    mode, _, token = request.cookies.get(OAUTH_COOKIE, "").partition(":")
-    if not token.startswith("lt_"):
-        return None, None
-    return _mode(mode), token
-
-
-def _forget(answer: Response) -> Response:
-    answer.delete_cookie(OAUTH_COOKIE, path=link.CALLBACK_PATH)
-    return answer
