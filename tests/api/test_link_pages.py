@@ -215,3 +215,13 @@ async def test_a_preselected_emr_without_the_deployments_app_is_explained_and_ot
     assert "DrChrono (task): Not available here yet" in answer.text
     assert 'id="emr-drchrono" value="drchrono" aria-describedby="asks-drchrono" disabled' in answer.text
     assert 'value="sandbox"' in answer.text
+
+
+async def test_a_csrf_token_works_only_for_its_own_link_session(pages, tenant):
+    first, second = await _token(pages, tenant), await _token(pages, tenant)
+    csrf_of_first = _csrf((await pages.get("/link", params={"token": first})).text)
+    answer = await pages.post(
+        "/link/credentials", data={"token": second, "csrf": csrf_of_first, "mode": "window", "emr": "sandbox"}
+    )
+    assert answer.status_code == 403
+    _assert_link_headers(answer, "'none'")

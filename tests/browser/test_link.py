@@ -97,6 +97,8 @@ def test_a_clinic_links_the_sandbox_in_the_lightbox_of_a_client_page(page, clien
         expect(frame.get_by_role("heading", name="Connect Built-in sandbox EMR")).to_be_visible()
         expect(page.get_by_role("dialog", name="Link your EMR")).to_be_visible()
         screenshot(page, "lightbox")
+        # A message from any other origin (here the client page itself) is not Link's answer.
+        page.evaluate("window.postMessage({type: 'emrtasks-link', public_token: 'pt_forged'}, '*')")
         frame.get_by_role("button", name="Connect").click()
         expect(page.locator("#result")).to_have_text(PUBLIC_TOKEN)
         expect(page.locator("iframe")).to_have_count(0)  # link.js removed its frame
