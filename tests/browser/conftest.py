@@ -16,9 +16,11 @@ import pytest
 
 from tests.e2e.conftest import Service
 
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[dev]')"
-)
+NO_PLAYWRIGHT = "the playwright package is not installed (pip install -e '.[dev]')"
+try:
+    from playwright import sync_api
+except ImportError:  # the test modules skip, saying so
+    sync_api = None
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = [
@@ -36,6 +38,8 @@ IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 def browser() -> Iterator[Any]:
     """One Chromium per module: while Playwright's sync API runs, it holds an event loop, which the
     async tests of other modules must not meet."""
+    if sync_api is None:
+        pytest.skip(NO_PLAYWRIGHT)
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
     with sync_api.sync_playwright() as playwright:

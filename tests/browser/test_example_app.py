@@ -8,9 +8,10 @@ from types import ModuleType
 
 import pytest
 
-from tests.browser.conftest import sync_api
+from tests.browser.conftest import NO_PLAYWRIGHT
 from tests.contract import harness
 
+sync_api = pytest.importorskip("playwright.sync_api", reason=NO_PLAYWRIGHT)
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "link_app.py"
 

@@ -12,7 +12,7 @@ import pytest
 
 from emrtasks.domain.tasks import TaskRequest
 from tests.browser.client_page import ClientPage
-from tests.browser.conftest import Client, screenshot, sync_api, write_json
+from tests.browser.conftest import NO_PLAYWRIGHT, Client, screenshot, write_json
 from tests.browser.oauth_server import ConsentServer
 from tests.conftest import SUBJECT_TASK
 from tests.contract import harness
@@ -22,6 +22,7 @@ from tests.contract.fakes import drchrono as fake_drchrono
 from tests.contract.fakes import openemr as fake_openemr
 from tests.oauth_fake import FakeAuthorizationServer
 
+sync_api = pytest.importorskip("playwright.sync_api", reason=NO_PLAYWRIGHT)
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 expect = sync_api.expect
 PUBLIC_TOKEN = re.compile(r"^pt_[\w-]+$")
