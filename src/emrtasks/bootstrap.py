@@ -2,6 +2,8 @@
 
 import asyncio
 import functools
+import hashlib
+import hmac
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -44,9 +46,19 @@ def configure_logging(settings: Settings) -> None:
 
 
 def load_cipher(settings: Settings) -> crypto.Cipher:
+    return crypto.Cipher(load_key(settings))
+
+
+def form_key(settings: Settings) -> bytes:
+    """The key that signs the Link pages' CSRF tokens: derived from the encryption key, so every
+    process of a deployment accepts the forms of every other, and nothing new needs keeping."""
+    return hmac.new(load_key(settings), b"emrtasks link forms", hashlib.sha256).digest()
+
+
+def load_key(settings: Settings) -> bytes:
     """The key from EMRTASKS_ENCRYPTION_KEY, else from the key file, made on first start."""
     if settings.encryption_key:
-        return crypto.Cipher(crypto.parse_key(settings.encryption_key))
+        return crypto.parse_key(settings.encryption_key)
     path = Path(settings.key_file)
     if not path.exists():
         try:
@@ -57,7 +69,7 @@ def load_cipher(settings: Settings) -> crypto.Cipher:
             with os.fdopen(descriptor, "w") as handle:
                 handle.write(crypto.new_key() + "\n")
             log.warning("created the encryption key file %s: back it up with the database", path)
-    return crypto.Cipher(crypto.parse_key(path.read_text()))
+    return crypto.parse_key(path.read_text())
 
 
 def webhook_policy(settings: Settings) -> WebhookPolicy:
@@ -84,6 +96,7 @@ def build_context(
         retry_max_seconds=settings.retry_max_seconds,
         auth_cache_seconds=settings.auth_cache_seconds,
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+        public_url=settings.public_url.rstrip("/"),
     )
     return Context(
         engine=engine,

@@ -1,5 +1,6 @@
-"""The command line: serve, worker, db upgrade, clients, connections (create, update, sync, list), keys
-(create, list, retire), demo."""
+"""The command line: serve, worker, db upgrade, clients (create, update), connections (create, update, sync,
+list), keys (create, list, retire), apps (set, list: the deployment's app at each EMR vendor, for Link),
+demo."""
 
 import argparse
 import asyncio
@@ -9,6 +10,7 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from emrtasks import bootstrap, emr
@@ -51,11 +53,40 @@ def _parser() -> argparse.ArgumentParser:
     database_commands.add_parser("upgrade", help="apply migrations").set_defaults(run=_upgrade)
 
     clients = commands.add_parser("clients", help="client apps")
-    create_client = clients.add_subparsers(dest="clients_command", required=True).add_parser(
+    client_commands = clients.add_subparsers(dest="clients_command", required=True)
+    create_client = client_commands.add_parser(
         "create", help="create a client; prints its id and its secret, shown once"
     )
     create_client.add_argument("--name", required=True)
     create_client.set_defaults(run=_create_client)
+    update_client = client_commands.add_parser(
+        "update", help="where the client's pages may embed Link and receive its messages"
+    )
+    update_client.add_argument("--client-id", required=True)
+    origins = update_client.add_mutually_exclusive_group(required=True)
+    origins.add_argument(
+        "--allowed-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="https://app.example.com (http:// on loopback only); repeat for several; replaces the old list",
+    )
+    origins.add_argument("--clear-allowed-origins", action="store_true", help="allow no origin")
+    update_client.set_defaults(run=_update_client)
+
+    apps = commands.add_parser("apps", help="the deployment's own app at each EMR vendor (for Link)")
+    app_commands = apps.add_subparsers(dest="apps_command", required=True)
+    set_app = app_commands.add_parser(
+        "set",
+        help="set an EMR's app config (client id and secret, shared by every clinic); stored encrypted",
+        epilog=_app_settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    set_app.add_argument("--emr", required=True, choices=sorted(emr.MODULES))
+    source = set_app.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config-file", metavar="PATH", help="a JSON object")
+    source.add_argument("--config", metavar="-", help="'-': read the JSON object from stdin")
+    set_app.set_defaults(run=_set_app)
+    app_commands.add_parser("list", help="the configured apps, without secrets").set_defaults(run=_list_apps)
 
     connections = commands.add_parser("connections", help="EMR connections of a client")
     connection_commands = connections.add_subparsers(dest="connections_command", required=True)
@@ -145,6 +176,7 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from emrtasks.api.app import StripQuery, create_app
+    from emrtasks.web import link as web_link
 
     class _Server(uvicorn.Server):
         """uvicorn, minus its habit of re-raising SIGTERM after serving: we drain the worker first."""
@@ -155,6 +187,7 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     async with bootstrap.runtime(settings, run_worker=not args.no_worker) as rt:
         app = create_app(rt.ctx, max_body_bytes=settings.max_body_bytes, bench_routes=settings.bench_routes)
+        web_link.install(app, bootstrap.form_key(settings))
         logging.getLogger("uvicorn.access").addFilter(StripQuery())
         config = uvicorn.Config(
             app,
@@ -211,9 +244,70 @@ def _settings_help() -> str:
         for setting in module.SETTINGS:
             need = "required" if setting.required and setting.default is None else "optional"
             secret = ", secret" if setting.secret else ""
-            lines.append(f"    {setting.name:24} {need}{secret}: {setting.description}")
+            held = {"deployment": ", app (Link: emrtasks apps set)", "oauth": ", from OAuth (Link)"}
+            origin = held.get(setting.held_by, "")
+            lines.append(f"    {setting.name:24} {need}{secret}{origin}: {setting.description}")
     lines.append("  any EMR: max_concurrency (writes at once), rate_per_second (calls per second)")
     return "\n".join(lines)
+
+
+def _app_settings_help() -> str:
+    lines = ["app settings per EMR (held by the deployment, never entered by a clinic):"]
+    for name, module in sorted(emr.MODULES.items()):
+        held = [s for s in module.SETTINGS if s.held_by == "deployment"]
+        oauth = getattr(module, "OAUTH", None)
+        if not held and oauth is None:
+            continue
+        lines.append(f"  {name} ({module.TITLE}):")
+        for setting in held:
+            kind = "secret" if setting.secret else "plain"
+            lines.append(f"    {setting.name:24} {kind}: {setting.description}")
+        if oauth is not None and oauth.when_configured:
+            lines.append(f"    {'oauth':24} plain: true to link by consent (OAuth) instead of credentials")
+    lines.append("  any OAuth EMR: oauth_authorize_url, oauth_token_url (override the vendor's endpoints)")
+    return "\n".join(lines)
+
+
+async def _update_client(settings: Settings, args: argparse.Namespace) -> int:
+    from emrtasks.service import link
+
+    wanted = [] if args.clear_allowed_origins else list(args.allowed_origin or [])
+    async with bootstrap.runtime(settings, run_worker=False) as rt:
+        found = await link.set_allowed_origins(rt.ctx, args.client_id, wanted)
+    print(json.dumps({"client_id": args.client_id, "allowed_origins": list(found)}))
+    return 0
+
+
+async def _set_app(settings: Settings, args: argparse.Namespace) -> int:
+    from emrtasks.service import link
+
+    if args.config_file:
+        try:
+            text = await asyncio.to_thread(Path(args.config_file).read_text, encoding="utf-8")
+        except OSError as exc:
+            raise errors.Problem(
+                400, "invalid_config", f"--config-file cannot be read: {exc.strerror}"
+            ) from exc
+    elif args.config == "-":
+        text = await asyncio.to_thread(sys.stdin.read)
+    else:
+        raise errors.Problem(
+            400, "invalid_config", "--config takes '-' (stdin); use --config-file for a file."
+        )
+    config = _json_object(text)
+    async with bootstrap.runtime(settings, run_worker=False) as rt:
+        await link.set_app(rt.ctx, args.emr, config)
+    print(json.dumps({"emr": args.emr, "settings": sorted(config)}))
+    return 0
+
+
+async def _list_apps(settings: Settings, _args: argparse.Namespace) -> int:
+    from emrtasks.service import link
+
+    async with bootstrap.runtime(settings, run_worker=False) as rt:
+        found = await link.list_apps(rt.ctx)
+    print(json.dumps(found, indent=2))
+    return 0
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -268,9 +362,11 @@ async def _create_connection(settings: Settings, args: argparse.Namespace) -> in
 async def _demo(settings: Settings, _args: argparse.Namespace) -> int:
     from emrtasks import demo
     from emrtasks.api.app import create_app
+    from emrtasks.web import link as web_link
 
     async with bootstrap.runtime(settings, run_worker=True) as rt:
         app = create_app(rt.ctx, max_body_bytes=settings.max_body_bytes)
+        web_link.install(app, bootstrap.form_key(settings))
         return await demo.run(rt.ctx, app)
 
 

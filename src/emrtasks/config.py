@@ -99,6 +99,10 @@ class Settings(BaseSettings):
         ge=0,
         description="How often a process reads the signing keys again (keys create/retire reach it).",
     )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where clients and clinics reach this service: Link URLs and the OAuth redirect URI.",
+    )
     retry_max_seconds: float = Field(
         default=600.0, ge=0, description="Longest retry delay, before ±20 % jitter."
     )

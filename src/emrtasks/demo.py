@@ -1,4 +1,6 @@
-"""`emrtasks demo`: a client, two sandbox connections, three tasks over real HTTP, and what became of them."""
+"""`emrtasks demo`: a client, two sandbox connections, three tasks over real HTTP, and what became of them;
+then Link: a link token and its Link URL, a sandbox clinic linked as the Link page would do it, the
+public token exchanged for an access token, and a task created with it."""
 
 import asyncio
 import contextlib
@@ -12,7 +14,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from emrtasks.service import admin
+from emrtasks.service import admin, link
 from emrtasks.service.context import Context
 
 _TERMINAL = {"created", "failed", "unknown"}
@@ -41,6 +43,7 @@ async def run(ctx: Context, app: FastAPI) -> int:
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
             await _tour(http, client, clinic_a, clinic_b)
+            await _link_tour(ctx, http, client)
     finally:
         server.should_exit = True
         await serving
@@ -110,6 +113,37 @@ async def _wait_for(http: httpx.AsyncClient, headers: dict[str, str], task_id: s
             return task
         await asyncio.sleep(0.05)
     return task
+
+
+async def _link_tour(ctx: Context, http: httpx.AsyncClient, client: admin.NewClient) -> None:
+    creds = {"client_id": client.client_id, "client_secret": client.client_secret}
+    body = {"user_id": "demo-user", "org_id": "demo-clinic-c", "reference_id": "demo-clinic-c"}
+    for_you = await http.post("/v1/link/token/create", json=body, headers=creds)
+    _step("POST /v1/link/token/create: a link token for a clinic to link its own EMR (Link)")
+    _show(body)
+    _show(for_you.json())
+    print(f"  Open {for_you.json()['link_url']} in a browser while `emrtasks serve` runs")
+    print("  (it works for 30 minutes, once; pick the sandbox EMR).")
+    created = await http.post("/v1/link/token/create", json={**body, "emr_name": "sandbox"}, headers=creds)
+    token = created.json()["token"]
+    _step("Another link token, with the sandbox preselected; the clinic submits the Link page")
+    result = await link.submit_credentials(ctx, token, "sandbox", "subject_assignee", {})
+    _show({"ok": result.ok, "public_token": result.public_token, "message": result.message})
+    exchanged = await http.get(
+        "/v1/link/token/exchange", params={"public_token": result.public_token}, headers=creds
+    )
+    _step("GET /v1/link/token/exchange?public_token=...: the clinic's access token, for the client app")
+    _show(exchanged.json())
+    again = await http.get(
+        "/v1/link/token/exchange", params={"public_token": result.public_token}, headers=creds
+    )
+    _step("The same public token again: it works once")
+    print(f"  -> HTTP {again.status_code}")
+    _show(again.json())
+    headers = {**creds, "access_token": exchanged.json()["token"]}
+    _, answer = await _post(http, headers, "A task through the linked clinic's access token", _TASK_A)
+    task = await _wait_for(http, headers, answer["task_id"])
+    _step(f"GET /v1/tasks/{task['task_id']}  ->  status {task['status']}")
 
 
 def _replay(client: admin.NewClient, clinic: admin.NewConnection) -> None:

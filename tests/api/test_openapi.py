@@ -20,6 +20,8 @@ EXPECTED_ERRORS = {
     ("post", "/v1/settings"): {"400", "413"} | AUTH,
     ("get", "/v1/webhook-events"): {"400"} | AUTH,
     ("get", "/v1/sandbox/emr-tasks"): {"400"} | AUTH,
+    ("post", "/v1/link/token/create"): {"400", "401", "413"},
+    ("get", "/v1/link/token/exchange"): {"400", "401"},
 }
 
 
@@ -167,3 +169,23 @@ async def test_create_task_documents_its_credentials_and_idempotency_key(spec):
     [key] = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
     assert key["in"] == "header"
     assert "requestBody" in operation
+
+
+async def test_link_token_create_documents_its_body_and_answer(spec):
+    operation = spec["paths"]["/v1/link/token/create"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["properties"]) == {
+        "user_id",
+        "org_id",
+        "emr_name",
+        "emr_instance_domain",
+        "access_token",
+        "callback_url",
+        "reference_id",
+    }
+    assert set(body["required"]) == {"user_id", "org_id"}
+    assert _schema_ref(operation["responses"]["200"]) == "#/components/schemas/LinkTokenCreated"
+    exchange = spec["paths"]["/v1/link/token/exchange"]["get"]
+    assert [p["name"] for p in exchange["parameters"]] == ["public_token"]
+    named = {name for requirement in exchange["security"] for name in requirement}
+    assert named == {"client_id", "client_secret"}  # as every client-credentials route; no access_token

@@ -184,7 +184,7 @@ def test_task_failed_reasons_are_copies() -> None:
 
 
 def test_event_types() -> None:
-    assert events.TYPES == ("task.created", "task.failed", "task.unknown")
+    assert events.TYPES == ("task.created", "task.failed", "task.unknown", "login_required")
 
 
 def test_serialize_is_compact_json_in_key_order() -> None:

@@ -9,7 +9,18 @@ from fastapi.openapi.utils import get_openapi
 import emrtasks
 from emrtasks.api import errors
 from emrtasks.api.responses import JSON
-from emrtasks.api.routes import bench, directory, events, health, jwks, sandbox, settings, tasks, webhooks
+from emrtasks.api.routes import (
+    bench,
+    directory,
+    events,
+    health,
+    jwks,
+    link,
+    sandbox,
+    settings,
+    tasks,
+    webhooks,
+)
 from emrtasks.service.context import Context
 
 DESCRIPTION = """Create tasks in any clinic's EMR through one API (compatible with Cobalt's Create Task).
@@ -31,7 +42,7 @@ def create_app(ctx: Context, *, max_body_bytes: int = 1_048_576, bench_routes: b
     )
     app.state.ctx = ctx
     app.state.max_body_bytes = max_body_bytes
-    for module in (tasks, directory, settings, events, webhooks, sandbox, health, jwks):
+    for module in (tasks, directory, settings, events, webhooks, jwks, link, sandbox, health):
         app.include_router(module.router)
     if bench_routes:
         app.include_router(bench.router)

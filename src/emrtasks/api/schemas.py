@@ -235,6 +235,34 @@ class EventResend(BaseModel):
     webhook_ids: list[str]
 
 
+class LinkTokenCreate(BaseModel):
+    user_id: str = Field(description="Your id for the person linking (never PII). Required.")
+    org_id: str = Field(description="Your id for the clinic (never PII). Required.")
+    emr_name: str | None = Field(default=None, description="Preselect the EMR, e.g. sandbox or drchrono.")
+    emr_instance_domain: str | None = Field(default=None, description="Preselect the EMR instance.")
+    access_token: str | None = Field(
+        default=None, description="Update mode: repair this connection; the exchange answers its token again."
+    )
+    callback_url: str | None = Field(
+        default=None,
+        description="New-window mode: Link redirects to callback_url?token=pt_... . https (http on "
+        "loopback only); its origin must be one of the client's allowed origins.",
+    )
+    reference_id: str | None = Field(default=None, description="The connection's access_token_reference_id.")
+
+
+class LinkTokenCreated(BaseModel):
+    success: bool = True
+    token: str = Field(description="lt_...: single-use, expires after 30 minutes.")
+    expires_at: str
+    link_url: str = Field(description="The Link page for this token: <public URL>/link?token=lt_...")
+
+
+class LinkTokenExchanged(BaseModel):
+    success: bool = True
+    token: str = Field(description="The connection's access token (the existing one in update mode).")
+
+
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries with the error body for each status."""
     return {status: {"model": ErrorBody} for status in statuses}

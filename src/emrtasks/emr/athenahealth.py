@@ -122,11 +122,12 @@ SETTINGS: tuple[base.Setting, ...] = (
     base.Setting(
         "base_url",
         "API host: https://api.platform.athenahealth.com, or https://api.preview.platform.athenahealth.com",
+        held_by=base.DEPLOYMENT,
     ),
     base.Setting("practice_id", "the athenaNet practice id (preview sandbox: 195900)"),
     base.Setting("department_id", "the athenaNet department the patient cases are filed in"),
-    base.Setting("client_id", "OAuth2 client id of the 2-legged app"),
-    base.Setting("client_secret", "OAuth2 client secret", secret=True),
+    base.Setting("client_id", "OAuth2 client id of the 2-legged app", held_by=base.DEPLOYMENT),
+    base.Setting("client_secret", "OAuth2 client secret", secret=True, held_by=base.DEPLOYMENT),
     base.Setting(
         "subclasses",
         'the practice\'s patient case subclasses, as [{"code": "...", "display": "..."}]',
@@ -138,8 +139,13 @@ SETTINGS: tuple[base.Setting, ...] = (
         required=False,
     ),
     base.Setting("documentsource", "patientcase.documentsource (who called)", False, default="PATIENT"),
-    base.Setting("token_url", "OAuth2 token endpoint; default {base_url}/oauth2/v1/token", False),
-    base.Setting("scope", "OAuth2 scope", False, default=SCOPE),
+    base.Setting(
+        "token_url",
+        "OAuth2 token endpoint; default {base_url}/oauth2/v1/token",
+        False,
+        held_by=base.DEPLOYMENT,
+    ),
+    base.Setting("scope", "OAuth2 scope", False, default=SCOPE, held_by=base.DEPLOYMENT),
 )
 
 
@@ -461,3 +467,13 @@ def _as_retry(outcome: outcomes.RetryLater | outcomes.Unknown) -> outcomes.Retry
     if isinstance(outcome, outcomes.RetryLater):
         return outcome
     return outcomes.RetryLater(outcomes.EMR_UNAVAILABLE, outcome.description)
+
+
+# Linking a practice (Link): only where the deployment's app config says "oauth": true (a 3-legged
+# app); otherwise the deployment's 2-legged app and the practice id the clinic enters.
+OAUTH = base.OAuthEndpoints(
+    authorize_url="{base_url}/oauth2/v1/authorize",
+    token_url="{base_url}/oauth2/v1/token",  # noqa: S106 - a URL template
+    scopes=("openid", "offline_access", "user/Patient.read", "user/Practitioner.read"),
+    when_configured=True,
+)

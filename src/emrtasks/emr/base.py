@@ -4,7 +4,7 @@ each EMR needs (documented and checked from one declaration)."""
 import logging
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -143,6 +143,35 @@ class Setting:
     """Kept encrypted in the connection, never shown back."""
     kind: type = str
     default: Any = None
+    held_by: str = "clinic"
+    """Who supplies it: `clinic` (entered on the Link page), `deployment` (the vendor app's client id and
+    secret, shared by every clinic: `emrtasks apps set`) or `oauth` (tokens the authorization gives)."""
+
+
+CLINIC = "clinic"
+DEPLOYMENT = "deployment"
+OAUTH = "oauth"
+
+
+@dataclass(frozen=True)
+class OAuthEndpoints:
+    """How an EMR grants access by per-practice consent: OAuth 2.0 authorization code with PKCE.
+
+    `authorize_url` and `token_url` are templates over the connection's config: `{base_url}` is that
+    setting's value, `{token_url|origin}` the scheme and host of it. With `smart_discovery`, both come
+    from `<base_url>/.well-known/smart-configuration` (SMART App Launch, standalone launch).
+    `token_fields` maps fields of the token answer to the settings they fill.
+    `when_configured`: offered only when the deployment's app config says `"oauth": true`."""
+
+    authorize_url: str = ""
+    token_url: str = ""
+    scopes: tuple[str, ...] = ()
+    token_fields: Mapping[str, str] = field(default_factory=dict)
+    smart_discovery: bool = False
+    when_configured: bool = False
+    secret_in_body: bool = True
+    """The client secret goes in the token request's form (DrChrono) or, when False, in HTTP Basic
+    (`client_secret_basic`, as SMART App Launch asks of confidential clients)."""
 
 
 @dataclass(frozen=True)

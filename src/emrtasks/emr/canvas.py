@@ -60,8 +60,8 @@ RATE_LIMIT: base.RateLimit | None = None
 SETTINGS: tuple[base.Setting, ...] = (
     base.Setting("base_url", "the instance's FHIR base URL, e.g. https://fumage-example.canvasmedical.com"),
     base.Setting("token_url", "OAuth2 token endpoint, e.g. https://example.canvasmedical.com/auth/token/"),
-    base.Setting("client_id", "OAuth2 client id"),
-    base.Setting("client_secret", "OAuth2 client secret", secret=True),
+    base.Setting("client_id", "OAuth2 client id", held_by=base.DEPLOYMENT),
+    base.Setting("client_secret", "OAuth2 client secret", secret=True, held_by=base.DEPLOYMENT),
     base.Setting("mrn_system", "the identifier system of the practice's MRNs"),
     base.Setting(
         "requester_practitioner_id", "the Practitioner who requests every task (Canvas requires one)"
@@ -159,3 +159,13 @@ def labels_of(task: Mapping[str, Any]) -> list[str]:
         for i in task.get("input") or []
         if isinstance(i, dict) and (i.get("type") or {}).get("text") == "label"
     ]
+
+
+# Linking a practice (Link): the instance's own authorization server, authorization code with PKCE
+# (https://docs.canvasmedical.com/api/customer-authentication/). The adapter keeps using the app's
+# client credentials at token_url; the consent is what Link obtains.
+OAUTH = base.OAuthEndpoints(
+    authorize_url="{token_url|origin}/auth/authorize/",
+    token_url="{token_url|origin}/auth/token/",  # noqa: S106 - a URL template
+    scopes=("user/Patient.read", "user/Practitioner.read", "user/Task.*"),
+)

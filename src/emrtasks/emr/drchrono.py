@@ -77,11 +77,23 @@ MAX_CONCURRENCY = 2
 RATE_LIMIT: base.RateLimit | None = base.RateLimit(500, 3600, scope="client_id")
 
 SETTINGS: tuple[base.Setting, ...] = (
-    base.Setting("base_url", "DrChrono API host", default="https://app.drchrono.com"),
-    base.Setting("client_id", "OAuth2 client id of the API application"),
-    base.Setting("client_secret", "OAuth2 client secret of the API application", secret=True),
-    base.Setting("refresh_token", "refresh token from linking the practice's account", secret=True),
-    base.Setting("access_token", "access token from linking (renewed when refused)", False, secret=True),
+    base.Setting(
+        "base_url", "DrChrono API host", default="https://app.drchrono.com", held_by=base.DEPLOYMENT
+    ),
+    base.Setting("client_id", "OAuth2 client id of the API application", held_by=base.DEPLOYMENT),
+    base.Setting(
+        "client_secret", "OAuth2 client secret of the API application", secret=True, held_by=base.DEPLOYMENT
+    ),
+    base.Setting(
+        "refresh_token", "refresh token from linking the practice's account", secret=True, held_by=base.OAUTH
+    ),
+    base.Setting(
+        "access_token",
+        "access token from linking (renewed when refused)",
+        False,
+        secret=True,
+        held_by=base.OAUTH,
+    ),
     base.Setting(
         "task_status_id", "status of new tasks: an open status id from /api/task_statuses", kind=int
     ),
@@ -383,3 +395,12 @@ def _patient(found: Mapping[str, Any]) -> directory.Patient:
 def _user(found: Mapping[str, Any]) -> directory.User:
     kind = "provider" if found.get("is_doctor") else "staff"
     return directory.User(str(found["id"]), str(found.get("username") or found["id"]), kind)
+
+
+# Linking a practice (Link): authorization code with PKCE; https://app.drchrono.com/api-docs/#section/Authorization
+OAUTH = base.OAuthEndpoints(
+    authorize_url="https://drchrono.com/o/authorize/",
+    token_url="{base_url}/o/token/",  # noqa: S106 - a URL template
+    scopes=("tasks:read", "tasks:write", "patients:read", "user:read"),
+    token_fields={"access_token": "access_token", "refresh_token": "refresh_token"},
+)

@@ -85,11 +85,17 @@ SETTINGS: tuple[base.Setting, ...] = (
         "base_url", "FHIR R4 base with the practice code, e.g. https://fhir4.eclinicalworks.com/fhir/r4/ABCD"
     ),
     base.Setting("token_url", "token endpoint from the practice's .well-known/smart-configuration"),
-    base.Setting("client_id", "the backend app's client id"),
+    base.Setting("client_id", "the backend app's client id", held_by=base.DEPLOYMENT),
     # Retired: the deployment's keys sign now (emrtasks keys create). Still declared so that a
     # connection made before keeps its stored value encrypted and can be updated; nothing reads them.
-    base.Setting("private_key", "no longer used: the deployment's keys sign", False, secret=True),
-    base.Setting("key_id", "no longer used: the deployment's keys sign", False),
+    base.Setting(
+        "private_key",
+        "no longer used: the deployment's keys sign",
+        False,
+        secret=True,
+        held_by=base.DEPLOYMENT,
+    ),
+    base.Setting("key_id", "no longer used: the deployment's keys sign", False, held_by=base.DEPLOYMENT),
     base.Setting("mrn_system", "the identifier system of the practice's MRNs"),
     base.Setting("provider_id", "Practitioner id of the provider the telephone encounters are filed under"),
     base.Setting("location_id", "Location id of the facility the telephone encounters are filed under"),

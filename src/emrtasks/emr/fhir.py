@@ -67,15 +67,36 @@ SETTINGS: tuple[base.Setting, ...] = (
         "smart_backend (JWT signed with the deployment's keys), client_secret, or token (a static "
         "access_token); default: client_secret with a token_url, else token",
         False,
-    ),
-    base.Setting("token_url", "OAuth2 token endpoint; omit for a static token", False),
-    base.Setting("client_id", "OAuth2 client id (smart_backend: the id the EHR gave our app)", False),
-    base.Setting("client_secret", "OAuth2 client secret (auth client_secret only)", False, secret=True),
-    base.Setting(
-        "scope", "OAuth2 scope, e.g. system/Task.write system/Patient.read (smart_backend: required)", False
+        held_by=base.DEPLOYMENT,
     ),
     base.Setting(
-        "access_token", "a static bearer token, when there is no token endpoint", False, secret=True
+        "token_url", "OAuth2 token endpoint; omit for a static token", False, held_by=base.DEPLOYMENT
+    ),
+    base.Setting(
+        "client_id",
+        "OAuth2 client id (smart_backend: the id the EHR gave our app)",
+        False,
+        held_by=base.DEPLOYMENT,
+    ),
+    base.Setting(
+        "client_secret",
+        "OAuth2 client secret (auth client_secret only)",
+        False,
+        secret=True,
+        held_by=base.DEPLOYMENT,
+    ),
+    base.Setting(
+        "scope",
+        "OAuth2 scope, e.g. system/Task.write system/Patient.read (smart_backend: required)",
+        False,
+        held_by=base.DEPLOYMENT,
+    ),
+    base.Setting(
+        "access_token",
+        "a static bearer token, when there is no token endpoint",
+        False,
+        secret=True,
+        held_by=base.OAUTH,
     ),
     base.Setting(
         "marker_system", "identifier system of our task ids on the Task", False, default=MARKER_SYSTEM
@@ -403,3 +424,20 @@ def display_name(resource: dict[str, Any]) -> str:
     return " ".join(
         [*(name.get("prefix") or []), *(name.get("given") or []), name.get("family") or ""]
     ).strip()
+
+
+# Linking a practice (Link): SMART App Launch, standalone launch, endpoints discovered at
+# <base_url>/.well-known/smart-configuration (https://hl7.org/fhir/smart-app-launch/conformance.html).
+OAUTH = base.OAuthEndpoints(
+    smart_discovery=True,
+    scopes=(
+        "openid",
+        "fhirUser",
+        "user/Patient.read",
+        "user/Practitioner.read",
+        "user/Task.read",
+        "user/Task.write",
+    ),
+    token_fields={"access_token": "access_token"},
+    secret_in_body=False,
+)

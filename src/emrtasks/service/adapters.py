@@ -6,7 +6,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,6 +61,18 @@ class Adapters:
         self._built[connection.id] = (connection, adapter)
         self._directories.pop(connection.id, None)
         return adapter
+
+    def for_unsaved(
+        self,
+        connection: tasks.Connection,
+        config: Mapping[str, Any],
+        save_credentials: Callable[[str, dict[str, Any]], Awaitable[None]],
+    ) -> base.Adapter:
+        """An adapter for a connection not stored yet (Link checks a login before it creates one): built
+        from this config, not cached, its rotated secrets handed to `save_credentials` instead of stored."""
+        module = emr.module_for(connection.emr)
+        deps = dataclasses.replace(self.deps, save_credentials=save_credentials)
+        return base.guarded(module.build(connection, base.with_defaults(module.SETTINGS, config), deps))
 
     def config_of(self, connection: tasks.Connection) -> dict[str, Any]:
         """The connection's EMR settings with its secrets decrypted, defaults filled in."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from emrtasks.domain import errors, ids, outcomes
 from emrtasks.domain import tasks as domain_tasks
-from emrtasks.service import adapters, auth
+from emrtasks.service import adapters, auth, login_required
 from emrtasks.service.context import Context
 from emrtasks.storage import clients, connections, db
 
@@ -173,12 +173,13 @@ def _reference_from(body: object) -> str:
 
 
 async def mark_login_required(ctx: Context, connection: domain_tasks.Connection) -> None:
-    """The EMR refused this connection's credentials: its requests get 403 until it is updated."""
+    """The EMR refused this connection's credentials: its requests get 403 until it is linked again
+    (update mode) or updated; the client gets one `login_required` event per break."""
     async with db.write(ctx.engine) as conn:
-        await connections.update_connection(
-            conn, connection.id, ctx.clock(), status=domain_tasks.CONNECTION_LOGIN_REQUIRED
-        )
+        broke = await login_required.record(ctx, conn, connection.id, ctx.clock())
     auth.forget_connection(ctx, connection.id)
+    if broke:
+        ctx.wake()  # its webhook deliveries are due now
 
 
 async def list_connections(ctx: Context, client_id: str | None) -> list[dict[str, Any]]:

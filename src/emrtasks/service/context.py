@@ -25,6 +25,8 @@ class Policy:
     retry_max_seconds: float = 600.0
     auth_cache_seconds: float = 5.0
     idempotency_ttl_seconds: float = 24 * 3600
+    public_url: str = "http://127.0.0.1:8000"
+    """Where clients and clinics reach us: the Link URL and the OAuth redirect URI start with it."""
 
 
 @dataclass(frozen=True)

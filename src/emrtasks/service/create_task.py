@@ -15,7 +15,7 @@ from emrtasks.domain import tasks as domain_tasks
 from emrtasks.emr import base
 from emrtasks.queue import jobs, retry
 from emrtasks.service import adapters as service_adapters
-from emrtasks.service import webhooks
+from emrtasks.service import login_required, webhooks
 from emrtasks.service.context import Context
 from emrtasks.storage import connections, db
 from emrtasks.storage import events as stored_events
@@ -275,9 +275,7 @@ async def _write_outcome(
         )
         await webhooks.fan_out(ctx, conn, connection.client_id, event_id, now)
         if code == outcomes.LOGIN_REQUIRED:
-            await connections.update_connection(
-                conn, connection.id, now, status=domain_tasks.CONNECTION_LOGIN_REQUIRED
-            )
+            await login_required.record(ctx, conn, connection.id, now)  # its event once per break
 
     await ctx.relaxed_writer.run(work)
     ctx.wake()  # its webhook deliveries are due now

@@ -51,6 +51,15 @@ async def update_connection(conn: Connection, connection_id: str, now: datetime,
     await conn.execute(query.values(updated_at=now, **values))
 
 
+async def break_login(conn: Connection, connection_id: str, now: datetime) -> bool:
+    """active -> login_required, atomically: True only for the one caller that made the change."""
+    query = update(connections).where(
+        connections.c.id == connection_id, connections.c.status == domain_tasks.CONNECTION_ACTIVE
+    )
+    result = await conn.execute(query.values(status=domain_tasks.CONNECTION_LOGIN_REQUIRED, updated_at=now))
+    return bool(result.rowcount == 1)
+
+
 def _select() -> Any:
     c = connections.c
     return select(c.id, c.client_id, c.emr, c.rules, c.reference_id, c.status, c.settings, c.credentials)

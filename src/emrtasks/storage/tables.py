@@ -276,3 +276,64 @@ signing_keys = Table(
     Column("retired_at", UTCDateTime),
     Index(None, "status", "created_at"),
 )
+
+# Link (docs/api.md): where a client's pages may embed Link and receive its messages.
+client_origins = Table(
+    "client_origins",
+    metadata,
+    Column("client_id", String(_ID), ForeignKey("clients.id"), primary_key=True),
+    Column("origin", String(255), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# One Link session: made by `POST /v1/link/token/create`, found by the hash of its `lt_...` token.
+link_tokens = Table(
+    "link_tokens",
+    metadata,
+    Column("id", String(_ID), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("client_id", String(_ID), ForeignKey("clients.id"), nullable=False, index=True),
+    Column("user_id", String(255), nullable=False),
+    Column("org_id", String(255), nullable=False),
+    Column("emr", String(40)),
+    Column("instance_domain", String(255)),
+    Column("reference_id", String(255)),
+    Column("callback_url", Text),
+    # Update mode: the connection to repair and its access token (encrypted), answered again on exchange.
+    Column("connection_id", String(_ID), ForeignKey("connections.id")),
+    Column("access_token", Text),
+    Column("tries", Integer, nullable=False),
+    # An OAuth round trip under way: the hash of its `state`, and its PKCE verifier and the clinic's
+    # values (encrypted JSON).
+    Column("oauth_state_hash", String(64), unique=True),
+    Column("oauth_session", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime),
+)
+
+# What Link hands back: a `pt_...` token good once, for 10 minutes, for the client of its link token.
+public_tokens = Table(
+    "public_tokens",
+    metadata,
+    Column("id", String(_ID), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("link_token_id", String(_ID), ForeignKey("link_tokens.id"), nullable=False, index=True),
+    Column("client_id", String(_ID), ForeignKey("clients.id"), nullable=False),
+    Column("connection_id", String(_ID), ForeignKey("connections.id"), nullable=False),
+    # The connection's access token, encrypted, until the exchange answers it; then wiped.
+    Column("access_token", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime),
+)
+
+# The deployment's own app at each EMR vendor (client id and secret, ...), shared by every clinic;
+# encrypted JSON, set with `emrtasks apps set`.
+deployment_apps = Table(
+    "deployment_apps",
+    metadata,
+    Column("emr", String(40), primary_key=True),
+    Column("config", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

@@ -1,5 +1,5 @@
 """Event payloads: the Cobalt-compatible envelope and the data of `task.created`, `task.failed`,
-`task.unknown`.
+`task.unknown` and `login_required` (a connection's EMR login broke).
 
 The body is serialised once, when the event is written, and those bytes are what every attempt sends.
 """
@@ -13,7 +13,8 @@ import orjson
 TASK_CREATED = "task.created"
 TASK_FAILED = "task.failed"
 TASK_UNKNOWN = "task.unknown"
-TYPES = (TASK_CREATED, TASK_FAILED, TASK_UNKNOWN)
+LOGIN_REQUIRED = "login_required"
+TYPES = (TASK_CREATED, TASK_FAILED, TASK_UNKNOWN, LOGIN_REQUIRED)
 
 
 def iso(moment: datetime) -> str:
@@ -61,6 +62,16 @@ def task_failed_data(task: Mapping[str, Any], reasons: Sequence[Mapping[str, str
         "patient_mrn": task["patient_mrn"],
         "failure_reason": failure_reason(reasons),
         "reasons": [dict(r) for r in reasons],
+    }
+
+
+def login_required_data(connection_id: str, reference_id: str | None, emr: str) -> dict[str, Any]:
+    """Once per break: re-link the connection through Link in update mode (`access_token` given)."""
+    return {
+        "connection_id": connection_id,
+        "access_token_reference_id": reference_id,
+        "emr": emr,
+        "message": "The EMR refused this connection's login. Link it again in update mode.",
     }
 
 

@@ -1,0 +1,2 @@
+"""HTML pages served beside the JSON API: `link/`, the clinic-facing Link flow. Pages call services,
+never storage."""
