@@ -41,7 +41,7 @@ def configure_logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # Client libraries log full URLs, and a URL can carry an MRN.
-    for noisy in ("httpx", "httpcore", "alembic.runtime.migration"):
+    for noisy in ("httpx", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
