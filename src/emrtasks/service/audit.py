@@ -99,17 +99,20 @@ async def record(ctx: Context, origin: Origin, action: str, **values: Any) -> No
 
 
 @contextlib.asynccontextmanager
-async def reading(
+async def recorded(
     ctx: Context, origin: Origin, action: str, targets: Mapping[str, str | None] | None = None
-) -> AsyncIterator[None]:
-    """Around a read of patient data: its row, with how it ended, is committed before the answer."""
+) -> AsyncIterator[dict[str, str | None]]:
+    """Around a read of patient data (or an API change that commits on its own: webhooks, Link,
+    settings): its row, with how it ended, is committed before the answer. The body may add the
+    ids it learns (a new webhook's) to the dict it is given."""
+    found: dict[str, str | None] = dict(targets or {})
     try:
-        yield
+        yield found
     except errors.Problem as problem:
         outcome = NOT_FOUND if problem.status == 404 else (DENIED if problem.status in (401, 403) else FAILED)
-        await record(ctx, origin, action, targets=targets, outcome=outcome)
+        await record(ctx, origin, action, targets=found, outcome=outcome)
         raise
-    await record(ctx, origin, action, targets=targets)
+    await record(ctx, origin, action, targets=found)
 
 
 def safe_id(value: str | None) -> str | None:

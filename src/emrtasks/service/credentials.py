@@ -138,7 +138,7 @@ async def delete_connection(
     """`client_id`: only if it is this client's (a client app revoking its own clinic link)."""
     now = ctx.clock()
     async with db.write(ctx.engine) as conn:
-        found = await _live_connection(conn, connection_id, allow_disabled=True)
+        found = await _live_connection(conn, connection_id)
         if client_id is not None and found.connection.client_id != client_id:
             raise errors.not_found("Connection")
         await credentials.update_connection(conn, connection_id, now, deleted_at=now, credentials=None)
@@ -180,14 +180,11 @@ async def _live_client(conn: Connection, client_id: str) -> credentials.ClientCr
     return found
 
 
-async def _live_connection(
-    conn: Connection, connection_id: str, *, allow_disabled: bool = True
-) -> credentials.ConnectionCredentials:
+async def _live_connection(conn: Connection, connection_id: str) -> credentials.ConnectionCredentials:
+    """Disabled or not, but not deleted: a deleted credential stays deleted."""
     found = await _connection(conn, connection_id)
     if found is None or found.state == credentials.DELETED:
         raise errors.not_found("Connection")
-    if not allow_disabled and found.state == credentials.DISABLED:
-        raise errors.Problem(409, "connection_disabled", "The connection is disabled.")
     return found
 
 

@@ -47,6 +47,6 @@ async def list_patients(
 ) -> JSON:
     # The MRN looked up is PHI and never kept: the row names the connection only.
     origin = deps.origin(request, connection=connection)
-    async with audit.reading(ctx, origin, "patients.read", {"connection_id": connection.id}):
+    async with audit.recorded(ctx, origin, "patients.read", {"connection_id": connection.id}):
         found, pagination = await directory.patients(ctx, connection, mrn, page, page_size)
     return JSON({"success": True, "patients": found, "pagination": pagination})

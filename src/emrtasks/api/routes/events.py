@@ -29,7 +29,7 @@ async def list_events(
     sort: Literal["created_at", "-created_at"] = "-created_at",
 ) -> JSON:
     origin = deps.origin(request, client=client, connection=connection)
-    async with audit.reading(ctx, origin, "events.read", {"job_id": audit.safe_id(job_id)}):
+    async with audit.recorded(ctx, origin, "events.read", {"job_id": audit.safe_id(job_id)}):
         found, pagination = await event_log.list_events(
             ctx,
             client,

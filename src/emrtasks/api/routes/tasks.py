@@ -56,7 +56,7 @@ async def get_requirements(ctx: Ctx, connection: ConnectionDep) -> JSON:
 )
 async def get_task(request: Request, ctx: Ctx, connection: ConnectionDep, task_id: str) -> JSON:
     origin = deps.origin(request, connection=connection)
-    async with audit.reading(ctx, origin, "task.read", {"task_id": audit.safe_id(task_id)}):
+    async with audit.recorded(ctx, origin, "task.read", {"task_id": audit.safe_id(task_id)}):
         found = await tasks.get_task(ctx, connection, task_id)
     return JSON({"success": True, "task": found})
 
@@ -68,6 +68,6 @@ async def get_task(request: Request, ctx: Ctx, connection: ConnectionDep, task_i
 )
 async def get_job(request: Request, ctx: Ctx, connection: ConnectionDep, job_id: str) -> JSON:
     origin = deps.origin(request, connection=connection)
-    async with audit.reading(ctx, origin, "job.read", {"job_id": audit.safe_id(job_id)}):
+    async with audit.recorded(ctx, origin, "job.read", {"job_id": audit.safe_id(job_id)}):
         found = await tasks.get_job(ctx, connection, job_id)
     return JSON({"success": True, "job": found})
