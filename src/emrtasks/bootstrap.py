@@ -18,9 +18,9 @@ from emrtasks.config import Settings
 from emrtasks.emr import base
 from emrtasks.queue import notify
 from emrtasks.queue import worker as queue_worker
-from emrtasks.service import adapters, create_task, keys, tasks, webhook_delivery, webhooks
+from emrtasks.service import adapters, auth, create_task, keys, tasks, webhook_delivery, webhooks
 from emrtasks.service.context import Context, Policy, WebhookPolicy
-from emrtasks.storage import crypto, db, migrate
+from emrtasks.storage import credentials, crypto, db, migrate
 from emrtasks.storage import sandbox as sandbox_store
 from emrtasks.webhooks import http1
 
@@ -194,3 +194,21 @@ async def _worker(
     finally:
         stop.set()
         await asyncio.gather(*running)
+
+
+@asynccontextmanager
+async def credential_changes(settings: Settings, ctx: Context) -> AsyncIterator[None]:
+    """While serving on PostgreSQL: a disabled, deleted or rotated credential announced by any
+    process (NOTIFY) empties this process's credential cache at once. Polling the generation
+    (service/auth.py) covers a lost listener connection, and SQLite."""
+    if ctx.engine.dialect.name != "postgresql":
+        yield
+        return
+    stop = asyncio.Event()
+    listener = notify.Listener(settings.database_url, lambda: auth.forget_all(ctx), credentials.CHANNEL)
+    running = asyncio.create_task(listener.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await running

@@ -1,6 +1,7 @@
-"""The command line: serve, worker, db upgrade, clients (create, update), connections (create, update, sync,
-list), keys (create, list, retire), apps (set, list: the deployment's app at each EMR vendor, for Link),
-demo."""
+"""The command line: serve, worker, db upgrade, clients (create, update, list, rotate-secret, disable,
+enable, delete), connections (create, update, sync, list, rotate-token, disable, enable, delete), keys
+(create, list, retire), apps (set, list: the deployment's app at each EMR vendor, for Link), audit
+(list), demo. Every operator command leaves a row in the audit trail (docs/security.md)."""
 
 import argparse
 import asyncio
@@ -16,7 +17,7 @@ from typing import Any
 from emrtasks import bootstrap, emr
 from emrtasks.config import Settings
 from emrtasks.domain import errors
-from emrtasks.service import admin, keys
+from emrtasks.service import admin, audit, credentials, keys
 
 log = logging.getLogger("emrtasks")
 
@@ -124,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     list_connections.set_defaults(run=_list_connections)
 
     _add_key_commands(commands)
+    _add_lifecycle_commands(client_commands, connection_commands)
+    _add_audit_commands(commands)
+    _audit_operator_commands(parser)
 
     demo_command = commands.add_parser("demo", help="create a client and tasks, show what happens")
     demo_command.set_defaults(run=_demo)
@@ -144,6 +148,236 @@ def _add_key_commands(commands: Any) -> None:
     retire_key = key_commands.add_parser("retire", help="take a key out of the JWKS; it signs no more")
     retire_key.add_argument("kid")
     retire_key.set_defaults(run=_retire_key)
+
+
+def _add_lifecycle_commands(client_commands: Any, connection_commands: Any) -> None:
+    client_commands.add_parser("list", help="clients and their state, without secrets").set_defaults(
+        run=_list_clients
+    )
+    rotate = client_commands.add_parser(
+        "rotate-secret", help="a new secret, printed once; the old one works until the overlap ends"
+    )
+    rotate.add_argument("--client-id", required=True)
+    rotate.add_argument("--overlap-seconds", type=float, default=0.0, help="default 0: the old one stops now")
+    rotate.set_defaults(run=_rotate_client_secret)
+    for name, run, what in (
+        ("disable", _disable_client, "refuse the client's credentials (every process, within a second)"),
+        ("enable", _enable_client, "accept a disabled client's credentials again"),
+        ("delete", _delete_client, "delete the client, its connections and webhooks; pending work ends"),
+    ):
+        command = client_commands.add_parser(name, help=what)
+        command.add_argument("--client-id", required=True)
+        command.set_defaults(run=run)
+    rotate_token = connection_commands.add_parser(
+        "rotate-token", help="a new access token, printed once; the old one works until the overlap ends"
+    )
+    rotate_token.add_argument("--connection-id", required=True)
+    rotate_token.add_argument(
+        "--overlap-seconds", type=float, default=0.0, help="default 0: the old one stops now"
+    )
+    rotate_token.set_defaults(run=_rotate_connection_token)
+    for name, run, what in (
+        ("disable", _disable_connection, "refuse the access token (every process, within a second)"),
+        ("enable", _enable_connection, "accept a disabled connection's access token again"),
+        ("delete", _delete_connection, "delete the connection; its queued jobs and deliveries end"),
+    ):
+        command = connection_commands.add_parser(name, help=what)
+        command.add_argument("--connection-id", required=True)
+        command.set_defaults(run=run)
+
+
+def _add_audit_commands(commands: Any) -> None:
+    trail = commands.add_parser("audit", help="the audit trail (HIPAA 164.312(b))")
+    trail_commands = trail.add_subparsers(dest="audit_command", required=True)
+    listing = trail_commands.add_parser("list", help="audit rows as JSON lines, oldest first")
+    listing.add_argument("--since", help="ISO 8601 time, e.g. 2026-12-03T00:00:00Z")
+    listing.add_argument("--client-id")
+    listing.add_argument("--action", help="e.g. task.accept, task.read, client.disable")
+    listing.add_argument("--limit", type=int, default=10_000)
+    listing.set_defaults(run=_list_audit)
+
+
+# Commands that write their own audit row inside the transaction of their change, and commands that
+# are not operator actions on data (they run the service).
+_SELF_AUDITED = frozenset({"rotate-secret", "rotate-token", "disable", "enable", "delete"})
+_NOT_AUDITED = frozenset({"serve", "worker", "demo"})
+
+
+def _audit_operator_commands(parser: argparse.ArgumentParser) -> None:
+    """Every other operator command gets a row once it ends, with how it ended."""
+    for action in parser._subparsers._group_actions if parser._subparsers else []:
+        for name, command in getattr(action, "choices", {}).items():
+            if name in _NOT_AUDITED:
+                continue
+            _wrap_command(command, name)
+
+
+def _wrap_command(command: argparse.ArgumentParser, path: str) -> None:
+    nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+    if nested:
+        for name, sub in nested[0].choices.items():
+            _wrap_command(sub, f"{path}.{name}")
+        return
+    run = command.get_default("run")
+    if run is not None:
+        failures_only = path.rpartition(".")[2] in _SELF_AUDITED
+        command.set_defaults(run=_audited(f"cli.{path}".replace("-", "_"), run, failures_only))
+
+
+def _audited(action: str, run: Any, failures_only: bool = False) -> Any:
+    """`failures_only`: the command records its success itself, inside its transaction."""
+
+    async def audited(settings: Settings, args: argparse.Namespace) -> int:
+        outcome = audit.FAILED
+        try:
+            result: int = await run(settings, args)
+            outcome = audit.SUCCESS if result == 0 else audit.FAILED
+            return result
+        except errors.Problem as problem:
+            outcome = audit.NOT_FOUND if problem.status == 404 else audit.FAILED
+            raise
+        finally:
+            if outcome != audit.SUCCESS or not failures_only:
+                await _record_operator_action(settings, action, args, outcome)
+
+    return audited
+
+
+async def _record_operator_action(
+    settings: Settings, action: str, args: argparse.Namespace, outcome: str
+) -> None:
+    from emrtasks.storage import db
+
+    names = ("client_id", "connection_id", "kid", "emr")
+    targets = {name: str(getattr(args, name)) for name in names if getattr(args, name, None) is not None}
+    try:
+        async with bootstrap.runtime(settings, run_worker=False) as rt, db.write(rt.engine) as conn:
+            await audit.record_in(
+                conn,
+                audit.operator(),
+                action,
+                rt.ctx.clock(),
+                targets=targets,
+                outcome=outcome,
+                client_id=targets.get("client_id"),
+                connection_id=targets.get("connection_id"),
+            )
+    except Exception as exc:  # the command's own error matters more; say the row is missing
+        print(
+            f"warning: the audit row for {action} could not be written: {type(exc).__name__}", file=sys.stderr
+        )
+
+
+async def _list_clients(settings: Settings, _args: argparse.Namespace) -> int:
+    async with bootstrap.runtime(settings, run_worker=False) as rt:
+        found = await credentials.list_clients(rt.ctx)
+    print(json.dumps(found, indent=2))
+    return 0
+
+
+async def _rotate_client_secret(settings: Settings, args: argparse.Namespace) -> int:
+    async with bootstrap.runtime(settings, run_worker=False) as rt:
+        rotated = await credentials.rotate_client_secret(
+            rt.ctx, audit.operator(), args.client_id, args.overlap_seconds
+        )
+    print(
+        json.dumps(
+            {
+                "client_id": rotated.id,
+                "client_secret": rotated.secret,
+                "previous_secret_expires_at": _iso(rotated.previous_expires_at),
+            }
+        )
+    )
+    return 0
+
+
+async def _rotate_connection_token(settings: Settings, args: argparse.Namespace) -> int:
+    async with bootstrap.runtime(settings, run_worker=False) as rt:
+        rotated = await credentials.rotate_connection_token(
+            rt.ctx, audit.operator(), args.connection_id, args.overlap_seconds
+        )
+    print(
+        json.dumps(
+            {
+                "connection_id": rotated.id,
+                "access_token": rotated.secret,
+                "previous_token_expires_at": _iso(rotated.previous_expires_at),
+            }
+        )
+    )
+    return 0
+
+
+def _iso(value: Any) -> str | None:
+    from emrtasks.webhooks import events
+
+    return events.iso(value) if value is not None else None
+
+
+async def _client_state(settings: Settings, args: argparse.Namespace, disabled: bool) -> int:
+    async with bootstrap.runtime(settings, run_worker=False) as rt:
+        state = await credentials.set_client_disabled(rt.ctx, audit.operator(), args.client_id, disabled)
+    print(json.dumps({"client_id": args.client_id, "state": state}))
+    return 0
+
+
+async def _disable_client(settings: Settings, args: argparse.Namespace) -> int:
+    return await _client_state(settings, args, True)
+
+
+async def _enable_client(settings: Settings, args: argparse.Namespace) -> int:
+    return await _client_state(settings, args, False)
+
+
+async def _delete_client(settings: Settings, args: argparse.Namespace) -> int:
+    async with bootstrap.runtime(settings, run_worker=False) as rt:
+        deleted = await credentials.delete_client(rt.ctx, audit.operator(), args.client_id)
+    print(json.dumps(deleted))
+    return 0
+
+
+async def _connection_state(settings: Settings, args: argparse.Namespace, disabled: bool) -> int:
+    async with bootstrap.runtime(settings, run_worker=False) as rt:
+        state = await credentials.set_connection_disabled(
+            rt.ctx, audit.operator(), args.connection_id, disabled
+        )
+    print(json.dumps({"connection_id": args.connection_id, "state": state}))
+    return 0
+
+
+async def _disable_connection(settings: Settings, args: argparse.Namespace) -> int:
+    return await _connection_state(settings, args, True)
+
+
+async def _enable_connection(settings: Settings, args: argparse.Namespace) -> int:
+    return await _connection_state(settings, args, False)
+
+
+async def _delete_connection(settings: Settings, args: argparse.Namespace) -> int:
+    async with bootstrap.runtime(settings, run_worker=False) as rt:
+        deleted = await credentials.delete_connection(rt.ctx, audit.operator(), args.connection_id)
+    print(json.dumps(deleted))
+    return 0
+
+
+async def _list_audit(settings: Settings, args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    since = None
+    if args.since:
+        try:
+            since = dt.datetime.fromisoformat(args.since)
+        except ValueError as exc:
+            raise errors.Problem(400, "invalid_since", "--since must be an ISO 8601 time.") from exc
+        since = since.replace(tzinfo=dt.UTC) if since.tzinfo is None else since
+    async with bootstrap.runtime(settings, run_worker=False) as rt:
+        found = await audit.list_rows(
+            rt.ctx, since=since, client_id=args.client_id, action=args.action, limit=args.limit
+        )
+    for row in found:
+        print(json.dumps({**row, "at": _iso(row["at"])}, sort_keys=True))
+    return 0
 
 
 async def _create_key(settings: Settings, args: argparse.Namespace) -> int:
@@ -185,7 +419,10 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
         def capture_signals(self) -> Iterator[None]:
             yield
 
-    async with bootstrap.runtime(settings, run_worker=not args.no_worker) as rt:
+    async with (
+        bootstrap.runtime(settings, run_worker=not args.no_worker) as rt,
+        bootstrap.credential_changes(settings, rt.ctx),
+    ):
         app = create_app(rt.ctx, max_body_bytes=settings.max_body_bytes, bench_routes=settings.bench_routes)
         web_link.install(app, bootstrap.form_key(settings))
         logging.getLogger("uvicorn.access").addFilter(StripQuery())

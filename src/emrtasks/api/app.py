@@ -7,9 +7,10 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 import emrtasks
-from emrtasks.api import errors
+from emrtasks.api import errors, request_id
 from emrtasks.api.responses import JSON
 from emrtasks.api.routes import (
+    access_token,
     bench,
     directory,
     events,
@@ -42,11 +43,12 @@ def create_app(ctx: Context, *, max_body_bytes: int = 1_048_576, bench_routes: b
     )
     app.state.ctx = ctx
     app.state.max_body_bytes = max_body_bytes
-    for module in (tasks, directory, settings, events, webhooks, jwks, link, sandbox, health):
+    for module in (tasks, directory, settings, events, webhooks, access_token, jwks, link, sandbox, health):
         app.include_router(module.router)
     if bench_routes:
         app.include_router(bench.router)
     errors.install(app)
+    app.add_middleware(request_id.RequestId)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -6,14 +6,16 @@ import orjson
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
+from emrtasks.api import request_id
 from emrtasks.domain import errors, tasks
-from emrtasks.service import auth
+from emrtasks.service import audit, auth
 from emrtasks.service.context import Context
 
 # Cobalt's header names, underscores included (behind nginx: `underscores_in_headers on`).
 _client_id = APIKeyHeader(name="client_id", auto_error=False, scheme_name="client_id")
 _client_secret = APIKeyHeader(name="client_secret", auto_error=False, scheme_name="client_secret")
 _access_token = APIKeyHeader(name="access_token", auto_error=False, scheme_name="access_token")
+access_token_header = _access_token
 
 
 async def get_context(request: Request) -> Context:  # async: a plain def would run in a thread pool
@@ -99,3 +101,15 @@ JsonBody = Annotated[object, Depends(read_json)]
 def _too_large(limit: int) -> errors.Problem:
     size = f"{limit // 1_048_576} MB" if limit % 1_048_576 == 0 else f"{limit} bytes"
     return errors.Problem(413, "payload_too_large", f"Request body too large: the limit is {size}.")
+
+
+def origin(
+    request: Request, *, client: tasks.Client | None = None, connection: tasks.Connection | None = None
+) -> audit.Origin:
+    """Who the audit trail names for this request: the connection if it gave one, else the client."""
+    source = request.client.host if request.client else None
+    rid = request_id.request_id_of(request.scope)
+    if connection is not None:
+        return audit.Origin(audit.CONNECTION, connection.id, connection.client_id, connection.id, source, rid)
+    client_id = client.id if client else None
+    return audit.Origin(audit.CLIENT, client_id, client_id, None, source, rid)

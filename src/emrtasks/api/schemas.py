@@ -203,6 +203,13 @@ class Message(BaseModel):
     message: str
 
 
+class AccessTokenRevoked(BaseModel):
+    success: bool = True
+    message: str
+    connection_id: str
+    jobs_ended: int = Field(description="Queued jobs of the connection that ended unrun")
+
+
 class RotatedSecret(BaseModel):
     id: str
     secret: str

@@ -44,9 +44,10 @@ def asyncpg_dsn(database_url: str) -> str:
 class Listener:
     """One dedicated connection that LISTENs and calls `on_notify`; reconnects with backoff."""
 
-    def __init__(self, database_url: str, on_notify: Callable[[], None]) -> None:
+    def __init__(self, database_url: str, on_notify: Callable[[], None], channel: str = CHANNEL) -> None:
         self._dsn = asyncpg_dsn(database_url)
         self._on_notify = on_notify
+        self._channel = channel
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = 0.5
@@ -56,7 +57,9 @@ class Listener:
                 delay = 0.5
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning(
-                    "job notifications unavailable (%s); polling until they return", type(exc).__name__
+                    "%s notifications unavailable (%s); polling until they return",
+                    self._channel,
+                    type(exc).__name__,
                 )
             if not stop.is_set():
                 await _sleep_or_stop(stop, delay)
@@ -67,7 +70,7 @@ class Listener:
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         try:
-            await conn.add_listener(CHANNEL, self._heard)
+            await conn.add_listener(self._channel, self._heard)
             self._on_notify()  # anything enqueued while we were not listening
             waits = {asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())}
             _done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)

@@ -73,3 +73,6 @@ class Context:
     wake: Callable[[], None] = lambda: None
     """Called after a job is committed, so an in-process worker starts it at once."""
     auth_cache: dict[tuple[str, str], tuple[float, object]] = field(default_factory=dict)
+    auth_generation: int | None = None
+    """The credential change generation the cache was filled under (service/auth.py)."""
+    auth_generation_checked_until: float = 0.0

@@ -12,8 +12,9 @@ from emrtasks.domain import errors, ids, outcomes, validation
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.queue import jobs
 from emrtasks.service import adapters as service_adapters
-from emrtasks.service import admin
+from emrtasks.service import admin, audit
 from emrtasks.service.context import Context
+from emrtasks.storage import audit as stored_audit
 from emrtasks.storage import db, idempotency
 from emrtasks.storage import tasks as stored_tasks
 from emrtasks.storage.db import Connection
@@ -43,19 +44,30 @@ async def accept_task(
     connection: domain_tasks.Connection,
     body: object,
     idempotency_key: str | None = None,
+    origin: audit.Origin | None = None,
 ) -> Accepted:
+    """`origin`: who the audit row names (the API passes the request's; else the connection)."""
+    origin = origin or audit.Origin(audit.CONNECTION, connection.id, connection.client_id, connection.id)
     if idempotency_key is None:
-        return await _accept(ctx, connection, body)
-    return await _accept_once(ctx, connection, body, _parse_key(idempotency_key))
+        return await _accept(ctx, connection, body, origin)
+    return await _accept_once(ctx, connection, body, _parse_key(idempotency_key), origin)
 
 
 async def _accept(
-    ctx: Context, connection: domain_tasks.Connection, body: object, idempotency_record: str | None = None
+    ctx: Context,
+    connection: domain_tasks.Connection,
+    body: object,
+    origin: audit.Origin,
+    idempotency_record: str | None = None,
 ) -> Accepted:
-    """Validate, then the task, its job and (with a key) the stored answer in one transaction."""
+    """Validate, then the task, its job, its audit row and (with a key) the stored answer in one
+    transaction (one group commit): an accepted task is never without its row, a failed one has none."""
     request = await _validate(ctx, connection, body)
     accepted = Accepted(ids.new_id("task"), ids.new_id("job"))
     now = ctx.clock()
+    audit_row = audit.row(
+        origin, "task.accept", now, targets={"task_id": accepted.task_id, "job_id": accepted.job_id}
+    )
 
     async def work(conn: Connection) -> None:
         await stored_tasks.insert_task(
@@ -77,6 +89,7 @@ async def _accept(
             group_key=connection.id,
             group_limit=service_adapters.max_concurrency(connection),
         )
+        await stored_audit.insert_row(conn, audit_row)
         if idempotency_record is not None:
             answer = orjson.dumps(accepted.as_public()).decode()
             await idempotency.complete(conn, idempotency_record, 202, answer)
@@ -86,7 +99,9 @@ async def _accept(
     return accepted
 
 
-async def _accept_once(ctx: Context, connection: domain_tasks.Connection, body: object, key: str) -> Accepted:
+async def _accept_once(
+    ctx: Context, connection: domain_tasks.Connection, body: object, key: str, origin: audit.Origin
+) -> Accepted:
     """Idempotency-Key (draft-ietf-httpapi-idempotency-key-header): the first answer, once."""
     try:
         fingerprint = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -118,7 +133,7 @@ async def _accept_once(ctx: Context, connection: domain_tasks.Connection, body: 
                 409, "idempotency_key_in_flight", _IN_FLIGHT, headers=(("Retry-After", "1"),)
             )
     try:
-        return await _accept(ctx, connection, body, record_id)
+        return await _accept(ctx, connection, body, origin, record_id)
     except idempotency.ClaimLost as exc:
         raise errors.Problem(
             409, "idempotency_key_in_flight", _IN_FLIGHT, headers=(("Retry-After", "1"),)

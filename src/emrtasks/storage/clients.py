@@ -18,7 +18,10 @@ async def insert_client(
 
 
 async def get_client_with_hash(conn: Connection, client_id: str) -> tuple[domain_tasks.Client, str] | None:
-    query = select(clients.c.id, clients.c.name, clients.c.secret_hash).where(clients.c.id == client_id)
+    """A client not deleted (service/auth.py checks rotation and disabling itself)."""
+    query = select(clients.c.id, clients.c.name, clients.c.secret_hash).where(
+        clients.c.id == client_id, clients.c.deleted_at.is_(None)
+    )
     row = (await conn.execute(query)).first()
     if row is None:
         return None

@@ -37,7 +37,9 @@ async def insert_connection(
 
 
 async def get_by_token_hash(conn: Connection, token_hash: str) -> domain_tasks.Connection | None:
-    row = (await conn.execute(_select().where(connections.c.token_hash == token_hash))).first()
+    """The connection of this current token, if it is neither disabled nor deleted."""
+    live = (connections.c.disabled_at.is_(None), connections.c.deleted_at.is_(None))
+    row = (await conn.execute(_select().where(connections.c.token_hash == token_hash, *live))).first()
     return _to_connection(row) if row else None
 
 

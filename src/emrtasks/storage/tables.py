@@ -62,6 +62,12 @@ clients = Table(
     Column("name", String(200), nullable=False),
     Column("secret_hash", String(64), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # Credential lifecycle (docs/security.md): the secret a rotation replaced, good until its overlap
+    # ends; disabled and deleted clients are refused (a deleted one keeps its row for the history).
+    Column("previous_secret_hash", String(64)),
+    Column("previous_secret_expires_at", UTCDateTime),
+    Column("disabled_at", UTCDateTime),
+    Column("deleted_at", UTCDateTime),
 )
 
 connections = Table(
@@ -78,6 +84,23 @@ connections = Table(
     Column("credentials", Text),  # encrypted JSON (storage.crypto)
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Credential lifecycle: the access token a rotation replaced, until its overlap ends; disabled and
+    # deleted connections are refused whatever their status.
+    Column("previous_token_hash", String(64), index=True),
+    Column("previous_token_expires_at", UTCDateTime),
+    Column("disabled_at", UTCDateTime),
+    Column("deleted_at", UTCDateTime),
+)
+
+# One row: bumped in every transaction that disables, deletes or rotates a credential, so every
+# process drops its cached credentials within a second (service/auth.py polls it; PostgreSQL also
+# announces it with NOTIFY).
+credential_changes = Table(
+    "credential_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("generation", Integer, nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
 )
 
 # Each connection's EMR directory as last fetched: users and phone call types (or their equivalent).
@@ -336,4 +359,25 @@ deployment_apps = Table(
     Column("emr", String(40), primary_key=True),
     Column("config", Text, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The audit trail (HIPAA 164.312(b)): who did what to which ids, from where, and how it ended. Never PHI:
+# ids, action names and outcomes only (docs/security.md).
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", String(_ID), primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor_type", String(20), nullable=False),
+    Column("actor_id", String(255)),
+    Column("client_id", String(_ID)),
+    Column("connection_id", String(_ID)),
+    Column("action", String(60), nullable=False),
+    Column("targets", JSON, nullable=False),
+    Column("source_address", String(64)),
+    Column("request_id", String(128)),
+    Column("outcome", String(20), nullable=False),
+    Index(None, "at"),
+    Index(None, "client_id", "at"),
+    Index(None, "action", "at"),
 )

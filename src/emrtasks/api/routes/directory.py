@@ -2,12 +2,12 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
-from emrtasks.api import schemas
+from emrtasks.api import deps, schemas
 from emrtasks.api.deps import ConnectionDep, Ctx
 from emrtasks.api.responses import JSON
-from emrtasks.service import directory
+from emrtasks.service import audit, directory
 
 router = APIRouter(prefix="/v1", tags=["directory"])
 _AUTH = (401, 403)
@@ -38,11 +38,15 @@ async def list_call_types(ctx: Ctx, connection: ConnectionDep) -> JSON:
     responses={200: {"model": schemas.PatientsResponse}, **schemas.errors(400, *_AUTH, 503)},
 )
 async def list_patients(
+    request: Request,
     ctx: Ctx,
     connection: ConnectionDep,
     mrn: Annotated[str | None, Query(max_length=255)] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> JSON:
-    found, pagination = await directory.patients(ctx, connection, mrn, page, page_size)
+    # The MRN looked up is PHI and never kept: the row names the connection only.
+    origin = deps.origin(request, connection=connection)
+    async with audit.recorded(ctx, origin, "patients.read", {"connection_id": connection.id}):
+        found, pagination = await directory.patients(ctx, connection, mrn, page, page_size)
     return JSON({"success": True, "patients": found, "pagination": pagination})

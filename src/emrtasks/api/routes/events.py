@@ -2,12 +2,12 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
-from emrtasks.api import schemas
+from emrtasks.api import deps, schemas
 from emrtasks.api.deps import ClientDep, Ctx, OptionalConnectionDep
 from emrtasks.api.responses import JSON
-from emrtasks.service import event_log
+from emrtasks.service import audit, event_log
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -18,6 +18,7 @@ router = APIRouter(prefix="/v1", tags=["events"])
     responses={200: {"model": schemas.EventsResponse}, **schemas.errors(400, 401, 403)},
 )
 async def list_events(
+    request: Request,
     ctx: Ctx,
     client: ClientDep,
     connection: OptionalConnectionDep,
@@ -27,14 +28,16 @@ async def list_events(
     page_size: Annotated[int, Query(ge=1, le=100)] = 50,
     sort: Literal["created_at", "-created_at"] = "-created_at",
 ) -> JSON:
-    found, pagination = await event_log.list_events(
-        ctx,
-        client,
-        connection,
-        job_id=job_id,
-        event_type=event_type,
-        page=page,
-        page_size=page_size,
-        newest_first=sort == "-created_at",
-    )
+    origin = deps.origin(request, client=client, connection=connection)
+    async with audit.recorded(ctx, origin, "events.read", {"job_id": audit.safe_id(job_id)}):
+        found, pagination = await event_log.list_events(
+            ctx,
+            client,
+            connection,
+            job_id=job_id,
+            event_type=event_type,
+            page=page,
+            page_size=page_size,
+            newest_first=sort == "-created_at",
+        )
     return JSON({"success": True, "webhook_events": found, "pagination": pagination})

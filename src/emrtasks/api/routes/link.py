@@ -3,12 +3,12 @@ Link flow). The Link page itself is served by `emrtasks.web`."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
-from emrtasks.api import schemas
+from emrtasks.api import deps, schemas
 from emrtasks.api.deps import ClientDep, Ctx, JsonBody
 from emrtasks.api.responses import JSON
-from emrtasks.service import link
+from emrtasks.service import audit, link
 
 router = APIRouter(prefix="/v1/link", tags=["link"])
 
@@ -19,8 +19,10 @@ router = APIRouter(prefix="/v1/link", tags=["link"])
     responses={200: {"model": schemas.LinkTokenCreated}, **schemas.errors(400, 401, 413)},
     openapi_extra=schemas.request_body(schemas.LinkTokenCreate),
 )
-async def create_link_token(ctx: Ctx, client: ClientDep, body: JsonBody) -> JSON:
-    return JSON(await link.create_link_token(ctx, client, body))
+async def create_link_token(request: Request, ctx: Ctx, client: ClientDep, body: JsonBody) -> JSON:
+    async with audit.recorded(ctx, deps.origin(request, client=client), "link_token.create"):
+        created = await link.create_link_token(ctx, client, body)
+    return JSON(created)
 
 
 @router.get(
@@ -29,8 +31,11 @@ async def create_link_token(ctx: Ctx, client: ClientDep, body: JsonBody) -> JSON
     responses={200: {"model": schemas.LinkTokenExchanged}, **schemas.errors(400, 401)},
 )
 async def exchange_public_token(
+    request: Request,
     ctx: Ctx,
     client: ClientDep,
     public_token: Annotated[str | None, Query(description="The pt_... token Link handed back.")] = None,
 ) -> JSON:
-    return JSON({"success": True, "token": await link.exchange(ctx, client, public_token)})
+    async with audit.recorded(ctx, deps.origin(request, client=client), "link_token.exchange"):
+        token = await link.exchange(ctx, client, public_token)
+    return JSON({"success": True, "token": token})

@@ -1,11 +1,11 @@
 """`GET /v1/settings`, `POST /v1/settings`: the connection's access_token_reference_id (Cobalt-compatible)."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from emrtasks.api import schemas
+from emrtasks.api import deps, schemas
 from emrtasks.api.deps import ConnectionDep, Ctx, JsonBody
 from emrtasks.api.responses import JSON
-from emrtasks.service import admin
+from emrtasks.service import admin, audit
 
 router = APIRouter(prefix="/v1", tags=["settings"])
 _AUTH = (401, 403)
@@ -26,6 +26,8 @@ async def get_settings(connection: ConnectionDep) -> JSON:
     responses={200: {"model": schemas.SettingsResponse}, **schemas.errors(400, *_AUTH, 413)},
     openapi_extra=schemas.request_body(schemas.SettingsUpdate),
 )
-async def update_settings(ctx: Ctx, connection: ConnectionDep, body: JsonBody) -> JSON:
-    data = await admin.update_settings(ctx, connection, body)
+async def update_settings(request: Request, ctx: Ctx, connection: ConnectionDep, body: JsonBody) -> JSON:
+    origin = deps.origin(request, connection=connection)
+    async with audit.recorded(ctx, origin, "connection.update_settings", {"connection_id": connection.id}):
+        data = await admin.update_settings(ctx, connection, body)
     return JSON({"success": True, "data": data})

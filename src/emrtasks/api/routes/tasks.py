@@ -5,7 +5,7 @@ from fastapi import APIRouter, Request
 from emrtasks.api import deps, schemas
 from emrtasks.api.deps import ConnectionDep, Ctx
 from emrtasks.api.responses import JSON
-from emrtasks.service import directory, tasks
+from emrtasks.service import audit, directory, tasks
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
 _AUTH = (401, 403)
@@ -34,7 +34,8 @@ async def create_task(request: Request) -> JSON:
     connection = await deps.connection_of(request)
     body = await deps.read_json(request)
     idempotency_key = request.headers.get("idempotency-key")
-    accepted = await tasks.accept_task(request.app.state.ctx, connection, body, idempotency_key)
+    origin = deps.origin(request, connection=connection)
+    accepted = await tasks.accept_task(request.app.state.ctx, connection, body, idempotency_key, origin)
     headers = {"Idempotent-Replayed": "true"} if accepted.replayed else None
     return JSON(accepted.as_public(), status_code=202, headers=headers)
 
@@ -53,8 +54,11 @@ async def get_requirements(ctx: Ctx, connection: ConnectionDep) -> JSON:
     summary="A task and its outcome",
     responses={200: {"model": schemas.TaskResponse}, **schemas.errors(*_AUTH, 404)},
 )
-async def get_task(ctx: Ctx, connection: ConnectionDep, task_id: str) -> JSON:
-    return JSON({"success": True, "task": await tasks.get_task(ctx, connection, task_id)})
+async def get_task(request: Request, ctx: Ctx, connection: ConnectionDep, task_id: str) -> JSON:
+    origin = deps.origin(request, connection=connection)
+    async with audit.recorded(ctx, origin, "task.read", {"task_id": audit.safe_id(task_id)}):
+        found = await tasks.get_task(ctx, connection, task_id)
+    return JSON({"success": True, "task": found})
 
 
 @router.get(
@@ -62,5 +66,8 @@ async def get_task(ctx: Ctx, connection: ConnectionDep, task_id: str) -> JSON:
     summary="A background job: state, attempts, next attempt, last error",
     responses={200: {"model": schemas.JobResponse}, **schemas.errors(*_AUTH, 404)},
 )
-async def get_job(ctx: Ctx, connection: ConnectionDep, job_id: str) -> JSON:
-    return JSON({"success": True, "job": await tasks.get_job(ctx, connection, job_id)})
+async def get_job(request: Request, ctx: Ctx, connection: ConnectionDep, job_id: str) -> JSON:
+    origin = deps.origin(request, connection=connection)
+    async with audit.recorded(ctx, origin, "job.read", {"job_id": audit.safe_id(job_id)}):
+        found = await tasks.get_job(ctx, connection, job_id)
+    return JSON({"success": True, "job": found})

@@ -1,11 +1,11 @@
 """Webhook endpoints (`/v1/webhook...`, client credentials only) and resending events."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from emrtasks.api import schemas
+from emrtasks.api import deps, schemas
 from emrtasks.api.deps import ClientDep, Ctx, JsonBody
 from emrtasks.api.responses import JSON
-from emrtasks.service import webhooks
+from emrtasks.service import audit, webhooks
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 _ERRORS = schemas.errors(400, 401, 404, 413)
@@ -18,8 +18,11 @@ _ERRORS = schemas.errors(400, 401, 404, 413)
     responses={201: {"model": schemas.WebhookCreated}, **_ERRORS},
     openapi_extra=schemas.request_body(schemas.WebhookRegistration),
 )
-async def register_webhook(ctx: Ctx, client: ClientDep, body: JsonBody) -> JSON:
-    return JSON(await webhooks.register(ctx, client, body), status_code=201)
+async def register_webhook(request: Request, ctx: Ctx, client: ClientDep, body: JsonBody) -> JSON:
+    async with audit.recorded(ctx, deps.origin(request, client=client), "webhook.create") as targets:
+        created = await webhooks.register(ctx, client, body)
+        targets["webhook_id"] = str(created["webhook_id"])
+    return JSON(created, status_code=201)
 
 
 @router.get(
@@ -36,8 +39,10 @@ async def list_webhooks(ctx: Ctx, client: ClientDep) -> JSON:
     summary="Remove a webhook URL",
     responses={200: {"model": schemas.Message}, **schemas.errors(401, 404)},
 )
-async def delete_webhook(ctx: Ctx, client: ClientDep, webhook_id: str) -> JSON:
-    await webhooks.delete(ctx, client, webhook_id)
+async def delete_webhook(request: Request, ctx: Ctx, client: ClientDep, webhook_id: str) -> JSON:
+    origin = deps.origin(request, client=client)
+    async with audit.recorded(ctx, origin, "webhook.delete", {"webhook_id": audit.safe_id(webhook_id)}):
+        await webhooks.delete(ctx, client, webhook_id)
     return JSON({"success": True, "message": "Webhook URL removed successfully"})
 
 
@@ -46,8 +51,12 @@ async def delete_webhook(ctx: Ctx, client: ClientDep, webhook_id: str) -> JSON:
     summary="A new secret; the old one also signs for 24 hours",
     responses={200: {"model": schemas.WebhookRotated}, **schemas.errors(401, 404)},
 )
-async def rotate_webhook_secret(ctx: Ctx, client: ClientDep, webhook_id: str) -> JSON:
-    return JSON({"success": True, "webhook": await webhooks.rotate_secret(ctx, client, webhook_id)})
+async def rotate_webhook_secret(request: Request, ctx: Ctx, client: ClientDep, webhook_id: str) -> JSON:
+    origin = deps.origin(request, client=client)
+    targets = {"webhook_id": audit.safe_id(webhook_id)}
+    async with audit.recorded(ctx, origin, "webhook.rotate_secret", targets):
+        rotated = await webhooks.rotate_secret(ctx, client, webhook_id)
+    return JSON({"success": True, "webhook": rotated})
 
 
 @router.post(
@@ -55,8 +64,11 @@ async def rotate_webhook_secret(ctx: Ctx, client: ClientDep, webhook_id: str) ->
     summary="Re-enable a disabled webhook URL",
     responses={200: {"model": schemas.WebhookEnabled}, **schemas.errors(401, 404)},
 )
-async def enable_webhook(ctx: Ctx, client: ClientDep, webhook_id: str) -> JSON:
-    return JSON({"success": True, "webhook": await webhooks.enable(ctx, client, webhook_id)})
+async def enable_webhook(request: Request, ctx: Ctx, client: ClientDep, webhook_id: str) -> JSON:
+    origin = deps.origin(request, client=client)
+    async with audit.recorded(ctx, origin, "webhook.enable", {"webhook_id": audit.safe_id(webhook_id)}):
+        enabled = await webhooks.enable(ctx, client, webhook_id)
+    return JSON({"success": True, "webhook": enabled})
 
 
 @router.post(
@@ -66,8 +78,13 @@ async def enable_webhook(ctx: Ctx, client: ClientDep, webhook_id: str) -> JSON:
     responses={202: {"model": schemas.WebhookRecovery}, **_ERRORS},
     openapi_extra=schemas.request_body(schemas.WebhookRecover),
 )
-async def recover_webhook(ctx: Ctx, client: ClientDep, webhook_id: str, body: JsonBody) -> JSON:
-    return JSON(await webhooks.recover(ctx, client, webhook_id, body), status_code=202)
+async def recover_webhook(
+    request: Request, ctx: Ctx, client: ClientDep, webhook_id: str, body: JsonBody
+) -> JSON:
+    origin = deps.origin(request, client=client)
+    async with audit.recorded(ctx, origin, "webhook.recover", {"webhook_id": audit.safe_id(webhook_id)}):
+        recovered = await webhooks.recover(ctx, client, webhook_id, body)
+    return JSON(recovered, status_code=202)
 
 
 @router.post(
@@ -76,5 +93,8 @@ async def recover_webhook(ctx: Ctx, client: ClientDep, webhook_id: str, body: Js
     summary="Resend one event to every active webhook URL now",
     responses={202: {"model": schemas.EventResend}, **schemas.errors(400, 401, 404)},
 )
-async def resend_event(ctx: Ctx, client: ClientDep, event_id: str) -> JSON:
-    return JSON(await webhooks.resend_event(ctx, client, event_id), status_code=202)
+async def resend_event(request: Request, ctx: Ctx, client: ClientDep, event_id: str) -> JSON:
+    origin = deps.origin(request, client=client)
+    async with audit.recorded(ctx, origin, "event.resend", {"event_id": audit.safe_id(event_id)}):
+        resent = await webhooks.resend_event(ctx, client, event_id)
+    return JSON(resent, status_code=202)
