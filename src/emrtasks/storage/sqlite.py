@@ -94,7 +94,8 @@ def owner_only(database: str) -> None:
     access away from it and its WAL and shared-memory files if an older start left them open.
     SQLite creates the WAL and SHM files with the database file's mode, so they follow it."""
     path = Path(database)
-    with contextlib.suppress(FileExistsError):
+    # A missing directory is left for SQLite to report when a connection is opened.
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
         with contextlib.suppress(FileNotFoundError):
