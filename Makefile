@@ -43,3 +43,14 @@ bench: ## Benchmark serve end to end, SQLite and PostgreSQL, 3 runs each (~7 min
 
 bench-quick: ## A smoke run of the benchmark: both databases, one short run each (~1.5 min)
 	$(PYTHON) bench/run.py --quick $(BENCH_ARGS)
+
+.PHONY: lock audit
+LOCK_ARGS = --generate-hashes --universal --python-version 3.11 --no-emit-index-url --custom-compile-command "make lock"
+
+lock: ## Re-resolve requirements.lock and requirements-dev.lock (hashed) from pyproject.toml, with uv
+	$(PYTHON) -m uv pip compile pyproject.toml $(LOCK_ARGS) -o requirements.lock
+	$(PYTHON) -m uv pip compile pyproject.toml --extra dev $(LOCK_ARGS) -o requirements-dev.lock
+
+audit: ## Known vulnerabilities in the locked dependencies (pip-audit; docs/security.md)
+	$(PYTHON) -m pip_audit --require-hashes --disable-pip -r requirements.lock
+	$(PYTHON) -m pip_audit --require-hashes --disable-pip -r requirements-dev.lock

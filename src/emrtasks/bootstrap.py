@@ -69,6 +69,8 @@ def load_key(settings: Settings) -> bytes:
             with os.fdopen(descriptor, "w") as handle:
                 handle.write(crypto.new_key() + "\n")
             log.warning("created the encryption key file %s: back it up with the database", path)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)  # a key file made by hand, or by an older version, readable by others
     return crypto.parse_key(path.read_text())
 
 
@@ -153,7 +155,7 @@ async def runtime(
     emr_http = httpx.AsyncClient(timeout=httpx.Timeout(settings.emr_timeout_seconds, connect=5.0))
     try:
         if run_migrations:
-            await migrate.upgrade(engine)
+            await migrate.upgrade(engine, load_cipher(settings))
             await db.after_migrations(engine)
         ctx = build_context(settings, engine, webhook_client, emr_http)
         _warn_about_unsafe_settings(settings)

@@ -103,16 +103,14 @@ def _parser() -> argparse.ArgumentParser:
         "--rules", help="sandbox: subject_assignee, phone_call, or any EMR's name to take on its rules"
     )
     create_connection.add_argument("--reference-id", help="echoed as access_token_reference_id")
-    create_connection.add_argument(
-        "--config", default="{}", help="the EMR's settings as a JSON object (below)"
-    )
+    _add_config_source(create_connection, "the EMR's settings as a JSON object (below)")
     create_connection.set_defaults(run=_create_connection)
     update_connection = connection_commands.add_parser(
         "update",
         help="change settings or credentials (merged over the old); makes the connection active again",
     )
     update_connection.add_argument("--connection-id", required=True)
-    update_connection.add_argument("--config", help="settings to change, as a JSON object")
+    _add_config_source(update_connection, "settings to change, as a JSON object")
     update_connection.add_argument("--reference-id")
     update_connection.set_defaults(run=_update_connection)
     sync_connection = connection_commands.add_parser(
@@ -132,6 +130,31 @@ def _parser() -> argparse.ArgumentParser:
     demo_command = commands.add_parser("demo", help="create a client and tasks, show what happens")
     demo_command.set_defaults(run=_demo)
     return parser
+
+
+def _add_config_source(command: argparse.ArgumentParser, what: str) -> None:
+    """`--config JSON`, `--config -` (stdin) or `--config-file PATH`: secrets given inline are seen
+    by `ps` and kept in shell history; stdin and a file are not."""
+    source = command.add_mutually_exclusive_group()
+    source.add_argument("--config", metavar="JSON|-", help=f"{what}; '-' reads it from stdin")
+    source.add_argument("--config-file", metavar="PATH", help=f"{what}, in a file")
+
+
+async def _read_config(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The JSON object from `--config-file`, `--config -` (stdin) or `--config JSON`; None if none given."""
+    if args.config_file:
+        try:
+            text = await asyncio.to_thread(Path(args.config_file).read_text, encoding="utf-8")
+        except OSError as exc:
+            raise errors.Problem(
+                400, "invalid_config", f"--config-file cannot be read: {exc.strerror}"
+            ) from exc
+        return _json_object(text)
+    if args.config == "-":
+        return _json_object(await asyncio.to_thread(sys.stdin.read))
+    if args.config is not None:
+        return _json_object(args.config)
+    return None
 
 
 def _add_key_commands(commands: Any) -> None:
@@ -409,6 +432,7 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
     # The web stack is loaded only to serve, so the other commands start quickly.
     import uvicorn
 
+    from emrtasks.api import edge
     from emrtasks.api.app import StripQuery, create_app
     from emrtasks.web import link as web_link
 
@@ -434,6 +458,8 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
             access_log=settings.access_log,
             log_config=None,
             server_header=False,
+            http=edge.protocol_class(edge_limits(settings)),
+            timeout_keep_alive=settings.keep_alive_seconds,
         )
         server = _Server(config)
         _on_signals(lambda: setattr(server, "should_exit", True))
@@ -445,6 +471,18 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
         )
         await server.serve()
     return 0
+
+
+def edge_limits(settings: Settings) -> Any:
+    """The HTTP edge's limits from the settings (an `api.edge.EdgeLimits`)."""
+    from emrtasks.api import edge
+
+    return edge.EdgeLimits(
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout_seconds=settings.header_timeout_seconds,
+        body_timeout_seconds=settings.body_timeout_seconds,
+        max_connections=settings.max_connections,
+    )
 
 
 async def _worker(settings: Settings, _args: argparse.Namespace) -> int:
@@ -518,20 +556,12 @@ async def _update_client(settings: Settings, args: argparse.Namespace) -> int:
 async def _set_app(settings: Settings, args: argparse.Namespace) -> int:
     from emrtasks.service import link
 
-    if args.config_file:
-        try:
-            text = await asyncio.to_thread(Path(args.config_file).read_text, encoding="utf-8")
-        except OSError as exc:
-            raise errors.Problem(
-                400, "invalid_config", f"--config-file cannot be read: {exc.strerror}"
-            ) from exc
-    elif args.config == "-":
-        text = await asyncio.to_thread(sys.stdin.read)
-    else:
+    if args.config_file is None and args.config != "-":
         raise errors.Problem(
             400, "invalid_config", "--config takes '-' (stdin); use --config-file for a file."
         )
-    config = _json_object(text)
+    config = await _read_config(args)
+    assert config is not None
     async with bootstrap.runtime(settings, run_worker=False) as rt:
         await link.set_app(rt.ctx, args.emr, config)
     print(json.dumps({"emr": args.emr, "settings": sorted(config)}))
@@ -558,7 +588,7 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 async def _update_connection(settings: Settings, args: argparse.Namespace) -> int:
-    config = _json_object(args.config) if args.config else None
+    config = await _read_config(args)
     async with bootstrap.runtime(settings, run_worker=False) as rt:
         updated = await admin.update_connection(
             rt.ctx, args.connection_id, settings=config, reference_id=args.reference_id
@@ -582,7 +612,7 @@ async def _list_connections(settings: Settings, args: argparse.Namespace) -> int
 
 
 async def _create_connection(settings: Settings, args: argparse.Namespace) -> int:
-    config = _json_object(args.config)
+    config = await _read_config(args) or {}
     async with bootstrap.runtime(settings, run_worker=False) as rt:
         created = await admin.create_connection(
             rt.ctx,

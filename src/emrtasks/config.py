@@ -103,6 +103,23 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000",
         description="Where clients and clinics reach this service: Link URLs and the OAuth redirect URI.",
     )
+    max_header_bytes: int = Field(
+        default=32_768, ge=1024, description="Largest request head (request line and headers); larger: 431."
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request's head must arrive within this of its first byte; else 408.",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="A request's body must arrive within this of its head; else 408."
+    )
+    keep_alive_seconds: int = Field(
+        default=5, ge=1, description="An idle connection (new, or after an answer) is closed after this."
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, description="Open connections per API process; past it, new ones get 503."
+    )
     retry_max_seconds: float = Field(
         default=600.0, ge=0, description="Longest retry delay, before ±20 % jitter."
     )

@@ -109,6 +109,21 @@ async def test_deleting_a_client_refuses_all_its_credentials(
     assert listed[tenant.client_id] == "deleted"
 
 
+async def test_deleting_a_client_wipes_its_webhook_endpoints_secrets(
+    api: httpx.AsyncClient, runtime: bootstrap.Runtime, tenant: Tenant
+) -> None:
+    # A loopback receiver address (never connected to here), as the tests' deployments allow.
+    runtime.ctx.webhooks = dataclasses.replace(runtime.ctx.webhooks, allow_insecure=True, allow_private=True)
+    registered = await api.post(
+        "/v1/webhook", headers=tenant.headers(), json={"webhook_url": "http://127.0.0.1:9/hook"}
+    )
+    assert registered.status_code == 201, registered.text
+    await credentials.delete_client(runtime.ctx, OPERATOR, tenant.client_id)
+    async with db.read(runtime.engine) as conn:
+        rows = (await conn.execute(select(tables.webhook_endpoints))).all()
+    assert [(r.status, r.secret, r.previous_secret) for r in rows] == [("deleted", "", None)]
+
+
 async def test_a_client_app_revokes_its_own_access_token(
     api: httpx.AsyncClient, runtime: bootstrap.Runtime, tenant: Tenant
 ) -> None:

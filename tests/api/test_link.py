@@ -170,7 +170,7 @@ async def test_the_exchanged_access_token_is_no_longer_held(api, runtime, tenant
     result = await _sandbox_public_token(runtime, created["token"])
     async with db.read(runtime.engine) as conn:
         held = (await conn.execute(select(tables.public_tokens.c.access_token))).scalar()
-    assert held.startswith("v1:")  # encrypted until the exchange
+    assert held.startswith("v2:")  # encrypted until the exchange
     await api.get(EXCHANGE, params={"public_token": result.public_token}, headers=tenant.headers())
     async with db.read(runtime.engine) as conn:
         row = (await conn.execute(select(tables.public_tokens))).mappings().one()

@@ -36,7 +36,7 @@ async def test_emr_secrets_are_stored_encrypted(runtime, tenant):
         )
     assert fake_drchrono.CLIENT_SECRET not in json.dumps(row["settings"]) + (row["credentials"] or "")
     assert fake_drchrono.FIRST_REFRESH_TOKEN not in (row["credentials"] or "")
-    assert row["credentials"].startswith("v1:")
+    assert row["credentials"].startswith("v2:")
     assert "client_secret" not in row["settings"] and "refresh_token" not in row["settings"]
 
 

@@ -75,3 +75,39 @@ def test_the_demo_links_a_sandbox_clinic_end_to_end(workdir, capsys):
     assert '"token": "at_' in out
     assert "This public token was already exchanged: a public token works once." in out
     assert out.count("status created") >= 2
+
+
+def test_connection_secrets_are_taken_from_a_file_or_stdin_never_only_the_command_line(
+    workdir, capsys, monkeypatch
+):
+    import asyncio
+
+    from emrtasks import bootstrap
+    from emrtasks.config import Settings
+    from emrtasks.storage import connections, db
+
+    client = _run(capsys, "clients", "create", "--name", "app")
+    path = workdir / "healthie.json"
+    config = {
+        "base_url": "https://staging-api.gethealthie.com",
+        "api_key": "from-a-file",
+        "api_version": "2026-01-01",
+        "mrn_field": "record_identifier",
+    }
+    path.write_text(json.dumps(config))
+    flags = ["--client-id", client["client_id"], "--emr", "healthie", "--config-file", str(path)]
+    created = _run(capsys, "connections", "create", *flags)
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({"api_key": "from-stdin"})))
+    _run(capsys, "connections", "update", "--connection-id", created["connection_id"], "--config", "-")
+
+    async def stored_key() -> str:
+        async with bootstrap.runtime(Settings(), run_worker=False) as rt:
+            async with db.read(rt.engine) as conn:
+                found = await connections.get_connection(conn, created["connection_id"])
+            assert found is not None
+            return str(rt.ctx.adapters.config_of(found)["api_key"])
+
+    assert asyncio.run(stored_key()) == "from-stdin"
+    missing = ["connections", "create", "--client-id", client["client_id"], "--config-file", "none.json"]
+    assert cli.main(missing) == 2
+    assert "cannot be read" in capsys.readouterr().err

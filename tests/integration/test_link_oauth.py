@@ -136,7 +136,7 @@ async def test_the_pkce_verifier_and_the_clinics_values_are_kept_encrypted(runti
     async with db.read(runtime.engine) as conn:
         row = (await conn.execute(select(tables.link_tokens))).mappings().one()
     assert state not in json.dumps(dict(row), default=str)
-    assert row["oauth_session"].startswith("v1:") and "501" not in row["oauth_session"]
+    assert row["oauth_session"].startswith("v2:") and "501" not in row["oauth_session"]
 
 
 async def test_a_refresh_token_spent_by_the_check_is_replaced_by_the_new_one(runtime, tenant, drchrono):

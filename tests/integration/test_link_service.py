@@ -222,7 +222,7 @@ async def test_an_app_config_makes_its_emr_available_and_is_listed_without_secre
     assert listed[0]["config"] == {"client_id": "abc", "client_secret": "(set)"}
     async with db.read(runtime.engine) as conn:
         raw = (await conn.execute(select(tables.deployment_apps.c.config))).scalar()
-    assert "s3cret-value" not in raw and raw.startswith("v1:")
+    assert "s3cret-value" not in raw and raw.startswith("v2:")
     await link.set_app(runtime.ctx, "athenahealth", {"client_id": "a", "client_secret": "b", "oauth": True})
     athena = {e.name: e for e in await link.catalogue(runtime.ctx)}["athenahealth"]
     assert athena.method == "oauth"

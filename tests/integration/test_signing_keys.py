@@ -47,9 +47,11 @@ async def test_the_private_key_is_stored_encrypted_with_the_connection_cipher(ru
     async with db.read(runtime.engine) as conn:
         row = (await conn.execute(select(tables.signing_keys))).mappings().one()
     assert row["kid"] == created["kid"]
-    assert row["private_key"].startswith("v1:") and "PRIVATE KEY" not in row["private_key"]
+    assert row["private_key"].startswith("v2:") and "PRIVATE KEY" not in row["private_key"]
     assert not PRIVATE_MEMBERS & set(row["public_jwk"])
-    assert runtime.ctx.cipher.decrypt(row["private_key"]).startswith("-----BEGIN PRIVATE KEY-----")
+    assert runtime.ctx.cipher.decrypt(row["private_key"], keys.private_key_at(row["kid"])).startswith(
+        "-----BEGIN PRIVATE KEY-----"
+    )
 
 
 async def test_a_retired_key_leaves_the_jwks_and_is_listed_as_retired(runtime, clock, api):
@@ -94,7 +96,7 @@ def test_the_cli_creates_lists_and_retires_keys_and_never_prints_private_materia
     def run(*args: str) -> str:
         assert cli.main(list(args)) == 0
         out = capsys.readouterr().out
-        assert "PRIVATE" not in out and '"d"' not in out and "v1:" not in out
+        assert "PRIVATE" not in out and '"d"' not in out and "v1:" not in out and "v2:" not in out
         return out
 
     rsa = json.loads(run("keys", "create"))

@@ -49,6 +49,7 @@ def create_app(ctx: Context, *, max_body_bytes: int = 1_048_576, bench_routes: b
         app.include_router(bench.router)
     errors.install(app)
     app.add_middleware(request_id.RequestId)
+    app.add_middleware(NoStore)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -84,3 +85,27 @@ class StripQuery(logging.Filter):
         if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
             record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
         return True
+
+
+class NoStore:
+    """`Cache-Control: no-store` on every answer that sets no caching of its own: answers carry
+    secrets and PHI, and no cache between us and the client may keep them. The few public answers
+    (`/.well-known/jwks.json`, Link's static files) set their own."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_no_store(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_no_store)

@@ -78,7 +78,7 @@ class Adapters:
         """The connection's EMR settings with its secrets decrypted, defaults filled in."""
         secrets: dict[str, Any] = {}
         if connection.credentials and self._cipher is not None:
-            secrets = json.loads(self._cipher.decrypt(connection.credentials))
+            secrets = json.loads(self._cipher.decrypt(connection.credentials, credentials_at(connection.id)))
         own = {k: v for k, v in connection.settings.items() if k not in CONNECTION_LIMITS}
         return base.with_defaults(emr.module_for(connection.emr).SETTINGS, {**own, **secrets})
 
@@ -114,9 +114,10 @@ class Adapters:
             found = await connections.get_connection(conn, connection_id)
             if found is None:
                 return
-            secrets = json.loads(self._cipher.decrypt(found.credentials)) if found.credentials else {}
+            where = credentials_at(connection_id)
+            secrets = json.loads(self._cipher.decrypt(found.credentials, where)) if found.credentials else {}
             secrets.update({k: v for k, v in changes.items() if v is not None})
-            credentials = self._cipher.encrypt(json.dumps(secrets))
+            credentials = self._cipher.encrypt(json.dumps(secrets), where)
             await connections.update_connection(conn, connection_id, _utc(self.deps), credentials=credentials)
 
     async def directory(self, connection: tasks.Connection, *, refresh: bool = False) -> Directory:
@@ -212,3 +213,8 @@ def rate_per_second(connection: tasks.Connection) -> float | None:
     on top of the EMR's documented budget (RATE_LIMIT, shared by every process); None for no cap."""
     value = connection.settings.get("rate_per_second")
     return float(value) if value else None
+
+
+def credentials_at(connection_id: str) -> crypto.Where:
+    """Where a connection's encrypted EMR secrets live: what their ciphertext is bound to."""
+    return crypto.Where("connections", connection_id, "credentials")

@@ -52,11 +52,11 @@ async def create_connection(
     settings: Mapping[str, Any],
 ) -> NewConnection:
     chosen = adapters.rules_for(emr, rules)
-    public, credentials = split_config(ctx, emr, settings)
+    created = NewConnection(ids.new_id("conn"), ids.new_secret("at"))
+    public, credentials = split_config(ctx, emr, settings, created.connection_id)
     async with db.write(ctx.engine) as conn:
         if await clients.get_client_with_hash(conn, client_id) is None:
             raise errors.not_found("Client")
-        created = NewConnection(ids.new_id("conn"), ids.new_secret("at"))
         connection = domain_tasks.Connection(
             id=created.connection_id,
             client_id=client_id,
@@ -86,7 +86,7 @@ async def update_connection(
         values: dict[str, Any] = {"status": domain_tasks.CONNECTION_ACTIVE}
         if settings is not None:
             merged = {**ctx.adapters.config_of(found), **settings}
-            values["settings"], values["credentials"] = split_config(ctx, found.emr, merged)
+            values["settings"], values["credentials"] = split_config(ctx, found.emr, merged, connection_id)
         if reference_id is not None:
             values["reference_id"] = reference_id
         await connections.update_connection(conn, connection_id, ctx.clock(), **values)
@@ -109,8 +109,10 @@ async def sync_directory(ctx: Context, connection_id: str) -> dict[str, int]:
     return {"users": len(fetched.users), "phone_call_types": len(fetched.call_types)}
 
 
-def split_config(ctx: Context, emr: str, config: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """Check a connection's config against its EMR's settings; secrets apart, encrypted."""
+def split_config(
+    ctx: Context, emr: str, config: Mapping[str, Any], connection_id: str
+) -> tuple[dict[str, Any], str | None]:
+    """Check a connection's config against its EMR's settings; secrets apart, encrypted for its row."""
     module = adapters.module_for(emr)
     own = {k: v for k, v in config.items() if k not in adapters.CONNECTION_LIMITS}
     problems = adapters.check_limits(config) + module.check_config(own)
@@ -119,7 +121,9 @@ def split_config(ctx: Context, emr: str, config: Mapping[str, Any]) -> tuple[dic
     secret_names = {s.name for s in module.SETTINGS if s.secret}
     public = {k: v for k, v in config.items() if k not in secret_names}
     secrets = {k: v for k, v in config.items() if k in secret_names}
-    return public, ctx.cipher.encrypt(json.dumps(secrets)) if secrets else None
+    if not secrets:
+        return public, None
+    return public, ctx.cipher.encrypt(json.dumps(secrets), adapters.credentials_at(connection_id))
 
 
 def settings_of(connection: domain_tasks.Connection) -> dict[str, Any]:

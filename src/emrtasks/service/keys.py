@@ -96,7 +96,11 @@ class KeyRing:
             rows = await signing_keys.active_private_keys(conn)
         return [
             _Loaded(
-                signing.SigningKey(row["kid"], row["alg"], self._cipher.decrypt(row["private_key"])),
+                signing.SigningKey(
+                    row["kid"],
+                    row["alg"],
+                    self._cipher.decrypt(row["private_key"], private_key_at(row["kid"])),
+                ),
                 row["created_at"],
             )
             for row in rows
@@ -117,7 +121,7 @@ async def create_key(engine: AsyncEngine, cipher: crypto.Cipher, alg: str, now: 
             kid=kid,
             alg=alg,
             public_jwk=signing.public_jwk(private, kid, alg),
-            encrypted_private_key=cipher.encrypt(signing.private_pem(private)),
+            encrypted_private_key=cipher.encrypt(signing.private_pem(private), private_key_at(kid)),
             now=now,
         )
     log.info("signing key %s (%s) created", kid, alg)
@@ -167,3 +171,8 @@ async def jwks(engine: AsyncEngine) -> dict[str, Any]:
     async with db.read(engine) as conn:
         rows = await signing_keys.list_keys(conn, active_only=True)
     return {"keys": [dict(r["public_jwk"]) for r in rows]}
+
+
+def private_key_at(kid: str) -> crypto.Where:
+    """Where a signing key's encrypted private half lives."""
+    return crypto.Where("signing_keys", kid, "private_key")

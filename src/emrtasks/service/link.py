@@ -69,7 +69,7 @@ from emrtasks.domain import tasks as domain_tasks
 from emrtasks.emr import base, oauth
 from emrtasks.service import adapters, admin, auth
 from emrtasks.service.context import Context
-from emrtasks.storage import clients, connections, db
+from emrtasks.storage import clients, connections, crypto, db
 from emrtasks.storage import link as stored
 from emrtasks.webhooks import events
 
@@ -170,10 +170,11 @@ async def create_link_token(ctx: Context, client: domain_tasks.Client, body: obj
     now = ctx.clock()
     expires = now + LINK_TOKEN_TTL
     access_token = fields.get("access_token")
+    link_id = ids.new_id("link")
     async with db.write(ctx.engine) as conn:
         await stored.insert_link_token(
             conn,
-            id=ids.new_id("link"),
+            id=link_id,
             token_hash=ids.hash_secret(token),
             client_id=client.id,
             user_id=fields["user_id"],
@@ -183,7 +184,11 @@ async def create_link_token(ctx: Context, client: domain_tasks.Client, body: obj
             reference_id=fields.get(_REFERENCE),
             callback_url=callback,
             connection_id=connection.id if connection else None,
-            access_token=ctx.cipher.encrypt(access_token) if connection and access_token else None,
+            access_token=(
+                ctx.cipher.encrypt(access_token, _at("link_tokens", link_id, "access_token"))
+                if connection and access_token
+                else None
+            ),
             tries=0,
             created_at=now,
             expires_at=expires,
@@ -214,7 +219,7 @@ async def exchange(ctx: Context, client: domain_tasks.Client, public_token: str 
         if not sealed or not await stored.use_public_token(conn, found["id"], now):
             raise errors.Problem(400, INVALID_PUBLIC_TOKEN, USED_PUBLIC_TOKEN)  # another exchange won
     auth.forget_connection(ctx, found["connection_id"])
-    return ctx.cipher.decrypt(sealed)
+    return ctx.cipher.decrypt(sealed, _at("public_tokens", found["id"], "access_token"))
 
 
 def _link_body(body: object) -> dict[str, str]:
@@ -435,7 +440,9 @@ async def start_oauth(
             conn,
             row["id"],
             oauth_state_hash=ids.hash_secret(state),
-            oauth_session=ctx.cipher.encrypt(json.dumps(session)),
+            oauth_session=ctx.cipher.encrypt(
+                json.dumps(session), _at("link_tokens", row["id"], "oauth_session")
+            ),
         )
     return oauth.authorization_url(
         authorize,
@@ -461,7 +468,9 @@ async def finish_oauth(
             raise errors.Problem(400, "invalid_oauth_state", UNKNOWN_STATE)
         origins = await stored.get_origins(conn, row["client_id"])
     view = _view(ctx, row, origins)
-    session = json.loads(ctx.cipher.decrypt(row["oauth_session"]))
+    session = json.loads(
+        ctx.cipher.decrypt(row["oauth_session"], _at("link_tokens", row["id"], "oauth_session"))
+    )
     if error or not code:
         said = error if error and len(error) <= 64 and error.replace("_", "").isalnum() else "no code"
         message = f"The EMR did not grant access ({said}). You can try again."
@@ -645,14 +654,16 @@ async def _finish(
     found: adapters.Directory,
 ) -> LinkResult:
     now = ctx.clock()
-    public, credentials = admin.split_config(ctx, emr_name, config)
-    public_token = ids.new_secret("pt")
+    connection_id = row["connection_id"] or ids.new_id("conn")
+    public, credentials = admin.split_config(ctx, emr_name, config, connection_id)
+    public_token, public_id = ids.new_secret("pt"), ids.new_id("pub")
     async with db.write(ctx.engine) as conn:
         if not await stored.use_link_token(conn, row["id"], now):
             raise errors.Problem(400, INVALID_LINK_TOKEN, USED_LINK_TOKEN)
         if row["connection_id"]:
-            connection_id = row["connection_id"]
-            access_token = ctx.cipher.decrypt(row["access_token"])
+            access_token = ctx.cipher.decrypt(
+                row["access_token"], _at("link_tokens", row["id"], "access_token")
+            )
             old = await connections.get_connection(conn, connection_id)
             limits = {
                 k: v for k, v in (old.settings if old else {}).items() if k in adapters.CONNECTION_LIMITS
@@ -668,7 +679,7 @@ async def _finish(
                 **({"reference_id": row["reference_id"]} if row["reference_id"] else {}),
             )
         else:
-            connection_id, access_token = ids.new_id("conn"), ids.new_secret("at")
+            access_token = ids.new_secret("at")
             if await clients.get_client_with_hash(conn, row["client_id"]) is None:
                 raise errors.not_found("Client")
             connection = domain_tasks.Connection(
@@ -687,12 +698,12 @@ async def _finish(
         await connections.save_directory(conn, connection_id, *_directory_rows(found), now)
         await stored.insert_public_token(
             conn,
-            id=ids.new_id("pub"),
+            id=public_id,
             token_hash=ids.hash_secret(public_token),
             link_token_id=row["id"],
             client_id=row["client_id"],
             connection_id=connection_id,
-            access_token=ctx.cipher.encrypt(access_token),
+            access_token=ctx.cipher.encrypt(access_token, _at("public_tokens", public_id, "access_token")),
             created_at=now,
             expires_at=now + PUBLIC_TOKEN_TTL,
         )
@@ -743,7 +754,8 @@ async def set_app(ctx: Context, emr_name: str, config: Mapping[str, Any]) -> Non
             400, "invalid_settings", f"Invalid app config for {emr_name}: " + "; ".join(problems)
         )
     async with db.write(ctx.engine) as conn:
-        await stored.set_app(conn, emr_name, ctx.cipher.encrypt(json.dumps(dict(config))), ctx.clock())
+        sealed = ctx.cipher.encrypt(json.dumps(dict(config)), _at("deployment_apps", emr_name, "config"))
+        await stored.set_app(conn, emr_name, sealed, ctx.clock())
 
 
 async def list_apps(ctx: Context) -> list[dict[str, Any]]:
@@ -752,7 +764,7 @@ async def list_apps(ctx: Context) -> list[dict[str, Any]]:
         found = await stored.list_apps(conn)
     listed = []
     for name, (sealed, updated) in found.items():
-        config = json.loads(ctx.cipher.decrypt(sealed))
+        config = json.loads(ctx.cipher.decrypt(sealed, _at("deployment_apps", name, "config")))
         secret = {s.name for s in registry.module_for(name).SETTINGS if s.secret}
         shown = {k: ("(set)" if k in secret else v) for k, v in config.items()}
         listed.append({"emr": name, "config": shown, "updated": _iso(updated)})
@@ -762,13 +774,17 @@ async def list_apps(ctx: Context) -> list[dict[str, Any]]:
 async def _apps(ctx: Context) -> dict[str, dict[str, Any]]:
     async with db.read(ctx.engine) as conn:
         found = await stored.list_apps(conn)
-    return {name: json.loads(ctx.cipher.decrypt(sealed)) for name, (sealed, _u) in found.items()}
+    return {
+        name: json.loads(ctx.cipher.decrypt(sealed, _at("deployment_apps", name, "config")))
+        for name, (sealed, _u) in found.items()
+    }
 
 
 async def _app(ctx: Context, emr_name: str) -> dict[str, Any]:
     async with db.read(ctx.engine) as conn:
         sealed = await stored.get_app(conn, emr_name)
-    found: dict[str, Any] = json.loads(ctx.cipher.decrypt(sealed)) if sealed else {}
+    where = _at("deployment_apps", emr_name, "config")
+    found: dict[str, Any] = json.loads(ctx.cipher.decrypt(sealed, where)) if sealed else {}
     return found
 
 
@@ -801,3 +817,8 @@ def _field_problem(name: str, message: str, code: str = "invalid_field") -> erro
 
 def _iso(moment: datetime) -> str:
     return events.iso(moment)
+
+
+def _at(table: str, row: str, column: str) -> crypto.Where:
+    """Where an encrypted Link value lives: what its ciphertext is bound to."""
+    return crypto.Where(table, row, column)

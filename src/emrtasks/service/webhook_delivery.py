@@ -84,10 +84,14 @@ async def run_delivery(ctx: Context, job: jobs.Job) -> None:
 
 
 def _active_secrets(ctx: Context, endpoint: dict[str, Any], now: datetime) -> list[str]:
-    secrets = [ctx.cipher.decrypt(endpoint["secret"])]
+    secrets = [ctx.cipher.decrypt(endpoint["secret"], webhooks.secret_at(endpoint["id"], "secret"))]
     expires = endpoint["previous_secret_expires_at"]
     if endpoint["previous_secret"] and expires and expires > now:
-        secrets.append(ctx.cipher.decrypt(endpoint["previous_secret"]))
+        secrets.append(
+            ctx.cipher.decrypt(
+                endpoint["previous_secret"], webhooks.secret_at(endpoint["id"], "previous_secret")
+            )
+        )
     return secrets
 
 

@@ -10,7 +10,7 @@ from emrtasks.domain import errors, ids
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.queue import jobs
 from emrtasks.service.context import Context
-from emrtasks.storage import db
+from emrtasks.storage import crypto, db
 from emrtasks.storage import events as stored_events
 from emrtasks.storage import webhooks as stored
 from emrtasks.storage.db import Connection
@@ -33,7 +33,7 @@ async def register(ctx: Context, client: domain_tasks.Client, body: object) -> d
                 endpoint_id=endpoint_id,
                 client_id=client.id,
                 url=url,
-                secret=ctx.cipher.encrypt(secret),
+                secret=ctx.cipher.encrypt(secret, secret_at(endpoint_id, "secret")),
                 now=ctx.clock(),
             )
     except IntegrityError as exc:  # another process registered it in the meantime
@@ -54,7 +54,16 @@ async def list_endpoints(ctx: Context, client: domain_tasks.Client) -> list[dict
 async def delete(ctx: Context, client: domain_tasks.Client, endpoint_id: str) -> None:
     async with db.write(ctx.engine) as conn:
         await _owned(conn, client, endpoint_id)
-        await stored.update_endpoint(conn, endpoint_id, ctx.clock(), status=stored.DELETED)
+        # The secrets go with it: a deleted endpoint signs nothing, and nothing is kept to leak.
+        await stored.update_endpoint(
+            conn,
+            endpoint_id,
+            ctx.clock(),
+            status=stored.DELETED,
+            secret="",
+            previous_secret=None,
+            previous_secret_expires_at=None,
+        )
 
 
 async def rotate_secret(ctx: Context, client: domain_tasks.Client, endpoint_id: str) -> dict[str, str]:
@@ -68,8 +77,12 @@ async def rotate_secret(ctx: Context, client: domain_tasks.Client, endpoint_id: 
             conn,
             endpoint_id,
             now,
-            secret=ctx.cipher.encrypt(secret),
-            previous_secret=endpoint["secret"],
+            secret=ctx.cipher.encrypt(secret, secret_at(endpoint_id, "secret")),
+            # Sealed again for its new column: a ciphertext is bound to where it lives.
+            previous_secret=ctx.cipher.encrypt(
+                ctx.cipher.decrypt(endpoint["secret"], secret_at(endpoint_id, "secret")),
+                secret_at(endpoint_id, "previous_secret"),
+            ),
             previous_secret_expires_at=now + overlap,
         )
     return {"id": endpoint_id, "secret": secret}
@@ -256,3 +269,8 @@ def _parse_since(value: object) -> datetime:
 
 def _field_problem(name: str, code: str, message: str) -> errors.Problem:
     return errors.Problem(400, code, message, (errors.FieldError(name, code, message),))
+
+
+def secret_at(endpoint_id: str, column: str) -> crypto.Where:
+    """Where an endpoint's encrypted signing secret lives (`secret` or `previous_secret`)."""
+    return crypto.Where("webhook_endpoints", endpoint_id, column)

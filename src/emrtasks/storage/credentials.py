@@ -237,7 +237,16 @@ async def delete_endpoints(conn: Connection, client_id: str, now: datetime) -> l
     found = [row.id for row in (await conn.execute(query)).all()]
     if found:
         await conn.execute(
-            update(endpoints).where(endpoints.c.id.in_(found)).values(status="deleted", updated_at=now)
+            update(endpoints)
+            .where(endpoints.c.id.in_(found))
+            # A deleted endpoint signs nothing: its secrets go with it, as when one endpoint is deleted.
+            .values(
+                status="deleted",
+                secret="",
+                previous_secret=None,
+                previous_secret_expires_at=None,
+                updated_at=now,
+            )
         )
     return found
 

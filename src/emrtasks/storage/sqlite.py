@@ -12,9 +12,11 @@ needs it (migrations, and `:memory:` databases).
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import time
 import weakref
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy
@@ -72,6 +74,7 @@ def create_engine(url: str, synchronous: str, pool_size: int) -> AsyncEngine:
     _configure_sqlite(engine.sync_engine, synchronous, busy_timeout_ms=30000, inline=False)
     database = engine.url.database
     if database and database != ":memory:" and not database.startswith("file:"):
+        owner_only(database)
         inline = sqlalchemy.create_engine(
             engine.url.set(drivername="sqlite+pysqlite"),
             # Busy waits happen in `begin_write`, on the loop, never inside SQLite.
@@ -84,6 +87,20 @@ def create_engine(url: str, synchronous: str, pool_size: int) -> AsyncEngine:
         _configure_sqlite(inline, synchronous, busy_timeout_ms=0, inline=True)
         _INLINE[engine.sync_engine] = Inline(inline, synchronous.upper())
     return engine
+
+
+def owner_only(database: str) -> None:
+    """Create the database file readable by its owner only (it holds PHI), and take group and other
+    access away from it and its WAL and shared-memory files if an older start left them open.
+    SQLite creates the WAL and SHM files with the database file's mode, so they follow it."""
+    path = Path(database)
+    # A missing directory is left for SQLite to report when a connection is opened.
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        with contextlib.suppress(FileNotFoundError):
+            if name.stat().st_mode & 0o077:
+                name.chmod(0o600)
 
 
 def _configure_sqlite(engine: Engine, synchronous: str, *, busy_timeout_ms: int, inline: bool) -> None:
