@@ -6,6 +6,7 @@ import orjson
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
+from emrtasks.api import bodies
 from emrtasks.domain import errors, tasks
 from emrtasks.service import auth
 from emrtasks.service.context import Context
@@ -75,7 +76,9 @@ OptionalConnectionDep = Annotated[tasks.Connection | None, Depends(get_optional_
 
 
 async def read_json(request: Request) -> object:
-    """The parsed body, or None when it is not JSON; 413 past the size limit, counted as it streams."""
+    """The parsed body, or None when it is not JSON; 415 unless it is declared JSON, 413 past the size
+    limit (counted as it streams), 400 for a key given twice."""
+    bodies.check_media_type(request.headers.get("content-type"))
     limit: int = request.app.state.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -86,10 +89,12 @@ async def read_json(request: Request) -> object:
         if size > limit:
             raise _too_large(limit)
         chunks.append(chunk)
+    data = b"".join(chunks)
     try:
-        parsed: object = orjson.loads(b"".join(chunks))
+        parsed: object = orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
+    bodies.check_duplicates(data, parsed)
     return parsed
 
 

@@ -231,10 +231,7 @@ def _single_field(body: object, name: str) -> object:
         raise errors.Problem(400, "invalid_body", "Request body must be a JSON object.")
     extra = [str(k) for k in body if k != name]
     if extra:
-        found = tuple(errors.FieldError(k, "unexpected_field", f"Unexpected field: {k}.") for k in extra)
-        raise errors.Problem(
-            400, "unexpected_fields", f"Unexpected fields in request body: {', '.join(extra)}", found
-        )
+        raise errors.unexpected_fields(extra)
     value = body.get(name)
     if value is None or (isinstance(value, str) and not value.strip()):
         raise _field_problem(name, "missing_field", f"Missing required field: {name}")
