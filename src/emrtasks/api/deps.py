@@ -30,7 +30,9 @@ async def get_client(
     client_id: Annotated[str | None, Security(_client_id)],
     client_secret: Annotated[str | None, Security(_client_secret)],
 ) -> tasks.Client:
-    return await auth.authenticate_client(ctx, client_id, client_secret)
+    client = await auth.authenticate_client(ctx, client_id, client_secret)
+    ctx.request_limits.client(client.id, ctx.clock)  # 429 past the client's rate limit
+    return client
 
 
 ClientDep = Annotated[tasks.Client, Depends(get_client)]
@@ -41,7 +43,13 @@ async def get_connection(
     client: ClientDep,
     access_token: Annotated[str | None, Security(_access_token)],
 ) -> tasks.Connection:
-    return await auth.authenticate_connection(ctx, client, access_token)
+    return await _connection(ctx, client, access_token)
+
+
+async def _connection(ctx: Context, client: tasks.Client, access_token: str | None) -> tasks.Connection:
+    connection = await auth.authenticate_connection(ctx, client, access_token)
+    ctx.request_limits.connection(connection.id, ctx.clock)  # 429 past the connection's rate limit
+    return connection
 
 
 ConnectionDep = Annotated[tasks.Connection, Depends(get_connection)]
@@ -53,7 +61,8 @@ async def connection_of(request: Request) -> tasks.Connection:
     ctx: Context = request.app.state.ctx
     headers = request.headers
     client = await auth.authenticate_client(ctx, headers.get("client_id"), headers.get("client_secret"))
-    return await auth.authenticate_connection(ctx, client, headers.get("access_token"))
+    ctx.request_limits.client(client.id, ctx.clock)
+    return await _connection(ctx, client, headers.get("access_token"))
 
 
 # The OpenAPI description of what `connection_of` reads, for routes that call it directly.
@@ -69,7 +78,7 @@ async def get_optional_connection(
 ) -> tasks.Connection | None:
     if not access_token:
         return None
-    return await auth.authenticate_connection(ctx, client, access_token)
+    return await _connection(ctx, client, access_token)
 
 
 OptionalConnectionDep = Annotated[tasks.Connection | None, Depends(get_optional_connection)]
