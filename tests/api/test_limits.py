@@ -3,6 +3,7 @@ Retry-After and the IETF RateLimit fields), webhook URLs per client, events per 
 
 The clock is the test's own (`clock`): buckets refill only when the test moves it."""
 
+import asyncio
 import dataclasses
 from datetime import timedelta
 
@@ -120,6 +121,22 @@ async def test_an_eleventh_webhook_url_is_409_naming_the_limit(api, runtime, ten
         "/v1/webhook", json={"webhook_url": "http://127.0.0.1:9/hook-10"}, headers=tenant.headers()
     )
     assert again.status_code == 201
+
+
+async def test_registrations_at_once_never_pass_the_webhook_limit(api, runtime, tenant):
+    _allow_local_webhooks(runtime, max_endpoints=3)
+    answers = await asyncio.gather(
+        *(
+            api.post(
+                "/v1/webhook",
+                json={"webhook_url": f"http://127.0.0.1:9/at-once-{n}"},
+                headers=tenant.headers(),
+            )
+            for n in range(8)
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [201] * 3 + [409] * 5
+    assert await count_rows(runtime, tables.webhook_endpoints) == 3
 
 
 async def test_recover_schedules_at_most_the_cap_and_says_how_to_go_on(api, runtime, tenant, clock):
