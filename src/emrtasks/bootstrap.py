@@ -18,7 +18,7 @@ from emrtasks.config import Settings
 from emrtasks.emr import base
 from emrtasks.queue import notify
 from emrtasks.queue import worker as queue_worker
-from emrtasks.service import adapters, auth, create_task, keys, tasks, webhook_delivery, webhooks
+from emrtasks.service import adapters, auth, create_task, keys, tasks, throttle, webhook_delivery, webhooks
 from emrtasks.service.context import Context, Policy, WebhookPolicy
 from emrtasks.storage import credentials, crypto, db, migrate
 from emrtasks.storage import sandbox as sandbox_store
@@ -83,6 +83,8 @@ def webhook_policy(settings: Settings) -> WebhookPolicy:
         endpoint_concurrency=settings.webhook_endpoint_concurrency,
         disable_after_seconds=settings.webhook_disable_after_seconds,
         rotation_overlap_seconds=settings.webhook_secret_overlap_seconds,
+        max_endpoints=settings.webhook_max_per_client,
+        recover_max_events=settings.webhook_recover_max_events,
     )
 
 
@@ -107,6 +109,11 @@ def build_context(
         webhook_client=webhook_client,
         policy=policy,
         webhooks=webhook_policy(settings),
+        request_limits=throttle.RequestLimits(
+            client_per_second=settings.rate_limit_client_per_second,
+            connection_per_second=settings.rate_limit_connection_per_second,
+            burst_seconds=settings.rate_limit_burst_seconds,
+        ),
     )
 
 

@@ -123,6 +123,25 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(
         default=600.0, ge=0, description="Longest retry delay, before ±20 % jitter."
     )
+    rate_limit_client_per_second: float = Field(
+        default=1000.0,
+        ge=0,
+        description="Requests per second one client app may make, its connections together (0: no limit).",
+    )
+    rate_limit_connection_per_second: float = Field(
+        default=200.0, ge=0, description="Requests per second one EMR connection may take (0: no limit)."
+    )
+    rate_limit_burst_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A rate limit's burst: an idle caller may send this many seconds' worth at once.",
+    )
+    webhook_max_per_client: int = Field(
+        default=10, ge=1, description="Webhook URLs one client app may register."
+    )
+    webhook_recover_max_events: int = Field(
+        default=10000, ge=1, description="Events one recover call schedules; the answer says where to go on."
+    )
 
     @field_validator("webhook_retry_schedule")
     @classmethod

@@ -32,6 +32,7 @@ TOO_LARGE = {
     "message": "Request body too large: the limit is 1 MB.",
 }
 ONE_MB = 1_048_576
+JSON_TYPE = {"content-type": "application/json"}
 
 
 def unauthorized(message: str) -> dict[str, Any]:

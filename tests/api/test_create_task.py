@@ -5,6 +5,7 @@ import pytest
 
 from tests.api.helpers import (
     ACCEPTED_MESSAGE,
+    JSON_TYPE,
     NOT_JSON_OBJECT,
     NOTHING_STORED,
     ONE_MB,
@@ -104,7 +105,7 @@ async def test_a_streamed_body_without_content_length_is_accepted(api, tenant):
         for start in range(0, len(payload), 16):
             yield payload[start : start + 16]
 
-    answer = await api.post("/v1/tasks", content=chunks(), headers=tenant.a)
+    answer = await api.post("/v1/tasks", content=chunks(), headers={**tenant.a, **JSON_TYPE})
     assert "content-length" not in answer.request.headers
     assert answer.request.headers["transfer-encoding"] == "chunked"
     assert answer.status_code == 202
@@ -314,7 +315,7 @@ def _body_of_size(size: int) -> bytes:
 
 async def test_a_body_over_1_mb_with_content_length_is_413(api, runtime, tenant):
     content = _body_of_size(ONE_MB + 1)
-    answer = await api.post("/v1/tasks", content=content, headers=tenant.a)
+    answer = await api.post("/v1/tasks", content=content, headers={**tenant.a, **JSON_TYPE})
     assert answer.request.headers["content-length"] == str(ONE_MB + 1)
     assert answer.status_code == 413
     assert answer.json() == TOO_LARGE
@@ -326,7 +327,7 @@ async def test_a_streamed_body_over_1_mb_without_content_length_is_413(api, runt
         for _ in range(40):
             yield b" " * 32_768  # 1.25 MB of JSON whitespace in total
 
-    answer = await api.post("/v1/tasks", content=chunks(), headers=tenant.a)
+    answer = await api.post("/v1/tasks", content=chunks(), headers={**tenant.a, **JSON_TYPE})
     assert "content-length" not in answer.request.headers
     assert answer.request.headers["transfer-encoding"] == "chunked"
     assert answer.status_code == 413
@@ -337,7 +338,7 @@ async def test_a_streamed_body_over_1_mb_without_content_length_is_413(api, runt
 async def test_a_body_of_exactly_1_mb_is_read_and_validated_not_413(api, runtime, tenant):
     content = _body_of_size(ONE_MB)
     assert len(content) == ONE_MB
-    body = await api.post("/v1/tasks", content=content, headers=tenant.a)
+    body = await api.post("/v1/tasks", content=content, headers={**tenant.a, **JSON_TYPE})
     assert body.status_code == 400
     assert body.json()["message"] == "Invalid field: description must be at most 4000 characters."
     assert await stored_counts(runtime) == NOTHING_STORED

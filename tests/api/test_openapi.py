@@ -85,6 +85,16 @@ async def test_each_v1_operation_documents_its_errors_with_the_error_body(spec, 
         assert _schema_ref(responses[status]) == ERROR_BODY, f"{method} {path} {status}"
 
 
+async def test_every_v1_body_documents_415_and_every_authenticated_operation_429(spec):
+    for (method, path), operation in _v1_operations(spec).items():
+        responses = operation["responses"]
+        if "requestBody" in operation:
+            assert _schema_ref(responses.get("415", {})) == ERROR_BODY, f"{method} {path}"
+        assert _schema_ref(responses.get("429", {})) == ERROR_BODY, f"{method} {path}"
+    register = spec["paths"]["/v1/webhook"]["post"]["responses"]
+    assert _schema_ref(register.get("409", {})) == ERROR_BODY
+
+
 async def test_every_documented_v1_error_response_uses_the_error_body(spec):
     wrong = sorted(
         f"{method.upper()} {path} {status}"

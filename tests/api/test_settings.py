@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.api.helpers import NOT_JSON_OBJECT, ONE_MB, TOO_LARGE, server_client
+from tests.api.helpers import JSON_TYPE, NOT_JSON_OBJECT, ONE_MB, TOO_LARGE, server_client
 from tests.conftest import PHONE_TASK, SUBJECT_TASK, drain
 
 FIELD = "access_token_reference_id"
@@ -113,14 +113,14 @@ async def test_a_reference_id_over_255_characters_is_400(api, tenant):
 
 @pytest.mark.parametrize("content", [b"", b"{", b"[]", b'"ref"', b"null"])
 async def test_a_settings_body_that_is_not_a_json_object_is_400(api, tenant, content):
-    answer = await api.post("/v1/settings", content=content, headers=tenant.a)
+    answer = await api.post("/v1/settings", content=content, headers={**tenant.a, **JSON_TYPE})
     assert answer.status_code == 400
     assert answer.json() == NOT_JSON_OBJECT
 
 
 async def test_a_settings_body_over_1_mb_is_413(api, tenant):
     content = b'{"access_token_reference_id": "x"' + b" " * ONE_MB + b"}"
-    answer = await api.post("/v1/settings", content=content, headers=tenant.a)
+    answer = await api.post("/v1/settings", content=content, headers={**tenant.a, **JSON_TYPE})
     assert answer.status_code == 413
     assert answer.json() == TOO_LARGE
 
@@ -132,11 +132,11 @@ async def test_a_streamed_settings_body_over_1_mb_is_413(api, tenant):
             yield b" " * 65_536
         yield b"}"
 
-    answer = await api.post("/v1/settings", content=chunks(), headers=tenant.a)
+    answer = await api.post("/v1/settings", content=chunks(), headers={**tenant.a, **JSON_TYPE})
     assert "content-length" not in answer.request.headers
     assert answer.status_code == 413
     assert answer.json() == TOO_LARGE
-    assert (await api.get("/v1/settings", headers=tenant.a)).json()["data"][FIELD] == "ref-a"
+    assert (await api.get("/v1/settings", headers={**tenant.a, **JSON_TYPE})).json()["data"][FIELD] == "ref-a"
 
 
 async def test_events_after_a_change_carry_the_new_reference_id(api, runtime, tenant):

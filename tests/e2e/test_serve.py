@@ -42,7 +42,9 @@ def test_the_contract_over_real_http(service):
         unknown_user = http.post("/v1/tasks", json={**TASK, "assignee_user_id": "nobody"}, headers=headers)
         bad_client = http.post("/v1/tasks", json=TASK, headers={**headers, "client_secret": "cs_wrong"})
         too_big = http.post(
-            "/v1/tasks", content=b'{"description": "' + b"x" * 1_100_000 + b'"}', headers=headers
+            "/v1/tasks",
+            content=b'{"description": "' + b"x" * 1_100_000 + b'"}',
+            headers={**headers, "content-type": "application/json"},
         )
         assert accepted.status_code == 202
         assert accepted.json()["message"] == "Task processing. A webhook event will be sent upon completion."

@@ -41,7 +41,11 @@ async def test_an_idempotency_claim_taken_over_mid_request_makes_no_second_task(
 
 async def test_a_body_nested_too_deep_to_fingerprint_is_400(api, tenant):
     body = b'{"description": ' + b"[" * 300 + b"]" * 300 + b"}"
-    answer = await api.post("/v1/tasks", content=body, headers={**tenant.a, "Idempotency-Key": "deep"})
+    answer = await api.post(
+        "/v1/tasks",
+        content=body,
+        headers={**tenant.a, "Idempotency-Key": "deep", "content-type": "application/json"},
+    )
     assert answer.status_code == 400
 
 

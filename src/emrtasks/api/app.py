@@ -63,6 +63,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for path in schema.get("paths", {}).values():
             for operation in path.values():
                 responses = operation.get("responses", {})
+                _document_limits(operation, responses)
                 if responses.pop("422", None) is not None and "400" not in responses:
                     responses["400"] = {
                         "description": "A parameter is invalid",
@@ -75,6 +76,28 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             components.pop(unused, None)
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+
+
+def _document_limits(operation: dict[str, Any], responses: dict[str, Any]) -> None:
+    """What every route with a body (415) and every authenticated route (429) may answer
+    (docs/security.md)."""
+    if "requestBody" in operation:
+        responses.setdefault("415", _error("The body is not declared Content-Type: application/json"))
+    if "401" in responses:
+        responses.setdefault(
+            "429",
+            _error(
+                "Past the client's or the connection's rate limit: Retry-After, RateLimit-Policy and "
+                "RateLimit (draft-ietf-httpapi-ratelimit-headers-10) say when to retry"
+            ),
+        )
 
 
 class StripQuery(logging.Filter):

@@ -6,7 +6,7 @@ import orjson
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
-from emrtasks.api import request_id
+from emrtasks.api import bodies, request_id
 from emrtasks.domain import errors, tasks
 from emrtasks.service import audit, auth
 from emrtasks.service.context import Context
@@ -31,7 +31,9 @@ async def get_client(
     client_id: Annotated[str | None, Security(_client_id)],
     client_secret: Annotated[str | None, Security(_client_secret)],
 ) -> tasks.Client:
-    return await auth.authenticate_client(ctx, client_id, client_secret)
+    client = await auth.authenticate_client(ctx, client_id, client_secret)
+    ctx.request_limits.client(client.id, ctx.clock)  # 429 past the client's rate limit
+    return client
 
 
 ClientDep = Annotated[tasks.Client, Depends(get_client)]
@@ -42,7 +44,13 @@ async def get_connection(
     client: ClientDep,
     access_token: Annotated[str | None, Security(_access_token)],
 ) -> tasks.Connection:
-    return await auth.authenticate_connection(ctx, client, access_token)
+    return await _connection(ctx, client, access_token)
+
+
+async def _connection(ctx: Context, client: tasks.Client, access_token: str | None) -> tasks.Connection:
+    connection = await auth.authenticate_connection(ctx, client, access_token)
+    ctx.request_limits.connection(connection.id, ctx.clock)  # 429 past the connection's rate limit
+    return connection
 
 
 ConnectionDep = Annotated[tasks.Connection, Depends(get_connection)]
@@ -54,7 +62,8 @@ async def connection_of(request: Request) -> tasks.Connection:
     ctx: Context = request.app.state.ctx
     headers = request.headers
     client = await auth.authenticate_client(ctx, headers.get("client_id"), headers.get("client_secret"))
-    return await auth.authenticate_connection(ctx, client, headers.get("access_token"))
+    ctx.request_limits.client(client.id, ctx.clock)
+    return await _connection(ctx, client, headers.get("access_token"))
 
 
 # The OpenAPI description of what `connection_of` reads, for routes that call it directly.
@@ -70,14 +79,16 @@ async def get_optional_connection(
 ) -> tasks.Connection | None:
     if not access_token:
         return None
-    return await auth.authenticate_connection(ctx, client, access_token)
+    return await _connection(ctx, client, access_token)
 
 
 OptionalConnectionDep = Annotated[tasks.Connection | None, Depends(get_optional_connection)]
 
 
 async def read_json(request: Request) -> object:
-    """The parsed body, or None when it is not JSON; 413 past the size limit, counted as it streams."""
+    """The parsed body, or None when it is not JSON; 415 unless it is declared JSON, 413 past the size
+    limit (counted as it streams), 400 for a key given twice."""
+    bodies.check_media_type(request.headers.get("content-type"))
     limit: int = request.app.state.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -88,10 +99,12 @@ async def read_json(request: Request) -> object:
         if size > limit:
             raise _too_large(limit)
         chunks.append(chunk)
+    data = b"".join(chunks)
     try:
-        parsed: object = orjson.loads(b"".join(chunks))
+        parsed: object = orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
+    bodies.check_duplicates(data, parsed)
     return parsed
 
 

@@ -227,13 +227,26 @@ class WebhookEnabled(BaseModel):
 
 class WebhookRecover(BaseModel):
     since: str = Field(description="ISO 8601 time with a zone, e.g. 2026-11-30T10:00:00Z")
+    after_event_id: str | None = Field(
+        default=None, description="Go on after this event (from a previous answer's `next`)."
+    )
+
+
+class WebhookRecoverNext(BaseModel):
+    since: str
+    after_event_id: str
 
 
 class WebhookRecovery(BaseModel):
     success: bool = True
     webhook_id: str
     since: str
-    scheduled: int
+    scheduled: int = Field(description="Events scheduled by this call (at most 10,000 by default).")
+    complete: bool = Field(description="False when more events remain: send `next` to recover them.")
+    next: WebhookRecoverNext | None = Field(
+        default=None, description="Only when not complete: the body of the next recover call."
+    )
+    message: str | None = None
 
 
 class EventResend(BaseModel):

@@ -24,8 +24,41 @@ class Problem(Exception):
     errors: tuple[FieldError, ...] = field(default=())
     headers: tuple[tuple[str, str], ...] = field(default=())
 
+    def __post_init__(self) -> None:
+        # An answer stays small whatever was sent: one body with 50,000 unknown keys once got 4.5 MB.
+        if len(self.errors) > MAX_ERRORS:
+            self.errors = self.errors[:MAX_ERRORS]
+
     def __str__(self) -> str:
         return f"{self.status} {self.error}: {self.message}"
+
+
+MAX_ERRORS = 50
+"""The most problems one answer lists (the first ones, in the order they were found)."""
+MAX_ECHO = 64
+"""The longest piece of a request an answer repeats back."""
+
+
+def echo(value: str) -> str:
+    """`value` as an answer may repeat it: at most MAX_ECHO characters, cut ones ending in `...`."""
+    return value if len(value) <= MAX_ECHO else value[: MAX_ECHO - 3] + "..."
+
+
+def name_list(names: list[str], most: int = 10) -> str:
+    """`a, b, c`, cut after `most` names with how many more there were."""
+    shown = ", ".join(echo(n) for n in names[:most])
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
+
+
+def unexpected_fields(names: list[str]) -> Problem:
+    """The answer to a body with fields its route does not take."""
+    found = tuple(unexpected_field(name) for name in names[:MAX_ERRORS])
+    return Problem(400, "unexpected_fields", f"Unexpected fields in request body: {name_list(names)}", found)
+
+
+def unexpected_field(name: str) -> FieldError:
+    name = echo(name)
+    return FieldError(name, "unexpected_field", f"Unexpected field: {name}.")
 
 
 INVALID_CLIENT = "Invalid client credentials."

@@ -5,6 +5,7 @@ unexpected fields, wrong types, missing fields (in FIELD_ORDER), unsupported fie
 unknown phone call types.
 """
 
+import unicodedata
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -85,11 +86,7 @@ def finish(parsed: Parsed, more: list[errors.FieldError] | None = None) -> tasks
 
 
 def _unexpected(body: Mapping[str, Any]) -> list[errors.FieldError]:
-    return [
-        errors.FieldError(str(key), "unexpected_field", f"Unexpected field: {key}.")
-        for key in body
-        if key not in rules.FIELD_ORDER
-    ]
+    return [errors.unexpected_field(str(key)) for key in body if key not in rules.FIELD_ORDER]
 
 
 def _check_field(name: str, raw: object, task_rules: rules.Rules) -> tuple[_Value, list[errors.FieldError]]:
@@ -116,8 +113,9 @@ def _coerce(name: str, raw: object) -> tuple[_Value, errors.FieldError | None]:
     if "\x00" in raw:
         return None, _invalid(name, f"Invalid field: {name} must not contain NUL characters.")
     value = raw.strip() or None
-    if value and name in _IDENTIFIERS and _has_control(value):  # after trimming, like every check
-        return None, _invalid(name, f"Invalid field: {name} must not contain control characters.")
+    flaw = identifier_flaw(value) if value and name in _IDENTIFIERS else None  # after trimming
+    if flaw:
+        return None, _invalid(name, f"Invalid field: {name} must not contain {flaw}.")
     return value, None
 
 
@@ -126,8 +124,23 @@ def _coerce(name: str, raw: object) -> tuple[_Value, errors.FieldError | None]:
 _IDENTIFIERS = frozenset({"patient_mrn", "assignee_user_id", "phone_call_type_id", "notify_list"})
 
 
-def _has_control(text: str) -> bool:
-    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+CONTROL = "control characters"
+FORMAT = "invisible format characters (Unicode category Cf)"
+
+
+def identifier_flaw(text: str) -> str | None:
+    """Why `text` cannot be an id, or None: control characters (category Cc), or format characters
+    (Cf: U+200B zero width space, U+202E right-to-left override, U+FEFF byte order mark...), which
+    make two different ids look the same, or one read backwards, to whoever checks them."""
+    if text.isascii():  # the usual id: one pass in C
+        return None if text.isprintable() else CONTROL
+    for character in text:
+        category = unicodedata.category(character)
+        if category == "Cc":
+            return CONTROL
+        if category == "Cf":
+            return FORMAT
+    return None
 
 
 def _coerce_list(name: str, raw: object) -> tuple[_Value, errors.FieldError | None]:
@@ -140,8 +153,9 @@ def _coerce_list(name: str, raw: object) -> tuple[_Value, errors.FieldError | No
     items = tuple(item.strip() for item in raw)
     if not all(items):
         return None, _invalid(name, f"Invalid field: {name} must not contain blank entries.")
-    if name in _IDENTIFIERS and any(_has_control(item) for item in items):
-        return None, _invalid(name, f"Invalid field: {name} must not contain control characters.")
+    flaw = next(filter(None, map(identifier_flaw, items)), None) if name in _IDENTIFIERS else None
+    if flaw:
+        return None, _invalid(name, f"Invalid field: {name} must not contain {flaw}.")
     return items or None, None
 
 
@@ -177,13 +191,13 @@ def _check_directory(
             found.append(_unknown_user(f"notify_list[{index}]", user_id))
     call_type = values["phone_call_type_id"]
     if isinstance(call_type, str) and call_type not in call_type_ids:
-        message = f"Phone call type not found: {call_type}."
+        message = f"Phone call type not found: {errors.echo(call_type)}."
         found.append(errors.FieldError("phone_call_type_id", "phone_call_type_not_found", message))
     return found
 
 
 def _unknown_user(field: str, user_id: str) -> errors.FieldError:
-    return errors.FieldError(field, "user_not_found", f"User not found: {user_id}.")
+    return errors.FieldError(field, "user_not_found", f"User not found: {errors.echo(user_id)}.")
 
 
 def _missing(name: str) -> errors.FieldError:
@@ -198,7 +212,7 @@ def _problem(found: list[errors.FieldError]) -> errors.Problem:
     first_code = min((e.code for e in found), key=_HEADLINE_ORDER.index)
     headline = next(e for e in found if e.code == first_code)
     if first_code == "unexpected_field":
-        names = ", ".join(str(e.field) for e in found if e.code == first_code)
+        names = errors.name_list([str(e.field) for e in found if e.code == first_code])
         message = f"Unexpected fields in request body: {names}"
     else:
         message = _FIXED_MESSAGE.get(first_code, headline.message)

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from emrtasks.domain import errors, ids, outcomes
+from emrtasks.domain import errors, ids, outcomes, validation
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.service import adapters, auth, login_required
 from emrtasks.service.context import Context
@@ -153,9 +153,7 @@ def _reference_from(body: object) -> str:
         raise errors.Problem(400, "invalid_body", "Request body must be a JSON object.")
     extra = [str(k) for k in body if k != REFERENCE_FIELD]
     if extra:
-        fields = tuple(errors.FieldError(k, "unexpected_field", f"Unexpected field: {k}.") for k in extra)
-        message = f"Unexpected fields in request body: {', '.join(extra)}"
-        raise errors.Problem(400, "unexpected_fields", message, fields)
+        raise errors.unexpected_fields(extra)
     value = body.get(REFERENCE_FIELD)
     if value is not None and not isinstance(value, str):
         message = f"Invalid field: {REFERENCE_FIELD} must be a string."
@@ -169,6 +167,11 @@ def _reference_from(body: object) -> str:
         message = f"Missing required field: {REFERENCE_FIELD}"
         field = errors.FieldError(REFERENCE_FIELD, "missing_field", message)
         raise errors.Problem(400, "missing_field", message, (field,))
+    flaw = validation.identifier_flaw(value.strip())
+    if flaw:
+        message = f"Invalid field: {REFERENCE_FIELD} must not contain {flaw}."
+        field = errors.FieldError(REFERENCE_FIELD, "invalid_type", message)
+        raise errors.Problem(400, "invalid_field", message, (field,))
     if len(value.strip()) > 255:
         message = f"Invalid field: {REFERENCE_FIELD} must be at most 255 characters."
         field = errors.FieldError(REFERENCE_FIELD, "too_long", message)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from emrtasks.service import adapters as service_adapters
-from emrtasks.service import limits
+from emrtasks.service import limits, throttle
 from emrtasks.storage import crypto, db
 from emrtasks.webhooks import http1, ssrf
 
@@ -40,6 +40,10 @@ class WebhookPolicy:
     disable_after_seconds: float = 5 * 24 * 3600
     rotation_overlap_seconds: float = 24 * 3600
     user_agent: str = "emrtasks"
+    max_endpoints: int = 10
+    """Webhook URLs one client may register: each event fans out to every one."""
+    recover_max_events: int = 10_000
+    """Events one recover call schedules (one transaction); the answer says where to continue."""
 
 
 @dataclass
@@ -52,6 +56,8 @@ class Context:
     webhooks: WebhookPolicy = field(default_factory=WebhookPolicy)
     resolver: ssrf.Resolver = ssrf.system_resolver
     limiter: limits.RateLimiter = field(default_factory=limits.RateLimiter)
+    request_limits: throttle.RequestLimits = field(default_factory=throttle.RequestLimits)
+    """Requests per second per client and per connection (off unless configured)."""
     writer: db.GroupCommitter = field(init=False)
     """Hot write paths commit through it, many callers per transaction: what we acknowledge."""
     relaxed_writer: db.GroupCommitter = field(init=False)

@@ -64,7 +64,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from emrtasks import emr as registry
-from emrtasks.domain import errors, ids, outcomes
+from emrtasks.domain import errors, ids, outcomes, validation
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.emr import base, oauth
 from emrtasks.service import adapters, admin, auth
@@ -83,6 +83,8 @@ REFUSED = "The EMR refused these credentials."
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 _BODY_FIELDS = ("user_id", "org_id", "emr_name", "emr_instance_domain", "access_token", "callback_url")
 _REFERENCE = "reference_id"
+# Ids the client gives us and gets back in events: refused with control or format characters.
+_IDENTIFIERS = frozenset({"user_id", "org_id", _REFERENCE})
 
 INVALID_LINK_TOKEN = "invalid_link_token"  # noqa: S105 - a message
 UNKNOWN_LINK_TOKEN = "Unknown link token. Ask the app for a new link."  # noqa: S105 - a message
@@ -227,10 +229,7 @@ def _link_body(body: object) -> dict[str, str]:
         raise errors.Problem(400, "invalid_body", "Request body must be a JSON object.")
     extra = [str(k) for k in body if k not in (*_BODY_FIELDS, _REFERENCE)]
     if extra:
-        found = tuple(errors.FieldError(k, "unexpected_field", f"Unexpected field: {k}.") for k in extra)
-        raise errors.Problem(
-            400, "unexpected_fields", f"Unexpected fields in request body: {', '.join(extra)}", found
-        )
+        raise errors.unexpected_fields(extra)
     fields: dict[str, str] = {}
     for name in (*_BODY_FIELDS, _REFERENCE):
         value = body.get(name)
@@ -244,6 +243,9 @@ def _link_body(body: object) -> dict[str, str]:
             raise _field_problem(
                 name, f"Invalid field: {name} must be at most {limit} characters.", "too_long"
             )
+        flaw = validation.identifier_flaw(value) if name in _IDENTIFIERS else None
+        if flaw:
+            raise _field_problem(name, f"Invalid field: {name} must not contain {flaw}.", "invalid_type")
         if value:
             fields[name] = value
     for name in ("user_id", "org_id"):

@@ -26,8 +26,12 @@ async def register(ctx: Context, client: domain_tasks.Client, body: object) -> d
     endpoint_id = ids.new_id("wh")
     try:
         async with db.write(ctx.engine) as conn:
-            if any(e["url"] == url for e in await stored.list_endpoints(conn, client.id)):
+            await stored.lock_client(conn, client.id)  # two registrations at once count one after the other
+            registered = await stored.list_endpoints(conn, client.id)
+            if any(e["url"] == url for e in registered):
                 raise _already_registered()
+            if len(registered) >= ctx.webhooks.max_endpoints:
+                raise _too_many_endpoints(ctx.webhooks.max_endpoints)
             await stored.insert_endpoint(
                 conn,
                 endpoint_id=endpoint_id,
@@ -39,6 +43,14 @@ async def register(ctx: Context, client: domain_tasks.Client, body: object) -> d
     except IntegrityError as exc:  # another process registered it in the meantime
         raise _already_registered() from exc
     return {"success": True, "webhook_id": endpoint_id, "webhook_url": url, "webhook_secret": secret}
+
+
+def _too_many_endpoints(limit: int) -> errors.Problem:
+    message = (
+        f"Too many webhook URLs: a client may register at most {limit}. "
+        "Delete one (DELETE /v1/webhook/{webhook_id}) before registering another."
+    )
+    return errors.Problem(409, "webhook_limit_reached", message)
 
 
 def _already_registered() -> errors.Problem:
@@ -102,19 +114,67 @@ async def enable(ctx: Context, client: domain_tasks.Client, endpoint_id: str) ->
 async def recover(
     ctx: Context, client: domain_tasks.Client, endpoint_id: str, body: object
 ) -> dict[str, Any]:
-    since = _parse_since(_single_field(body, "since"))
+    since_value, after_event_id = _recover_fields(body)
+    since = _parse_since(since_value)
     now = ctx.clock()
+    most = ctx.webhooks.recover_max_events
     async with db.write(ctx.engine) as conn:
         endpoint = await _owned(conn, client, endpoint_id)
         if endpoint["status"] != stored.ACTIVE:
             raise errors.Problem(
                 400, "endpoint_disabled", "This webhook endpoint is disabled; enable it first."
             )
+        after = await _after_event(conn, client, after_event_id)
+        found = await stored.events_since(conn, client.id, since, after=after, limit=most + 1)
         scheduled = 0
-        for event_id in await stored.event_ids_since(conn, client.id, since):
+        for event_id, _created in found[:most]:
             scheduled += await schedule_delivery(ctx, conn, event_id, endpoint_id, client.id, now, "recover")
     ctx.wake()
-    return {"success": True, "webhook_id": endpoint_id, "since": events.iso(since), "scheduled": scheduled}
+    answer: dict[str, Any] = {
+        "success": True,
+        "webhook_id": endpoint_id,
+        "since": events.iso(since),
+        "scheduled": scheduled,
+        "complete": len(found) <= most,
+    }
+    if len(found) > most:  # past the cap: the next call goes on after the last event scheduled
+        answer["next"] = {"since": events.iso(since), "after_event_id": found[most - 1][0]}
+        answer["message"] = (
+            f"Scheduled the first {most} events, the most one recover call schedules. "
+            "Send the `next` object as the body of another recover call for the rest."
+        )
+    return answer
+
+
+_RECOVER_FIELDS = ("since", "after_event_id")
+
+
+def _recover_fields(body: object) -> tuple[object, str | None]:
+    if not isinstance(body, dict):
+        raise errors.Problem(400, "invalid_body", "Request body must be a JSON object.")
+    extra = [str(k) for k in body if k not in _RECOVER_FIELDS]
+    if extra:
+        raise errors.unexpected_fields(extra)
+    since = body.get("since")
+    if since is None or (isinstance(since, str) and not since.strip()):
+        raise _field_problem("since", "missing_field", "Missing required field: since")
+    after = body.get("after_event_id")
+    if after is not None and (not isinstance(after, str) or not ids.plausible(after)):
+        message = "Invalid field: after_event_id must be the id of one of your events."
+        raise _field_problem("after_event_id", "invalid_field", message)
+    return since, after
+
+
+async def _after_event(
+    conn: Connection, client: domain_tasks.Client, event_id: str | None
+) -> tuple[datetime, str] | None:
+    if event_id is None:
+        return None
+    event = await stored_events.get_event(conn, event_id)
+    if event is None or event["client_id"] != client.id:
+        message = "Invalid field: after_event_id must be the id of one of your events."
+        raise _field_problem("after_event_id", "invalid_field", message)
+    return event["created_at"], event_id
 
 
 async def resend_event(ctx: Context, client: domain_tasks.Client, event_id: str) -> dict[str, Any]:
@@ -244,10 +304,7 @@ def _single_field(body: object, name: str) -> object:
         raise errors.Problem(400, "invalid_body", "Request body must be a JSON object.")
     extra = [str(k) for k in body if k != name]
     if extra:
-        found = tuple(errors.FieldError(k, "unexpected_field", f"Unexpected field: {k}.") for k in extra)
-        raise errors.Problem(
-            400, "unexpected_fields", f"Unexpected fields in request body: {', '.join(extra)}", found
-        )
+        raise errors.unexpected_fields(extra)
     value = body.get(name)
     if value is None or (isinstance(value, str) and not value.strip()):
         raise _field_problem(name, "missing_field", f"Missing required field: {name}")

@@ -4,11 +4,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 
 from emrtasks.storage import db
 from emrtasks.storage.db import Connection
-from emrtasks.storage.tables import deliveries, delivery_attempts, events, webhook_endpoints
+from emrtasks.storage.tables import clients, deliveries, delivery_attempts, events, webhook_endpoints
 
 ACTIVE = "active"
 DISABLED = "disabled"
@@ -140,13 +140,34 @@ _TAKE_RESEND = db.hot(
 _INSERT_ATTEMPT = db.hot(insert(delivery_attempts))
 
 
-async def event_ids_since(conn: Connection, client_id: str, since: datetime) -> list[str]:
+async def events_since(
+    conn: Connection,
+    client_id: str,
+    since: datetime,
+    *,
+    after: tuple[datetime, str] | None = None,
+    limit: int,
+) -> list[tuple[str, datetime]]:
+    """The client's events from `since` on (and past the event `after`, by time then id), oldest
+    first: (id, created_at), at most `limit`."""
+    e = events.c
     query = (
-        select(events.c.id)
-        .where(events.c.client_id == client_id, events.c.created_at >= since)
-        .order_by(events.c.created_at, events.c.id)
+        select(e.id, e.created_at)
+        .where(e.client_id == client_id, e.created_at >= since)
+        .order_by(e.created_at, e.id)
+        .limit(limit)
     )
-    return list((await conn.execute(query)).scalars())
+    if after is not None:
+        moment, event_id = after
+        query = query.where(or_(e.created_at > moment, and_(e.created_at == moment, e.id > event_id)))
+    return [(row.id, row.created_at) for row in await conn.execute(query)]
+
+
+async def lock_client(conn: Connection, client_id: str) -> None:
+    """Hold the client's row until the transaction ends, so counts of its endpoints taken under it
+    stay true (PostgreSQL; a SQLite write transaction already excludes every other writer)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(clients.c.id).where(clients.c.id == client_id).with_for_update())
 
 
 async def delivery_summaries(conn: Connection, event_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
