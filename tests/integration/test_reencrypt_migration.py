@@ -76,7 +76,7 @@ async def _seed(runtime, tenant) -> dict[str, str]:
 async def test_the_migration_seals_v1_values_again_bound_to_their_place(runtime, tenant):
     await _seed(runtime, tenant)
     cipher = runtime.ctx.cipher
-    await _alembic(runtime, "downgrade", "0009")
+    await _alembic(runtime, "downgrade", "0011")
     legacy = await _sealed_values(runtime)
     assert len(legacy) == 5
     assert all(value.startswith("v1:") for value in legacy.values())
@@ -100,7 +100,7 @@ async def test_the_migration_seals_v1_values_again_bound_to_their_place(runtime,
 
 async def test_a_migration_without_the_key_refuses_to_run_rather_than_skip_secrets(runtime, tenant):
     await _seed(runtime, tenant)
-    await _alembic(runtime, "downgrade", "0009")
+    await _alembic(runtime, "downgrade", "0011")
     with pytest.raises(RuntimeError, match="encryption key"):
         await migrate.upgrade(runtime.engine, None)
     await migrate.upgrade(runtime.engine, runtime.ctx.cipher)
