@@ -1,15 +1,25 @@
 """The audit trail: one row per accepted task (in the accept's own transaction), per read of patient
 data, per credential change; the request id echoed and kept; never PHI in a row."""
 
+import dataclasses
 import json
 from typing import Any
 
 import httpx
+import pytest
 
 from emrtasks import bootstrap
-from emrtasks.service import audit, credentials
+from emrtasks.domain import errors
+from emrtasks.domain import tasks as domain_tasks
+from emrtasks.service import audit, credentials, link, webhooks
+from emrtasks.storage import audit as stored_audit
+from emrtasks.storage import tables
 from tests.api.helpers import count_rows
 from tests.conftest import SUBJECT_TASK, Tenant
+
+
+def _allow_local_webhooks(runtime: bootstrap.Runtime) -> None:
+    runtime.ctx.webhooks = dataclasses.replace(runtime.ctx.webhooks, allow_insecure=True, allow_private=True)
 
 
 async def _rows(runtime: bootstrap.Runtime, action: str | None = None) -> list[dict[str, Any]]:
@@ -105,11 +115,60 @@ async def test_credential_changes_have_their_rows(
 async def test_a_failed_change_leaves_no_row_claiming_success(
     runtime: bootstrap.Runtime, tenant: Tenant
 ) -> None:
-    import pytest
-
-    from emrtasks.domain import errors
-    from emrtasks.storage import tables
-
     with pytest.raises(errors.Problem):
         await credentials.delete_connection(runtime.ctx, audit.operator(), "conn_missing")
     assert await count_rows(runtime, tables.audit_events) == 0
+
+
+async def test_webhook_settings_and_link_changes_have_their_rows(
+    api: httpx.AsyncClient, runtime: bootstrap.Runtime, tenant: Tenant
+) -> None:
+    _allow_local_webhooks(runtime)
+    client = tenant.headers()
+    registered = await api.post("/v1/webhook", headers=client, json={"webhook_url": "http://127.0.0.1:9/a"})
+    webhook_id = registered.json()["webhook_id"]
+    assert (await api.post(f"/v1/webhook/{webhook_id}/rotate-secret", headers=client)).status_code == 200
+    assert (await api.delete("/v1/webhook/wh_missing", headers=client)).status_code == 404
+    settings = await api.post("/v1/settings", headers=tenant.a, json={"access_token_reference_id": "ref-1"})
+    assert settings.status_code == 200
+    token = (
+        await api.post("/v1/link/token/create", headers=client, json={"user_id": "u-7", "org_id": "o"})
+    ).json()
+    linked = await link.submit_credentials(runtime.ctx, token["token"], "sandbox", None, {})
+    assert (
+        await api.get("/v1/link/token/exchange", params={"public_token": linked.public_token}, headers=client)
+    ).status_code == 200
+    rows = [(r["action"], r["outcome"], r["actor_type"], r["actor_id"]) for r in await _rows(runtime)]
+    assert rows == [
+        ("webhook.create", "success", "client", tenant.client_id),
+        ("webhook.rotate_secret", "success", "client", tenant.client_id),
+        ("webhook.delete", "not_found", "client", tenant.client_id),
+        ("connection.update_settings", "success", "connection", tenant.connection_a),
+        ("link_token.create", "success", "client", tenant.client_id),
+        ("connection.link", "success", "link_user", "u-7"),
+        ("link_token.exchange", "success", "client", tenant.client_id),
+    ]
+    [created, rotated] = await _rows(runtime, "webhook.create") + await _rows(
+        runtime, "webhook.rotate_secret"
+    )
+    assert created["targets"] == rotated["targets"] == {"webhook_id": webhook_id}
+    [linked_row] = await _rows(runtime, "connection.link")
+    [exchanged] = await _rows(runtime, "link_token.exchange")
+    assert linked_row["client_id"] == tenant.client_id
+    assert linked_row["connection_id"] == exchanged["connection_id"] == exchanged["targets"]["connection_id"]
+
+
+async def test_a_change_and_its_row_commit_together_or_not_at_all(
+    runtime: bootstrap.Runtime, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refuse(*_args: object) -> None:
+        raise RuntimeError("the audit row could not be written")
+
+    _allow_local_webhooks(runtime)
+    monkeypatch.setattr(stored_audit, "insert_row", refuse)
+    client = domain_tasks.Client(id=tenant.client_id, name="a")
+    with pytest.raises(RuntimeError):
+        await webhooks.register(
+            runtime.ctx, audit.as_client(client.id), client, {"webhook_url": "http://127.0.0.1:9/b"}
+        )
+    assert await count_rows(runtime, tables.webhook_endpoints) == 0

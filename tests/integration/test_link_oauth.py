@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from emrtasks.domain import errors
-from emrtasks.service import auth, link
+from emrtasks.service import audit, auth, link
 from tests.contract import harness
 from tests.contract.fakes import drchrono as fake_drchrono
 from tests.oauth_fake import FakeAuthorizationServer, consent
@@ -49,9 +49,11 @@ async def drchrono(runtime):
 
 async def _token(runtime, tenant, **extra):
     client = await auth.authenticate_client(runtime.ctx, tenant.client_id, tenant.client_secret)
-    return (await link.create_link_token(runtime.ctx, client, {"user_id": "u", "org_id": "o", **extra}))[
-        "token"
-    ]
+    return (
+        await link.create_link_token(
+            runtime.ctx, audit.as_client(client.id), client, {"user_id": "u", "org_id": "o", **extra}
+        )
+    )["token"]
 
 
 async def test_drchrono_links_by_consent_and_its_tasks_work(api, runtime, tenant, drchrono):
@@ -69,7 +71,7 @@ async def test_drchrono_links_by_consent_and_its_tasks_work(api, runtime, tenant
     assert result.ok, result.message
     assert server.token_forms[0]["code_verifier"]  # the exchange carried the PKCE verifier
     client = await auth.authenticate_client(runtime.ctx, tenant.client_id, tenant.client_secret)
-    access_token = await link.exchange(runtime.ctx, client, result.public_token)
+    access_token = await link.exchange(runtime.ctx, audit.as_client(client.id), client, result.public_token)
     users = await api.get("/v1/users", headers=tenant.headers(access_token))
     assert users.status_code == 200
     assert {u["id"] for u in users.json()["users"]} >= {"201", "group:301"}

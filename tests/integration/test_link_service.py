@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from emrtasks.domain import errors, outcomes
-from emrtasks.service import admin, auth, link
+from emrtasks.service import admin, audit, auth, link
 from emrtasks.storage import connections, db, tables
 from emrtasks.webhooks import events
 from tests.conftest import SUBJECT_TASK, drain, make_tenant
@@ -23,7 +23,7 @@ from tests.contract.fakes import openemr as fake_openemr
 async def _token(runtime, tenant, **extra):
     client = dataclasses.replace(await _client(runtime, tenant))
     body = {"user_id": "u1", "org_id": "o1", **extra}
-    return (await link.create_link_token(runtime.ctx, client, body))["token"]
+    return (await link.create_link_token(runtime.ctx, audit.as_client(client.id), client, body))["token"]
 
 
 async def _client(runtime, tenant):
@@ -130,7 +130,7 @@ async def test_a_refused_password_then_the_right_one_links_openemr(api, runtime,
     )
     assert accepted.ok and accepted.public_token
     client = await _client(runtime, tenant)
-    access_token = await link.exchange(runtime.ctx, client, accepted.public_token)
+    access_token = await link.exchange(runtime.ctx, audit.as_client(client.id), client, accepted.public_token)
     users = await api.get("/v1/users", headers=tenant.headers(access_token))
     assert users.status_code == 200 and users.json()["users"]
     async with db.read(runtime.engine) as conn:
@@ -361,7 +361,10 @@ async def test_two_exchanges_of_one_public_token_at_once_answer_once(runtime, te
     client = await _client(runtime, tenant)
     async with bootstrap.runtime(settings, run_worker=False) as other:
         found = await asyncio.gather(
-            *(link.exchange(ctx, client, public_token) for ctx in (runtime.ctx, other.ctx)),
+            *(
+                link.exchange(ctx, audit.as_client(client.id), client, public_token)
+                for ctx in (runtime.ctx, other.ctx)
+            ),
             return_exceptions=True,
         )
     assert len([f for f in found if isinstance(f, str) and f.startswith("at_")]) == 1

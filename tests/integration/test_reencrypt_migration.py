@@ -10,7 +10,7 @@ from cryptography.exceptions import InvalidTag
 from sqlalchemy import select, update
 
 from emrtasks.domain import tasks as domain_tasks
-from emrtasks.service import adapters, keys, webhooks
+from emrtasks.service import adapters, audit, keys, webhooks
 from emrtasks.storage import crypto, db, migrate, tables
 from emrtasks.storage import webhooks as stored_webhooks
 from emrtasks.storage.connections import get_connection
@@ -119,8 +119,10 @@ async def test_a_webhook_secret_copied_to_another_endpoint_is_refused(runtime, t
 async def test_a_deleted_endpoint_keeps_no_secret(runtime, tenant):
     await _seed(runtime, tenant)
     client = domain_tasks.Client(id=tenant.client_id, name="t")
-    await webhooks.rotate_secret(runtime.ctx, client, "wh_a")  # a previous secret too
-    await webhooks.delete(runtime.ctx, client, "wh_a")
+    await webhooks.rotate_secret(
+        runtime.ctx, audit.as_client(client.id), client, "wh_a"
+    )  # a previous secret too
+    await webhooks.delete(runtime.ctx, audit.as_client(client.id), client, "wh_a")
     endpoints = tables.webhook_endpoints
     async with db.read(runtime.engine) as conn:
         row = (await conn.execute(select(endpoints).where(endpoints.c.id == "wh_a"))).mappings().one()

@@ -13,7 +13,7 @@ from emrtasks.api.app import create_app
 from emrtasks.domain import errors, ids
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.queue import jobs
-from emrtasks.service import webhook_delivery
+from emrtasks.service import audit, webhook_delivery
 from emrtasks.service import webhooks as service_webhooks
 from emrtasks.storage import db
 from emrtasks.storage import events as stored_events
@@ -321,7 +321,9 @@ async def test_a_resend_racing_the_record_of_an_attempt_is_not_lost(runtime, ten
     ctx.webhooks = dataclasses.replace(ctx.webhooks, allow_insecure=True, allow_private=True)
     client = domain_tasks.Client(tenant.client_id, "tests")
     with Receiver() as receiver:
-        await service_webhooks.register(ctx, client, {"webhook_url": receiver.url})
+        await service_webhooks.register(
+            ctx, audit.as_client(client.id), client, {"webhook_url": receiver.url}
+        )
         event_id = ids.new_id("evt")
         async with db.write(runtime.engine) as conn:
             await stored_events.insert_event(
@@ -348,7 +350,9 @@ async def test_a_resend_racing_the_record_of_an_attempt_is_not_lost(runtime, ten
         monkeypatch.setattr(stored_webhooks, "insert_attempt", pausing)
         recording = asyncio.create_task(webhook_delivery.run_delivery(ctx, job))
         await asyncio.wait_for(paused.wait(), 10)
-        resending = asyncio.create_task(service_webhooks.resend_event(ctx, client, event_id))
+        resending = asyncio.create_task(
+            service_webhooks.resend_event(ctx, audit.as_client(client.id), client, event_id)
+        )
         await asyncio.sleep(0.3)  # the resend reaches the database while the record is open
         go.set()
         await asyncio.wait_for(recording, 10)
@@ -370,7 +374,8 @@ async def test_one_url_registered_twice_at_once_is_registered_once(runtime, tena
     client = domain_tasks.Client(tenant.client_id, "tests")
     body = {"webhook_url": "http://127.0.0.1:9/hook"}
     answers = await asyncio.gather(
-        *(service_webhooks.register(ctx, client, body) for _ in range(4)), return_exceptions=True
+        *(service_webhooks.register(ctx, audit.as_client(client.id), client, body) for _ in range(4)),
+        return_exceptions=True,
     )
     registered = [a for a in answers if isinstance(a, dict)]
     refused = [a for a in answers if isinstance(a, errors.Problem)]

@@ -124,5 +124,4 @@ def origin(
     rid = request_id.request_id_of(request.scope)
     if connection is not None:
         return audit.Origin(audit.CONNECTION, connection.id, connection.client_id, connection.id, source, rid)
-    client_id = client.id if client else None
-    return audit.Origin(audit.CLIENT, client_id, client_id, None, source, rid)
+    return audit.as_client(client.id if client else None, source, rid)

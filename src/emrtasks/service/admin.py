@@ -7,7 +7,7 @@ from typing import Any
 
 from emrtasks.domain import errors, ids, outcomes, validation
 from emrtasks.domain import tasks as domain_tasks
-from emrtasks.service import adapters, auth, login_required
+from emrtasks.service import adapters, audit, auth, login_required
 from emrtasks.service.context import Context
 from emrtasks.storage import clients, connections, db
 
@@ -140,10 +140,16 @@ def settings_of(connection: domain_tasks.Connection) -> dict[str, Any]:
     }
 
 
-async def update_settings(ctx: Context, connection: domain_tasks.Connection, body: object) -> dict[str, Any]:
-    reference_id = _reference_from(body)
-    async with db.write(ctx.engine) as conn:
-        await connections.update_connection(conn, connection.id, ctx.clock(), reference_id=reference_id)
+async def update_settings(
+    ctx: Context, origin: audit.Origin, connection: domain_tasks.Connection, body: object
+) -> dict[str, Any]:
+    targets = {"connection_id": connection.id}
+    async with audit.changing(ctx, origin, "connection.update_settings", targets) as change:
+        reference_id = _reference_from(body)
+        async with db.write(ctx.engine) as conn:
+            now = ctx.clock()
+            await connections.update_connection(conn, connection.id, now, reference_id=reference_id)
+            await change.write(conn, now)
     auth.forget_connection(ctx, connection.id)
     return {REFERENCE_FIELD: reference_id}
 

@@ -2,13 +2,15 @@
 connection change and operator action: when, who (client, connection, operator), what, which ids,
 from where, which request, and how it ended. Never PHI: no MRN, name or description goes in.
 
-A change writes its row inside its own transaction (`record_in`), so the row exists exactly when the
-change does. A read writes its row through the group commit (`record`), batched with other writers,
+A change writes its row inside its own transaction (`record_in`, or `changing` around a service's
+change), so the row exists exactly when the change does; a refused change leaves its row through the
+group commit. A read writes its row through the group commit (`record`), batched with other writers,
 and answers only after that commit: nothing is shown that is not on the trail.
 """
 
 import contextlib
 import getpass
+import logging
 import socket
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -21,9 +23,12 @@ from emrtasks.storage import audit as stored
 from emrtasks.storage import db
 from emrtasks.storage.db import Connection
 
+log = logging.getLogger(__name__)
+
 CLIENT = "client"
 CONNECTION = "connection"
 OPERATOR = "operator"
+LINK_USER = "link_user"  # the person at the Link page, named by the client's own user_id (never PII)
 
 SUCCESS = "success"
 DENIED = "denied"
@@ -42,6 +47,13 @@ class Origin:
     source_address: str | None = None
     request_id: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def as_client(
+    client_id: str | None, source_address: str | None = None, request_id: str | None = None
+) -> Origin:
+    """A client app calling with its own credentials."""
+    return Origin(CLIENT, client_id, client_id, None, source_address, request_id)
 
 
 def operator(request_id: str | None = None) -> Origin:
@@ -98,19 +110,54 @@ async def record(ctx: Context, origin: Origin, action: str, **values: Any) -> No
     await ctx.writer.run(work)
 
 
+def outcome_of(problem: errors.Problem) -> str:
+    if problem.status == 404:
+        return NOT_FOUND
+    return DENIED if problem.status in (401, 403) else FAILED
+
+
+@dataclass
+class Change:
+    """The audit row of one change, written by the service inside the change's own transaction."""
+
+    origin: Origin
+    action: str
+    targets: dict[str, str | None]
+    written: bool = False
+
+    async def write(self, conn: Connection, now: datetime, *, outcome: str = SUCCESS, **values: Any) -> None:
+        await record_in(conn, self.origin, self.action, now, targets=self.targets, outcome=outcome, **values)
+        self.written = True
+
+
+@contextlib.asynccontextmanager
+async def changing(
+    ctx: Context, origin: Origin, action: str, targets: Mapping[str, str | None] | None = None
+) -> AsyncIterator[Change]:
+    """Around a service's change: the body writes the row in its transaction (`Change.write`), so the
+    row commits with the change or not at all. A refused change (a Problem) rolls its transaction
+    back, so its row, with how it ended, goes through the group commit before the answer."""
+    change = Change(origin, action, dict(targets or {}))
+    try:
+        yield change
+    except errors.Problem as problem:
+        await record(ctx, origin, action, targets=change.targets, outcome=outcome_of(problem))
+        raise
+    if not change.written:  # a path that committed without its row: the trail still gets one
+        log.error("audit: %s finished without writing its row in its transaction", action)
+        await record(ctx, origin, action, targets=change.targets)
+
+
 @contextlib.asynccontextmanager
 async def recorded(
     ctx: Context, origin: Origin, action: str, targets: Mapping[str, str | None] | None = None
 ) -> AsyncIterator[dict[str, str | None]]:
-    """Around a read of patient data (or an API change that commits on its own: webhooks, Link,
-    settings): its row, with how it ended, is committed before the answer. The body may add the
-    ids it learns (a new webhook's) to the dict it is given."""
+    """Around a read of patient data: its row, with how it ended, is committed before the answer."""
     found: dict[str, str | None] = dict(targets or {})
     try:
         yield found
     except errors.Problem as problem:
-        outcome = NOT_FOUND if problem.status == 404 else (DENIED if problem.status in (401, 403) else FAILED)
-        await record(ctx, origin, action, targets=found, outcome=outcome)
+        await record(ctx, origin, action, targets=found, outcome=outcome_of(problem))
         raise
     await record(ctx, origin, action, targets=found)
 

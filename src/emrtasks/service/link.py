@@ -9,44 +9,44 @@ for the connection's access token (`GET /v1/link/token/exchange`). Update mode r
 Public signatures (all async ones take the service `Context` first; every refusal is an
 `errors.Problem`, which the API renders as the contract's error body):
 
-- `create_link_token(ctx, client: tasks.Client, body: object) -> dict[str, Any]`: the API's answer
-  `{"success", "token", "expires_at", "link_url"}`; Problem 400 naming the field at fault.
-- `exchange(ctx, client: tasks.Client, public_token: str | None) -> str`: the access token; Problem 400
-  `invalid_public_token` (unknown, expired, already exchanged) or `missing_field`, 401 (another
-  client's public token, which stays usable by its own client).
+- `create_link_token(ctx, origin: audit.Origin, client: tasks.Client, body: object) -> dict[str, Any]`: the
+  API's answer `{"success", "token", "expires_at", "link_url"}`; Problem 400 naming the field at fault.
+- `exchange(ctx, origin: audit.Origin, client: tasks.Client, public_token: str | None) -> str`: the access
+  token; Problem 400 `invalid_public_token` (unknown, expired, already exchanged) or `missing_field`, 401
+  (another client's public token, which stays usable by its own client).
 - `open_link(ctx, link_token: str) -> LinkView`: the session behind a link token; Problem 400
   `invalid_link_token` (unknown, expired, used, no tries left: each its own message).
 - `catalogue(ctx) -> list[CatalogueEntry]`: every EMR a clinic can pick, the sandbox first.
-- `submit_credentials(ctx, link_token: str, emr: str, rules: str | None, values: Mapping[str, str])
-  -> LinkResult`: for `method == "credentials"`; `values` are the form's strings by field name
-  (empty ones ignored). Problem 400 `invalid_settings` (each problem named), `emr_unavailable`,
-  `oauth_required`, `emr_fixed` (update mode), `unknown_rules`, `invalid_link_token`. A refused login is
-  `LinkResult(ok=False, message=REFUSED, tries_left=n)` (one try spent; the fifth refusal raises
-  `invalid_link_token`); an EMR failing otherwise is `ok=False` with another message, no try spent.
+- `submit_credentials(ctx, link_token: str, emr: str, rules: str | None, values: Mapping[str, str], *,
+  origin: audit.Origin | None = None) -> LinkResult`: for `method == "credentials"`; `values` are the form's
+  strings by field name (empty ones ignored). Problem 400 `invalid_settings` (each problem named),
+  `emr_unavailable`, `oauth_required`, `emr_fixed` (update mode), `unknown_rules`, `invalid_link_token`. A
+  refused login is `LinkResult(ok=False, message=REFUSED, tries_left=n)` (one try spent; the fifth refusal
+  raises `invalid_link_token`); an EMR failing otherwise is `ok=False` with another message, no try spent.
   Success: `LinkResult(ok=True, public_token="pt_...", redirect_url=<callback_url?token=pt_...>|None)`.
-- `start_oauth(ctx, link_token: str, emr: str, rules: str | None, values: Mapping[str, str]) -> str`:
-  for `method == "oauth"`: the authorization URL to redirect the browser to (the clinic's values
-  are kept, encrypted, with the PKCE verifier until the callback). Problem 400 as above, plus
-  `credentials_required`, `oauth_unavailable` (discovery failed).
-- `finish_oauth(ctx, state: str | None, code: str | None, error: str | None)
-  -> tuple[LinkView, LinkResult]`: at `GET /link/oauth/callback` with its query's `state`, `code`,
-  `error`. Problem 400 `invalid_oauth_state` when the state belongs to no Link session (a state
-  works once). A refused consent or code is `ok=False` with a message (the page offers a retry).
-  Only the hash of a link token is stored, so `finish_oauth` cannot give the `lt_...` back: a page
-  that offers a retry after the callback keeps the token in its own session (e.g. an HttpOnly cookie
-  scoped to `/link`).
-- `set_app(ctx, emr: str, config: Mapping[str, Any]) -> None`, `list_apps(ctx) -> list[dict]`
-  (no secrets), `set_allowed_origins(ctx, client_id: str, origins: Sequence[str]) -> tuple[str, ...]`,
-  `allowed_origins(ctx, client_id: str) -> tuple[str, ...]`, `check_origin(text: str) -> str`
-  (normalised `scheme://host[:port]`; ValueError says why not).
+  `origin` says where the page's request came from; the audit trail names the person by the link token's
+  `user_id` (`connection.link`, `connection.relink`; a refused login is `denied`).
+- `start_oauth(ctx, link_token: str, emr: str, rules: str | None, values: Mapping[str, str]) -> str`: for
+  `method == "oauth"`: the authorization URL to redirect the browser to (the clinic's values are kept,
+  encrypted, with the PKCE verifier until the callback). Problem 400 as above, plus `credentials_required`,
+  `oauth_unavailable` (discovery failed).
+- `finish_oauth(ctx, state: str | None, code: str | None, error: str | None, *, origin: audit.Origin | None
+  = None) -> tuple[LinkView, LinkResult]`: at `GET /link/oauth/callback` with its query's `state`, `code`,
+  `error`. Problem 400 `invalid_oauth_state` when the state belongs to no Link session (a state works once).
+  A refused consent or code is `ok=False` with a message (the page offers a retry). Only the hash of a link
+  token is stored, so `finish_oauth` cannot give the `lt_...` back: a page that offers a retry after the
+  callback keeps the token in its own session (e.g. an HttpOnly cookie scoped to `/link`).
+- `set_app(ctx, emr: str, config: Mapping[str, Any]) -> None`, `list_apps(ctx) -> list[dict]` (no secrets),
+  `set_allowed_origins(ctx, client_id: str, origins: Sequence[str]) -> tuple[str, ...]`,
+  `allowed_origins(ctx, client_id: str) -> tuple[str, ...]`, `check_origin(text: str) -> str` (normalised
+  `scheme://host[:port]`; ValueError says why not).
 - `redirect_uri(ctx) -> str`: `<EMRTASKS_PUBLIC_URL>/link/oauth/callback` (`CALLBACK_PATH`).
-- Constants: `LINK_TOKEN_TTL`, `PUBLIC_TOKEN_TTL`, `MAX_TRIES` (5), `REFUSED` (the refusal text),
-  and each refusal message (`UNKNOWN_LINK_TOKEN`, `EXPIRED_LINK_TOKEN`, ...).
-- Types: `LinkView(link_id, client_name, allowed_origins, callback_url, preselected_emr,
-  instance_domain, update_mode, tries_left, expires_at)`, `CatalogueEntry(name, title, rule_sets,
-  default_rules, method, fields, available, unavailable_reason)`, `FormField(name, label, secret,
-  required, kind)` (kind: text, integer, number, boolean, list), `LinkResult(ok, public_token,
-  redirect_url, message, tries_left)`.
+- Constants: `LINK_TOKEN_TTL`, `PUBLIC_TOKEN_TTL`, `MAX_TRIES` (5), `REFUSED` (the refusal text), and each
+  refusal message (`UNKNOWN_LINK_TOKEN`, `EXPIRED_LINK_TOKEN`, ...).
+- Types: `LinkView(link_id, client_name, allowed_origins, callback_url, preselected_emr, instance_domain,
+  update_mode, tries_left, expires_at)`, `CatalogueEntry(name, title, rule_sets, default_rules, method,
+  fields, available, unavailable_reason)`, `FormField(name, label, secret, required, kind)` (kind: text,
+  integer, number, boolean, list), `LinkResult(ok, public_token, redirect_url, message, tries_left)`.
 
 Secrets: link and public tokens are stored as hashes; the update-mode access token, the public
 token's access token (until the exchange), the PKCE verifier and the clinic's values during an OAuth
@@ -56,7 +56,7 @@ round trip, and the deployment's app configs are encrypted. None of them is logg
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -67,7 +67,7 @@ from emrtasks import emr as registry
 from emrtasks.domain import errors, ids, outcomes, validation
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.emr import base, oauth
-from emrtasks.service import adapters, admin, auth
+from emrtasks.service import adapters, admin, audit, auth
 from emrtasks.service.context import Context
 from emrtasks.storage import clients, connections, crypto, db
 from emrtasks.storage import link as stored
@@ -151,7 +151,16 @@ class LinkResult:
 # --- the client's API ---------------------------------------------------------------------------------
 
 
-async def create_link_token(ctx: Context, client: domain_tasks.Client, body: object) -> dict[str, Any]:
+async def create_link_token(
+    ctx: Context, origin: audit.Origin, client: domain_tasks.Client, body: object
+) -> dict[str, Any]:
+    async with audit.changing(ctx, origin, "link_token.create") as change:
+        return await _create_link_token(ctx, change, client, body)
+
+
+async def _create_link_token(
+    ctx: Context, change: audit.Change, client: domain_tasks.Client, body: object
+) -> dict[str, Any]:
     fields = _link_body(body)
     async with db.read(ctx.engine) as conn:
         origins = await stored.get_origins(conn, client.id)
@@ -173,7 +182,10 @@ async def create_link_token(ctx: Context, client: domain_tasks.Client, body: obj
     expires = now + LINK_TOKEN_TTL
     access_token = fields.get("access_token")
     link_id = ids.new_id("link")
+    change.targets["link_token_id"] = link_id
+    change.targets["connection_id"] = connection.id if connection else None
     async with db.write(ctx.engine) as conn:
+        await change.write(conn, now)
         await stored.insert_link_token(
             conn,
             id=link_id,
@@ -203,7 +215,16 @@ async def create_link_token(ctx: Context, client: domain_tasks.Client, body: obj
     }
 
 
-async def exchange(ctx: Context, client: domain_tasks.Client, public_token: str | None) -> str:
+async def exchange(
+    ctx: Context, origin: audit.Origin, client: domain_tasks.Client, public_token: str | None
+) -> str:
+    async with audit.changing(ctx, origin, "link_token.exchange") as change:
+        return await _exchange(ctx, change, client, public_token)
+
+
+async def _exchange(
+    ctx: Context, change: audit.Change, client: domain_tasks.Client, public_token: str | None
+) -> str:
     if not public_token:
         raise _field_problem("public_token", "Missing required parameter: public_token", "missing_field")
     now = ctx.clock()
@@ -220,6 +241,8 @@ async def exchange(ctx: Context, client: domain_tasks.Client, public_token: str 
         sealed = found["access_token"]
         if not sealed or not await stored.use_public_token(conn, found["id"], now):
             raise errors.Problem(400, INVALID_PUBLIC_TOKEN, USED_PUBLIC_TOKEN)  # another exchange won
+        change.targets["connection_id"] = found["connection_id"]
+        await change.write(conn, now, connection_id=found["connection_id"])
     auth.forget_connection(ctx, found["connection_id"])
     return ctx.cipher.decrypt(sealed, _at("public_tokens", found["id"], "access_token"))
 
@@ -388,7 +411,13 @@ def _field(setting: base.Setting) -> FormField:
 
 
 async def submit_credentials(
-    ctx: Context, link_token: str, emr: str, rules: str | None, values: Mapping[str, str]
+    ctx: Context,
+    link_token: str,
+    emr: str,
+    rules: str | None,
+    values: Mapping[str, str],
+    *,
+    origin: audit.Origin | None = None,
 ) -> LinkResult:
     emr_name = emr
     row, view = await _session(ctx, link_token)
@@ -400,7 +429,13 @@ async def submit_credentials(
     chosen = adapters.rules_for(emr_name, rules).name
     config = {**_deployment_values(emr_name, app), **_clinic_values(entry, values)}
     _check(emr_name, config)
-    return await _check_and_finish(ctx, row, view, emr_name, chosen, config)
+    return await _check_and_finish(ctx, _link_user(origin, row), row, view, emr_name, chosen, config)
+
+
+def _link_user(origin: audit.Origin | None, row: Mapping[str, Any]) -> audit.Origin:
+    """The person at the Link page, by the client's own id for them, acting for that client."""
+    known = origin or audit.Origin(audit.LINK_USER, None)
+    return replace(known, actor_type=audit.LINK_USER, actor_id=row["user_id"], client_id=row["client_id"])
 
 
 async def start_oauth(
@@ -458,7 +493,12 @@ async def start_oauth(
 
 
 async def finish_oauth(
-    ctx: Context, state: str | None, code: str | None, error: str | None
+    ctx: Context,
+    state: str | None,
+    code: str | None,
+    error: str | None,
+    *,
+    origin: audit.Origin | None = None,
 ) -> tuple[LinkView, LinkResult]:
     async with db.write(ctx.engine) as conn:
         state_hash = ids.hash_secret(state or "")
@@ -502,7 +542,8 @@ async def finish_oauth(
         **oauth.credentials_from(declared, answer),
     }
     _check(emr_name, config)
-    return view, await _check_and_finish(ctx, row, view, emr_name, session["rules"], config)
+    linker = _link_user(origin, row)
+    return view, await _check_and_finish(ctx, linker, row, view, emr_name, session["rules"], config)
 
 
 def redirect_uri(ctx: Context) -> str:
@@ -590,15 +631,28 @@ def _check(emr_name: str, config: Mapping[str, Any]) -> None:
 
 
 async def _check_and_finish(
-    ctx: Context, row: dict[str, Any], view: LinkView, emr_name: str, rules: str, config: dict[str, Any]
+    ctx: Context,
+    origin: audit.Origin,
+    row: dict[str, Any],
+    view: LinkView,
+    emr_name: str,
+    rules: str,
+    config: dict[str, Any],
 ) -> LinkResult:
-    """The real login check (a token, users, call types), then the connection and the public token."""
+    """The real login check (a token, users, call types), then the connection and the public token.
+    Either way the audit trail records it (`connection.link`, or `connection.relink` in update mode),
+    in the transaction that spends the try or makes the connection."""
     rotated: dict[str, Any] = {}
     checked = await _check_login(ctx, emr_name, rules, config, rotated)
+    change = audit.Change(
+        origin,
+        "connection.relink" if row["connection_id"] else "connection.link",
+        {"link_token_id": row["id"], "connection_id": row["connection_id"], "emr": emr_name},
+    )
     if isinstance(checked, str):
-        return await _refused(ctx, row, view, checked)
+        return await _refused(ctx, change, row, view, checked)
     config = {**config, **rotated}  # a refresh token spent by the check is replaced by the new one
-    return await _finish(ctx, row, emr_name, rules, config, checked)
+    return await _finish(ctx, change, row, emr_name, rules, config, checked)
 
 
 async def _check_login(
@@ -634,11 +688,14 @@ async def _check_login(
     return adapters.Directory({u.id: u for u in users}, {c.id: c for c in call_types})
 
 
-async def _refused(ctx: Context, row: dict[str, Any], view: LinkView, message: str) -> LinkResult:
+async def _refused(
+    ctx: Context, change: audit.Change, row: dict[str, Any], view: LinkView, message: str
+) -> LinkResult:
     if message != REFUSED:
         return LinkResult(ok=False, message=message, tries_left=view.tries_left)
     async with db.write(ctx.engine) as conn:
         tries = await stored.spend_try(conn, row["id"], MAX_TRIES)
+        await change.write(conn, ctx.clock(), outcome=audit.DENIED, connection_id=row["connection_id"])
     if tries is None:
         raise errors.Problem(400, INVALID_LINK_TOKEN, SPENT_LINK_TOKEN)
     left = MAX_TRIES - tries
@@ -649,6 +706,7 @@ async def _refused(ctx: Context, row: dict[str, Any], view: LinkView, message: s
 
 async def _finish(
     ctx: Context,
+    change: audit.Change,
     row: dict[str, Any],
     emr_name: str,
     rules: str,
@@ -709,6 +767,8 @@ async def _finish(
             created_at=now,
             expires_at=now + PUBLIC_TOKEN_TTL,
         )
+        change.targets["connection_id"] = connection_id
+        await change.write(conn, now, connection_id=connection_id)
     auth.forget_connection(ctx, connection_id)
     redirect = None
     if row["callback_url"]:

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from emrtasks.domain import errors, ids
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.queue import jobs
+from emrtasks.service import audit
 from emrtasks.service.context import Context
 from emrtasks.storage import crypto, db
 from emrtasks.storage import events as stored_events
@@ -20,10 +21,20 @@ DELIVER_WEBHOOK = "deliver_webhook"
 _URL_FIELD = "webhook_url"
 
 
-async def register(ctx: Context, client: domain_tasks.Client, body: object) -> dict[str, Any]:
-    url = await _checked_url(ctx, _single_field(body, _URL_FIELD))
-    secret = signing.new_secret()
-    endpoint_id = ids.new_id("wh")
+async def register(
+    ctx: Context, origin: audit.Origin, client: domain_tasks.Client, body: object
+) -> dict[str, Any]:
+    async with audit.changing(ctx, origin, "webhook.create") as change:
+        url = await _checked_url(ctx, _single_field(body, _URL_FIELD))
+        secret, endpoint_id = signing.new_secret(), ids.new_id("wh")
+        change.targets["webhook_id"] = endpoint_id
+        await _insert_endpoint(ctx, change, client, endpoint_id, url, secret)
+    return {"success": True, "webhook_id": endpoint_id, "webhook_url": url, "webhook_secret": secret}
+
+
+async def _insert_endpoint(
+    ctx: Context, change: audit.Change, client: domain_tasks.Client, endpoint_id: str, url: str, secret: str
+) -> None:
     try:
         async with db.write(ctx.engine) as conn:
             await stored.lock_client(conn, client.id)  # two registrations at once count one after the other
@@ -40,9 +51,9 @@ async def register(ctx: Context, client: domain_tasks.Client, body: object) -> d
                 secret=ctx.cipher.encrypt(secret, secret_at(endpoint_id, "secret")),
                 now=ctx.clock(),
             )
+            await change.write(conn, ctx.clock())
     except IntegrityError as exc:  # another process registered it in the meantime
         raise _already_registered() from exc
-    return {"success": True, "webhook_id": endpoint_id, "webhook_url": url, "webhook_secret": secret}
 
 
 def _too_many_endpoints(limit: int) -> errors.Problem:
@@ -63,9 +74,11 @@ async def list_endpoints(ctx: Context, client: domain_tasks.Client) -> list[dict
     return [_public(row) for row in rows]
 
 
-async def delete(ctx: Context, client: domain_tasks.Client, endpoint_id: str) -> None:
-    async with db.write(ctx.engine) as conn:
+async def delete(ctx: Context, origin: audit.Origin, client: domain_tasks.Client, endpoint_id: str) -> None:
+    targets = {"webhook_id": audit.safe_id(endpoint_id)}
+    async with audit.changing(ctx, origin, "webhook.delete", targets) as change, db.write(ctx.engine) as conn:
         await _owned(conn, client, endpoint_id)
+        await change.write(conn, ctx.clock())
         # The secrets go with it: a deleted endpoint signs nothing, and nothing is kept to leak.
         await stored.update_endpoint(
             conn,
@@ -78,13 +91,20 @@ async def delete(ctx: Context, client: domain_tasks.Client, endpoint_id: str) ->
         )
 
 
-async def rotate_secret(ctx: Context, client: domain_tasks.Client, endpoint_id: str) -> dict[str, str]:
+async def rotate_secret(
+    ctx: Context, origin: audit.Origin, client: domain_tasks.Client, endpoint_id: str
+) -> dict[str, str]:
     """A new secret; the old one keeps signing alongside it for the overlap, then stops."""
     secret = signing.new_secret()
     now = ctx.clock()
     overlap = timedelta(seconds=ctx.webhooks.rotation_overlap_seconds)
-    async with db.write(ctx.engine) as conn:
+    targets = {"webhook_id": audit.safe_id(endpoint_id)}
+    async with (
+        audit.changing(ctx, origin, "webhook.rotate_secret", targets) as change,
+        db.write(ctx.engine) as conn,
+    ):
         endpoint = await _owned(conn, client, endpoint_id)
+        await change.write(conn, now)
         await stored.update_endpoint(
             conn,
             endpoint_id,
@@ -100,9 +120,13 @@ async def rotate_secret(ctx: Context, client: domain_tasks.Client, endpoint_id: 
     return {"id": endpoint_id, "secret": secret}
 
 
-async def enable(ctx: Context, client: domain_tasks.Client, endpoint_id: str) -> dict[str, Any]:
-    async with db.write(ctx.engine) as conn:
+async def enable(
+    ctx: Context, origin: audit.Origin, client: domain_tasks.Client, endpoint_id: str
+) -> dict[str, Any]:
+    targets = {"webhook_id": audit.safe_id(endpoint_id)}
+    async with audit.changing(ctx, origin, "webhook.enable", targets) as change, db.write(ctx.engine) as conn:
         await _owned(conn, client, endpoint_id)
+        await change.write(conn, ctx.clock())
         await stored.update_endpoint(
             conn, endpoint_id, ctx.clock(), status=stored.ACTIVE, disabled_reason=None, failing_since=None
         )
@@ -112,7 +136,15 @@ async def enable(ctx: Context, client: domain_tasks.Client, endpoint_id: str) ->
 
 
 async def recover(
-    ctx: Context, client: domain_tasks.Client, endpoint_id: str, body: object
+    ctx: Context, origin: audit.Origin, client: domain_tasks.Client, endpoint_id: str, body: object
+) -> dict[str, Any]:
+    targets = {"webhook_id": audit.safe_id(endpoint_id)}
+    async with audit.changing(ctx, origin, "webhook.recover", targets) as change:
+        return await _recover(ctx, change, client, endpoint_id, body)
+
+
+async def _recover(
+    ctx: Context, change: audit.Change, client: domain_tasks.Client, endpoint_id: str, body: object
 ) -> dict[str, Any]:
     since_value, after_event_id = _recover_fields(body)
     since = _parse_since(since_value)
@@ -129,6 +161,7 @@ async def recover(
         scheduled = 0
         for event_id, _created in found[:most]:
             scheduled += await schedule_delivery(ctx, conn, event_id, endpoint_id, client.id, now, "recover")
+        await change.write(conn, now)
     ctx.wake()
     answer: dict[str, Any] = {
         "success": True,
@@ -177,9 +210,12 @@ async def _after_event(
     return event["created_at"], event_id
 
 
-async def resend_event(ctx: Context, client: domain_tasks.Client, event_id: str) -> dict[str, Any]:
+async def resend_event(
+    ctx: Context, origin: audit.Origin, client: domain_tasks.Client, event_id: str
+) -> dict[str, Any]:
     now = ctx.clock()
-    async with db.write(ctx.engine) as conn:
+    targets = {"event_id": audit.safe_id(event_id)}
+    async with audit.changing(ctx, origin, "event.resend", targets) as change, db.write(ctx.engine) as conn:
         if not ids.plausible(event_id) or not await stored_events.event_belongs_to(conn, event_id, client.id):
             raise errors.not_found("Event")
         endpoints = await stored.list_endpoints(conn, client.id, active_only=True)
@@ -187,6 +223,7 @@ async def resend_event(ctx: Context, client: domain_tasks.Client, event_id: str)
             raise errors.Problem(400, "no_webhook_endpoint", "No active webhook endpoint to send to.")
         for endpoint in endpoints:
             await schedule_delivery(ctx, conn, event_id, endpoint["id"], client.id, now, "manual")
+        await change.write(conn, now)
     ctx.wake()
     return {"success": True, "event_id": event_id, "webhook_ids": [e["id"] for e in endpoints]}
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from emrtasks.api import deps, schemas
 from emrtasks.api.deps import ClientDep, Ctx, JsonBody
 from emrtasks.api.responses import JSON
-from emrtasks.service import audit, link
+from emrtasks.service import link
 
 router = APIRouter(prefix="/v1/link", tags=["link"])
 
@@ -20,8 +20,7 @@ router = APIRouter(prefix="/v1/link", tags=["link"])
     openapi_extra=schemas.request_body(schemas.LinkTokenCreate),
 )
 async def create_link_token(request: Request, ctx: Ctx, client: ClientDep, body: JsonBody) -> JSON:
-    async with audit.recorded(ctx, deps.origin(request, client=client), "link_token.create"):
-        created = await link.create_link_token(ctx, client, body)
+    created = await link.create_link_token(ctx, deps.origin(request, client=client), client, body)
     return JSON(created)
 
 
@@ -36,6 +35,5 @@ async def exchange_public_token(
     client: ClientDep,
     public_token: Annotated[str | None, Query(description="The pt_... token Link handed back.")] = None,
 ) -> JSON:
-    async with audit.recorded(ctx, deps.origin(request, client=client), "link_token.exchange"):
-        token = await link.exchange(ctx, client, public_token)
+    token = await link.exchange(ctx, deps.origin(request, client=client), client, public_token)
     return JSON({"success": True, "token": token})

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Request
 from emrtasks.api import deps, schemas
 from emrtasks.api.deps import ConnectionDep, Ctx, JsonBody
 from emrtasks.api.responses import JSON
-from emrtasks.service import admin, audit
+from emrtasks.service import admin
 
 router = APIRouter(prefix="/v1", tags=["settings"])
 _AUTH = (401, 403)
@@ -27,7 +27,5 @@ async def get_settings(connection: ConnectionDep) -> JSON:
     openapi_extra=schemas.request_body(schemas.SettingsUpdate),
 )
 async def update_settings(request: Request, ctx: Ctx, connection: ConnectionDep, body: JsonBody) -> JSON:
-    origin = deps.origin(request, connection=connection)
-    async with audit.recorded(ctx, origin, "connection.update_settings", {"connection_id": connection.id}):
-        data = await admin.update_settings(ctx, connection, body)
+    data = await admin.update_settings(ctx, deps.origin(request, connection=connection), connection, body)
     return JSON({"success": True, "data": data})

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Request
 from emrtasks.api import deps, schemas
 from emrtasks.api.deps import ClientDep, Ctx, JsonBody
 from emrtasks.api.responses import JSON
-from emrtasks.service import audit, webhooks
+from emrtasks.service import webhooks
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 _ERRORS = schemas.errors(400, 401, 404, 413)
@@ -19,9 +19,7 @@ _ERRORS = schemas.errors(400, 401, 404, 413)
     openapi_extra=schemas.request_body(schemas.WebhookRegistration),
 )
 async def register_webhook(request: Request, ctx: Ctx, client: ClientDep, body: JsonBody) -> JSON:
-    async with audit.recorded(ctx, deps.origin(request, client=client), "webhook.create") as targets:
-        created = await webhooks.register(ctx, client, body)
-        targets["webhook_id"] = str(created["webhook_id"])
+    created = await webhooks.register(ctx, deps.origin(request, client=client), client, body)
     return JSON(created, status_code=201)
 
 
@@ -40,9 +38,7 @@ async def list_webhooks(ctx: Ctx, client: ClientDep) -> JSON:
     responses={200: {"model": schemas.Message}, **schemas.errors(401, 404)},
 )
 async def delete_webhook(request: Request, ctx: Ctx, client: ClientDep, webhook_id: str) -> JSON:
-    origin = deps.origin(request, client=client)
-    async with audit.recorded(ctx, origin, "webhook.delete", {"webhook_id": audit.safe_id(webhook_id)}):
-        await webhooks.delete(ctx, client, webhook_id)
+    await webhooks.delete(ctx, deps.origin(request, client=client), client, webhook_id)
     return JSON({"success": True, "message": "Webhook URL removed successfully"})
 
 
@@ -52,10 +48,7 @@ async def delete_webhook(request: Request, ctx: Ctx, client: ClientDep, webhook_
     responses={200: {"model": schemas.WebhookRotated}, **schemas.errors(401, 404)},
 )
 async def rotate_webhook_secret(request: Request, ctx: Ctx, client: ClientDep, webhook_id: str) -> JSON:
-    origin = deps.origin(request, client=client)
-    targets = {"webhook_id": audit.safe_id(webhook_id)}
-    async with audit.recorded(ctx, origin, "webhook.rotate_secret", targets):
-        rotated = await webhooks.rotate_secret(ctx, client, webhook_id)
+    rotated = await webhooks.rotate_secret(ctx, deps.origin(request, client=client), client, webhook_id)
     return JSON({"success": True, "webhook": rotated})
 
 
@@ -65,9 +58,7 @@ async def rotate_webhook_secret(request: Request, ctx: Ctx, client: ClientDep, w
     responses={200: {"model": schemas.WebhookEnabled}, **schemas.errors(401, 404)},
 )
 async def enable_webhook(request: Request, ctx: Ctx, client: ClientDep, webhook_id: str) -> JSON:
-    origin = deps.origin(request, client=client)
-    async with audit.recorded(ctx, origin, "webhook.enable", {"webhook_id": audit.safe_id(webhook_id)}):
-        enabled = await webhooks.enable(ctx, client, webhook_id)
+    enabled = await webhooks.enable(ctx, deps.origin(request, client=client), client, webhook_id)
     return JSON({"success": True, "webhook": enabled})
 
 
@@ -81,9 +72,7 @@ async def enable_webhook(request: Request, ctx: Ctx, client: ClientDep, webhook_
 async def recover_webhook(
     request: Request, ctx: Ctx, client: ClientDep, webhook_id: str, body: JsonBody
 ) -> JSON:
-    origin = deps.origin(request, client=client)
-    async with audit.recorded(ctx, origin, "webhook.recover", {"webhook_id": audit.safe_id(webhook_id)}):
-        recovered = await webhooks.recover(ctx, client, webhook_id, body)
+    recovered = await webhooks.recover(ctx, deps.origin(request, client=client), client, webhook_id, body)
     return JSON(recovered, status_code=202)
 
 
@@ -94,7 +83,5 @@ async def recover_webhook(
     responses={202: {"model": schemas.EventResend}, **schemas.errors(400, 401, 404)},
 )
 async def resend_event(request: Request, ctx: Ctx, client: ClientDep, event_id: str) -> JSON:
-    origin = deps.origin(request, client=client)
-    async with audit.recorded(ctx, origin, "event.resend", {"event_id": audit.safe_id(event_id)}):
-        resent = await webhooks.resend_event(ctx, client, event_id)
+    resent = await webhooks.resend_event(ctx, deps.origin(request, client=client), client, event_id)
     return JSON(resent, status_code=202)

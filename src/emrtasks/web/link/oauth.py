@@ -46,7 +46,11 @@ async def finish_oauth(request: Request) -> Response:
     mode, token = _oauth_cookie(request)
     try:
         view, result = await link.finish_oauth(
-            pages.context_of(request), query.get("state"), query.get("code"), query.get("error")
+            pages.context_of(request),
+            query.get("state"),
+            query.get("code"),
+            query.get("error"),
+            origin=pages.origin_of(request),
         )
     except errors.Problem as problem:
         return _forget(pages.error_page(problem, lightbox=mode == pages.LIGHTBOX))

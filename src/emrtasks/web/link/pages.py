@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from emrtasks.domain import errors
-from emrtasks.service import link
+from emrtasks.service import audit, link
 from emrtasks.service.context import Context
 from emrtasks.web.link import guard, words
 
@@ -92,6 +92,16 @@ def redirect(url: str, origins: tuple[str, ...]) -> RedirectResponse:
 def context_of(request: Request) -> Context:
     ctx: Context = request.app.state.ctx
     return ctx
+
+
+def origin_of(request: Request) -> audit.Origin:
+    """Where a Link page's request came from, for the audit trail (the service names the person)."""
+    source = request.client.host if request.client else None
+    rid = request.scope.get(_REQUEST_ID_KEY)  # set by the app's X-Request-Id middleware
+    return audit.Origin(audit.LINK_USER, None, source_address=source, request_id=rid)
+
+
+_REQUEST_ID_KEY = "emrtasks.request_id"
 
 
 def mode_of(text: str | None) -> str:
@@ -287,7 +297,7 @@ async def submit_credentials(request: Request) -> Response:
         return entry
     try:
         result = await link.submit_credentials(
-            context_of(request), page.token, entry.name, posted.rules, values
+            context_of(request), page.token, entry.name, posted.rules, values, origin=origin_of(request)
         )
     except errors.Problem as problem:
         return refused(page, entry, posted, problem.message, None, problem)
