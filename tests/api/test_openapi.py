@@ -1,6 +1,8 @@
 """The documented surface: /openapi.json covers every /v1 route with its error responses (ErrorBody), and
 routing failures (unknown route 404, wrong method 405) answer with the contract's error body."""
 
+import re
+
 import pytest
 from fastapi.routing import APIRoute
 
@@ -111,6 +113,70 @@ async def test_the_error_body_schema_matches_the_contract(spec):
     assert set(schema["required"]) >= {"error", "message"}
     field_error = spec["components"]["schemas"]["FieldErrorBody"]
     assert set(field_error["properties"]) == {"field", "code", "message"}
+
+
+CLIENT_ONLY = {"client_id": [], "client_secret": []}
+CONNECTION = {**CLIENT_ONLY, "access_token": []}
+
+
+async def test_every_2xx_answer_is_documented_as_exactly_its_model(spec):
+    wrong = []
+    for (method, path), operation in _v1_operations(spec).items():
+        for status, response in operation["responses"].items():
+            schema = response.get("content", {}).get("application/json", {}).get("schema")
+            if status.startswith("2") and (set(schema or {}) != {"$ref"}):
+                wrong.append(f"{method.upper()} {path} {status}: {schema}")
+    assert wrong == []
+    for path, model in (
+        ("/healthz", "Health"),
+        ("/readyz", "Health"),
+        ("/.well-known/jwks.json", "JsonWebKeySet"),
+    ):
+        assert _schema_ref(spec["paths"][path]["get"]["responses"]["200"]) == f"#/components/schemas/{model}"
+
+
+async def test_every_authenticated_operation_requires_its_headers_together_in_one_requirement(spec):
+    for (method, path), operation in _v1_operations(spec).items():
+        security = operation["security"]
+        if path.startswith(("/v1/webhook/", "/v1/link/")) or (method, path) in {
+            ("get", "/v1/webhook"),
+            ("post", "/v1/webhook"),
+            ("post", "/v1/webhook-events/{event_id}/retry"),
+        }:
+            assert security == [CLIENT_ONLY], f"{method} {path}"
+        elif (method, path) == ("get", "/v1/webhook-events"):
+            assert security == [CONNECTION, CLIENT_ONLY]  # access_token narrows to one connection
+        else:
+            assert security == [CONNECTION], f"{method} {path}"
+
+
+async def test_429_and_503_document_when_to_retry(spec):
+    for (method, path), operation in _v1_operations(spec).items():
+        limited = operation["responses"]["429"]["headers"]
+        assert {"Retry-After", "RateLimit-Policy", "RateLimit"} <= set(limited), f"{method} {path}"
+        assert limited["Retry-After"]["required"] is True
+        assert "Retry-After" in operation["responses"]["503"]["headers"], f"{method} {path}"
+
+
+async def test_create_task_links_to_reading_its_task_and_job(spec):
+    links = spec["paths"]["/v1/tasks"]["post"]["responses"]["202"]["links"]
+    assert links["GetTask"] == {
+        "operationId": "get_task",
+        "parameters": {"task_id": "$response.body#/task_id"},
+    }
+    assert links["GetJob"] == {"operationId": "get_job", "parameters": {"job_id": "$response.body#/job_id"}}
+    operation_ids = {op["operationId"] for item in spec["paths"].values() for op in item.values()}
+    assert {"get_task", "get_job", "create_task"} <= operation_ids
+
+
+async def test_request_bodies_refuse_unknown_fields_and_blank_required_strings(spec):
+    body = spec["paths"]["/v1/tasks"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["additionalProperties"] is False
+    assert re.fullmatch(body["properties"]["description"]["pattern"], " \n ") is None
+    assert re.fullmatch(body["properties"]["patient_mrn"]["pattern"], " MRN-1 ")
+    assert re.fullmatch(body["properties"]["patient_mrn"]["pattern"], "MRN\u200b1") is None
+    settings = spec["paths"]["/v1/settings"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert settings["properties"]["access_token_reference_id"]["maxLength"] == 255
 
 
 async def test_the_three_cobalt_headers_are_documented_as_security_schemes(spec):

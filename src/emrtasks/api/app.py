@@ -4,10 +4,9 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
 import emrtasks
-from emrtasks.api import errors, request_id
+from emrtasks.api import errors, openapi, request_id
 from emrtasks.api.responses import JSON
 from emrtasks.api.routes import (
     access_token,
@@ -40,6 +39,7 @@ def create_app(ctx: Context, *, max_body_bytes: int = 1_048_576, bench_routes: b
         default_response_class=JSON,
         docs_url="/docs",
         redoc_url=None,
+        generate_unique_id_function=openapi.operation_id,
     )
     app.state.ctx = ctx
     app.state.max_body_bytes = max_body_bytes
@@ -55,49 +55,9 @@ def create_app(ctx: Context, *, max_body_bytes: int = 1_048_576, bench_routes: b
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI documents a 422 for bad parameters; we answer those with 400 and the error body."""
     if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
-        for path in schema.get("paths", {}).values():
-            for operation in path.values():
-                responses = operation.get("responses", {})
-                _document_limits(operation, responses)
-                if responses.pop("422", None) is not None and "400" not in responses:
-                    responses["400"] = {
-                        "description": "A parameter is invalid",
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
-                        },
-                    }
-        components = schema.get("components", {}).get("schemas", {})
-        for unused in ("HTTPValidationError", "ValidationError"):
-            components.pop(unused, None)
-        app.openapi_schema = schema
+        app.openapi_schema = openapi.document(app)
     return app.openapi_schema
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
-    }
-
-
-def _document_limits(operation: dict[str, Any], responses: dict[str, Any]) -> None:
-    """What every route with a body (415) and every authenticated route (429) may answer
-    (docs/security.md)."""
-    if "requestBody" in operation:
-        responses.setdefault("415", _error("The body is not declared Content-Type: application/json"))
-    if "401" in responses:
-        responses.setdefault(
-            "429",
-            _error(
-                "Past the client's or the connection's rate limit: Retry-After, RateLimit-Policy and "
-                "RateLimit (draft-ietf-httpapi-ratelimit-headers-10) say when to retry"
-            ),
-        )
 
 
 class StripQuery(logging.Filter):

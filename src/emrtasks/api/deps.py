@@ -72,6 +72,15 @@ CONNECTION_SECURITY: dict[str, Any] = {
 }
 
 
+# Without access_token, the client's own view; with one, that connection's.
+OPTIONAL_CONNECTION_SECURITY: dict[str, Any] = {
+    "security": [
+        {"client_id": [], "client_secret": [], "access_token": []},
+        {"client_id": [], "client_secret": []},
+    ]
+}
+
+
 async def get_optional_connection(
     ctx: Ctx,
     client: ClientDep,

@@ -3,11 +3,12 @@
 from typing import Any
 
 import orjson
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 
 
-class JSON(Response):
-    media_type = "application/json"
+class JSON(JSONResponse):
+    """A `JSONResponse` (so OpenAPI documents each answer by its model, not as a string) rendered by
+    orjson."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)

@@ -1,8 +1,26 @@
-"""The public contract's shapes, for OpenAPI. Routes build their bodies directly; these document them."""
+"""The public contract's shapes, for OpenAPI. Routes build their bodies directly; these document them.
 
-from typing import Any
+Request bodies say what the service's validators enforce (`api/patterns.py`) and refuse unknown fields,
+as the server does; answers are exactly what the routes return.
+"""
 
-from pydantic import BaseModel, Field
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from emrtasks.api import patterns
+
+_STRICT = ConfigDict(extra="forbid")
+_Id = Annotated[str, WithJsonSchema({"type": "string", "pattern": patterns.ID})]
+
+
+def _text(description: str, pattern: str, max_length: int | None = None, **kwargs: Any) -> Any:
+    """A string field documented with the pattern the server enforces (not compiled here: the models only
+    describe bodies that the service validates)."""
+    extra: dict[str, Any] = {"pattern": pattern}
+    if max_length is not None:
+        extra["maxLength"] = max_length
+    return Field(description=description, json_schema_extra=extra, **kwargs)
 
 
 class FieldErrorBody(BaseModel):
@@ -18,13 +36,32 @@ class ErrorBody(BaseModel):
     errors: list[FieldErrorBody] | None = Field(default=None, description="Every field at fault.")
 
 
+_PER_CONNECTION = (
+    " Which fields the connection's EMR requires or refuses, and their lengths, are its own: "
+    "`GET /v1/tasks/requirements`. A blank value counts as absent."
+)
+
+
 class CreateTaskRequest(BaseModel):
-    description: str = Field(description="Task description/body content. Always required.")
-    patient_mrn: str = Field(description="Medical Record Number of the patient. Always required.")
-    subject: str | None = Field(default=None, description="Conditionally required.")
-    assignee_user_id: str | None = Field(default=None, description="Conditionally required.")
-    phone_call_type_id: str | None = Field(default=None, description="Conditionally required.")
-    notify_list: list[str] | None = Field(default=None, description="User ids to notify.")
+    model_config = _STRICT
+
+    description: str = _text(
+        "Task description/body content. Always required." + _PER_CONNECTION, patterns.TEXT
+    )
+    patient_mrn: str = _text("Medical Record Number of the patient. Always required.", patterns.ID)
+    subject: str | None = _text(
+        "Conditionally required." + _PER_CONNECTION, patterns.OPTIONAL_TEXT, default=None
+    )
+    assignee_user_id: str | None = _text(
+        "Conditionally required: an id from `GET /v1/users`.", patterns.OPTIONAL_ID, default=None
+    )
+    phone_call_type_id: str | None = _text(
+        "Conditionally required: an id from `GET /v1/phone-call-types`.", patterns.OPTIONAL_ID, default=None
+    )
+    notify_list: list[_Id] | None = Field(
+        default=None,
+        description="User ids to notify (from `GET /v1/users`); no blank entry.",
+    )
 
 
 class Accepted(BaseModel):
@@ -135,7 +172,13 @@ class SettingsResponse(BaseModel):
 
 
 class SettingsUpdate(BaseModel):
-    access_token_reference_id: str
+    model_config = _STRICT
+
+    access_token_reference_id: str = _text(
+        "Your id for the connection, echoed in its events (trimmed; at most 255 characters).",
+        patterns.ID,
+        255,
+    )
 
 
 class Attempt(BaseModel):
@@ -175,7 +218,14 @@ class EmrTasksResponse(BaseModel):
 
 
 class WebhookRegistration(BaseModel):
-    webhook_url: str = Field(description="https:// URL (http:// only with EMRTASKS_WEBHOOK_ALLOW_INSECURE)")
+    model_config = _STRICT
+
+    webhook_url: str = _text(
+        "https:// URL (http:// only with EMRTASKS_WEBHOOK_ALLOW_INSECURE) whose host resolves to public "
+        "addresses only (unless EMRTASKS_WEBHOOK_ALLOW_PRIVATE)",
+        patterns.TEXT,
+        2048,
+    )
 
 
 class WebhookCreated(BaseModel):
@@ -226,9 +276,11 @@ class WebhookEnabled(BaseModel):
 
 
 class WebhookRecover(BaseModel):
-    since: str = Field(description="ISO 8601 time with a zone, e.g. 2026-11-30T10:00:00Z")
-    after_event_id: str | None = Field(
-        default=None, description="Go on after this event (from a previous answer's `next`)."
+    model_config = _STRICT
+
+    since: str = _text("ISO 8601 time with a zone, e.g. 2026-11-30T10:00:00Z", patterns.TEXT)
+    after_event_id: str | None = _text(
+        "Go on after this event (from a previous answer's `next`).", patterns.OUR_ID, default=None
     )
 
 
@@ -256,19 +308,34 @@ class EventResend(BaseModel):
 
 
 class LinkTokenCreate(BaseModel):
-    user_id: str = Field(description="Your id for the person linking (never PII). Required.")
-    org_id: str = Field(description="Your id for the clinic (never PII). Required.")
-    emr_name: str | None = Field(default=None, description="Preselect the EMR, e.g. sandbox or drchrono.")
-    emr_instance_domain: str | None = Field(default=None, description="Preselect the EMR instance.")
-    access_token: str | None = Field(
-        default=None, description="Update mode: repair this connection; the exchange answers its token again."
+    """Every field is trimmed; a blank optional one counts as absent."""
+
+    model_config = _STRICT
+
+    user_id: str = _text("Your id for the person linking (never PII). Required.", patterns.ID, 255)
+    org_id: str = _text("Your id for the clinic (never PII). Required.", patterns.ID, 255)
+    emr_name: str | None = _text(
+        "Preselect the EMR, e.g. sandbox or drchrono.", patterns.OPTIONAL_TEXT, 255, default=None
     )
-    callback_url: str | None = Field(
+    emr_instance_domain: str | None = _text(
+        "Preselect the EMR instance.", patterns.OPTIONAL_TEXT, 255, default=None
+    )
+    access_token: str | None = _text(
+        "Update mode: repair this connection; the exchange answers its token again.",
+        patterns.OPTIONAL_TEXT,
+        255,
         default=None,
-        description="New-window mode: Link redirects to callback_url?token=pt_... . https (http on "
-        "loopback only); its origin must be one of the client's allowed origins.",
     )
-    reference_id: str | None = Field(default=None, description="The connection's access_token_reference_id.")
+    callback_url: str | None = _text(
+        "New-window mode: Link redirects to callback_url?token=pt_... . https (http on "
+        "loopback only); its origin must be one of the client's allowed origins.",
+        patterns.OPTIONAL_TEXT,
+        2048,
+        default=None,
+    )
+    reference_id: str | None = _text(
+        "The connection's access_token_reference_id.", patterns.OPTIONAL_ID, 255, default=None
+    )
 
 
 class LinkTokenCreated(BaseModel):
@@ -276,6 +343,17 @@ class LinkTokenCreated(BaseModel):
     token: str = Field(description="lt_...: single-use, expires after 30 minutes.")
     expires_at: str
     link_url: str = Field(description="The Link page for this token: <public URL>/link?token=lt_...")
+
+
+class Health(BaseModel):
+    success: bool = True
+    status: str = Field(description="ok (liveness) or ready (readiness)")
+
+
+class JsonWebKeySet(BaseModel):
+    """RFC 7517: `{"keys": [...]}`, each key a public JWK (kty, kid, alg, use and its public parameters)."""
+
+    keys: list[dict[str, Any]]
 
 
 class LinkTokenExchanged(BaseModel):

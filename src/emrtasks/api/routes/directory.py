@@ -11,12 +11,13 @@ from emrtasks.service import audit, directory
 
 router = APIRouter(prefix="/v1", tags=["directory"])
 _AUTH = (401, 403)
+_EMR = (502, 503)  # the EMR failed to answer, or asks us to slow down (Retry-After)
 
 
 @router.get(
     "/users",
     summary="The EMR's users: valid assignee_user_id and notify_list values",
-    responses={200: {"model": schemas.UsersResponse}, **schemas.errors(*_AUTH, 503)},
+    responses={200: {"model": schemas.UsersResponse}, **schemas.errors(*_AUTH, *_EMR)},
 )
 async def list_users(ctx: Ctx, connection: ConnectionDep) -> JSON:
     return JSON({"success": True, "users": await directory.users(ctx, connection)})
@@ -25,7 +26,7 @@ async def list_users(ctx: Ctx, connection: ConnectionDep) -> JSON:
 @router.get(
     "/phone-call-types",
     summary="The EMR's phone call types: valid phone_call_type_id values",
-    responses={200: {"model": schemas.CallTypesResponse}, **schemas.errors(*_AUTH, 503)},
+    responses={200: {"model": schemas.CallTypesResponse}, **schemas.errors(*_AUTH, *_EMR)},
 )
 async def list_call_types(ctx: Ctx, connection: ConnectionDep) -> JSON:
     found = await directory.call_types(ctx, connection)
@@ -35,7 +36,7 @@ async def list_call_types(ctx: Ctx, connection: ConnectionDep) -> JSON:
 @router.get(
     "/patients",
     summary="Look patients up by MRN (Cobalt-compatible, paginated)",
-    responses={200: {"model": schemas.PatientsResponse}, **schemas.errors(400, *_AUTH, 503)},
+    responses={200: {"model": schemas.PatientsResponse}, **schemas.errors(400, *_AUTH, *_EMR)},
 )
 async def list_patients(
     request: Request,

@@ -16,6 +16,7 @@ router = APIRouter(prefix="/v1", tags=["events"])
     "/webhook-events",
     summary="Events for this client; with an access_token, only that connection's",
     responses={200: {"model": schemas.EventsResponse}, **schemas.errors(400, 401, 403)},
+    openapi_extra=deps.OPTIONAL_CONNECTION_SECURITY,
 )
 async def list_events(
     request: Request,

@@ -10,12 +10,16 @@ from emrtasks.service import health
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness")
+@router.get("/healthz", summary="Liveness", responses={200: {"model": schemas.Health}})
 async def healthz() -> JSON:
     return JSON({"success": True, "status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness: the database is reachable", responses=schemas.errors(503))
+@router.get(
+    "/readyz",
+    summary="Readiness: the database is reachable",
+    responses={200: {"model": schemas.Health}, **schemas.errors(503)},
+)
 async def readyz(ctx: Ctx) -> JSON:
     await health.check_database(ctx)
     return JSON({"success": True, "status": "ready"})

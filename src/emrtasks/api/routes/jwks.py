@@ -18,7 +18,7 @@ CACHE_CONTROL = "public, max-age=300"
 @router.get(
     "/.well-known/jwks.json",
     summary="The deployment's public signing keys (RFC 7517 JWK Set)",
-    responses=schemas.errors(503),
+    responses={200: {"model": schemas.JsonWebKeySet}, **schemas.errors(503)},
 )
 async def jwks(ctx: Ctx) -> JSON:
     return JSON(await keys.jwks(ctx.engine), headers={"cache-control": CACHE_CONTROL})

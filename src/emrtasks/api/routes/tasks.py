@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Request
 
-from emrtasks.api import deps, schemas
+from emrtasks.api import deps, patterns, schemas
 from emrtasks.api.deps import ConnectionDep, Ctx
 from emrtasks.api.responses import JSON
 from emrtasks.service import audit, directory, tasks
@@ -13,7 +13,7 @@ _IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "schema": {"type": "string"},
+    "schema": {"type": "string", "pattern": patterns.IDEMPOTENCY_KEY},
     "description": "Same key and body: the first answer again (Idempotent-Replayed: true); "
     "another body: 422; while the first is in flight: 409. Kept 24 hours.",
 }
@@ -23,7 +23,7 @@ _IDEMPOTENCY_KEY = {
     "/tasks",
     status_code=202,
     summary="Create a task in the connection's EMR",
-    responses={202: {"model": schemas.Accepted}, **schemas.errors(400, *_AUTH, 409, 413, 422, 503)},
+    responses={202: {"model": schemas.Accepted}, **schemas.errors(400, *_AUTH, 409, 413, 422, 502, 503)},
     openapi_extra=schemas.request_body(schemas.CreateTaskRequest)
     | deps.CONNECTION_SECURITY
     | {"parameters": [_IDEMPOTENCY_KEY]},

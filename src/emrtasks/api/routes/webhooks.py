@@ -15,7 +15,7 @@ _ERRORS = schemas.errors(400, 401, 404, 413)
     "/webhook",
     status_code=201,
     summary="Register a webhook URL; its secret is shown once",
-    responses={201: {"model": schemas.WebhookCreated}, **_ERRORS, **schemas.errors(409)},
+    responses={201: {"model": schemas.WebhookCreated}, **schemas.errors(400, 401, 409, 413)},
     openapi_extra=schemas.request_body(schemas.WebhookRegistration),
 )
 async def register_webhook(request: Request, ctx: Ctx, client: ClientDep, body: JsonBody) -> JSON:
