@@ -61,11 +61,11 @@ class Service:
         )
         return {**client, "access_token": connection["access_token"]}
 
-    def start(self) -> None:
+    def start(self, *options: str) -> None:
         self.starts += 1
         log = open(self.log_dir / f"serve-{self.starts}.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "emrtasks.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "emrtasks.cli", "serve", "--port", str(self.port), *options],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -6,7 +6,7 @@ from typing import Any
 from fastapi import FastAPI
 
 import emrtasks
-from emrtasks.api import errors, openapi, request_id
+from emrtasks.api import docs, errors, openapi, request_id
 from emrtasks.api.responses import JSON
 from emrtasks.api.routes import (
     access_token,
@@ -37,7 +37,7 @@ def create_app(ctx: Context, *, max_body_bytes: int = 1_048_576, bench_routes: b
         version=emrtasks.__version__,
         description=DESCRIPTION,
         default_response_class=JSON,
-        docs_url="/docs",
+        docs_url=None,  # api/docs.py serves /docs and /redoc from our own origin
         redoc_url=None,
         generate_unique_id_function=openapi.operation_id,
     )
@@ -45,6 +45,7 @@ def create_app(ctx: Context, *, max_body_bytes: int = 1_048_576, bench_routes: b
     app.state.max_body_bytes = max_body_bytes
     for module in (tasks, directory, settings, events, webhooks, access_token, jwks, link, sandbox, health):
         app.include_router(module.router)
+    app.include_router(docs.router)
     if bench_routes:
         app.include_router(bench.router)
     errors.install(app)

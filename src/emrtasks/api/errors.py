@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from emrtasks.api.responses import JSON
 from emrtasks.domain import errors
@@ -53,10 +54,24 @@ async def _on_bad_request(_request: Request, exc: RequestValidationError) -> JSO
     return render(errors.Problem(400, "invalid_parameter", message, tuple(found)))
 
 
-async def _on_http(_request: Request, exc: HTTPException) -> JSON:
+async def _on_http(request: Request, exc: HTTPException) -> JSON:
     code = _HTTP_ERRORS.get(exc.status_code, "http_error")
     message = "Not found." if exc.status_code == 404 else str(exc.detail)
-    return render(errors.Problem(exc.status_code, code, message, headers=tuple((exc.headers or {}).items())))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return render(errors.Problem(exc.status_code, code, message, headers=tuple(headers.items())))
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method of every route at this path (RFC 9110 section 15.5.6): Starlette names only those of
+    the first route that matched, and `/v1/settings` has one route for GET and another for POST."""
+    found: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            found.update(getattr(route, "methods", None) or ())
+    return sorted(found)
 
 
 async def _on_database_error(request: Request, exc: Exception) -> JSON:

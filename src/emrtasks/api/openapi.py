@@ -104,6 +104,8 @@ def _add_links(paths: dict[str, Any]) -> None:
         "DeleteWebhook": ("delete_webhook", webhook),
     }
     _link(paths, ("/v1/webhook", "post", "201"), endpoint_operations)
+    first_event = {"event_id": "$response.body#/webhook_events/0/id"}
+    _link(paths, ("/v1/webhook-events", "get", "200"), {"ResendEvent": ("resend_event", first_event)})
 
 
 def _link(

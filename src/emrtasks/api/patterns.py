@@ -61,6 +61,10 @@ ID = rf"^\s*{_ID_CORE}\s*$"
 OPTIONAL_ID = rf"^\s*(?:{_ID_CORE}\s*)?$"
 """An optional id: blank reads as absent; otherwise as `ID`."""
 
+WEBHOOK_URL = r"^\s*[Hh][Tt][Tt][Pp][Ss]?://[^\u0000-\u0020\u007F]+\s*$"
+"""An http(s) URL with a host and no space or control character inside (trimmed first); which hosts and
+schemes are allowed is the deployment's (`EMRTASKS_WEBHOOK_ALLOW_INSECURE`, `..._ALLOW_PRIVATE`)."""
+
 OUR_ID = r"^[0-9A-Za-z_-]{1,64}$"
 """One of our ids (`evt_...`): anything else cannot name a row."""
 

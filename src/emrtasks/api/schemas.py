@@ -223,7 +223,7 @@ class WebhookRegistration(BaseModel):
     webhook_url: str = _text(
         "https:// URL (http:// only with EMRTASKS_WEBHOOK_ALLOW_INSECURE) whose host resolves to public "
         "addresses only (unless EMRTASKS_WEBHOOK_ALLOW_PRIVATE)",
-        patterns.TEXT,
+        patterns.WEBHOOK_URL,
         2048,
     )
 
@@ -278,7 +278,10 @@ class WebhookEnabled(BaseModel):
 class WebhookRecover(BaseModel):
     model_config = _STRICT
 
-    since: str = _text("ISO 8601 time with a zone, e.g. 2026-11-30T10:00:00Z", patterns.TEXT)
+    since: str = Field(
+        description="ISO 8601 time with a zone, e.g. 2026-11-30T10:00:00Z",
+        json_schema_extra={"format": "date-time"},
+    )
     after_event_id: str | None = _text(
         "Go on after this event (from a previous answer's `next`).", patterns.OUR_ID, default=None
     )
