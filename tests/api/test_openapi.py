@@ -3,6 +3,7 @@ routing failures (unknown route 404, wrong method 405) answer with the contract'
 
 import re
 
+import openapi_spec_validator
 import pytest
 from fastapi.routing import APIRoute
 
@@ -47,6 +48,12 @@ def _schema_ref(response):
     return response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
 
 
+def _body_schema(spec, operation):
+    """The request body's schema, found where its `$ref` points."""
+    ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    return spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+
+
 def _api_routes(routes):
     """Every APIRoute of the app, looking inside included routers (FastAPI may or may not flatten them)."""
     for route in routes:
@@ -55,6 +62,10 @@ def _api_routes(routes):
         inner = getattr(route, "original_router", None)
         if inner is not None:
             yield from _api_routes(inner.routes)
+
+
+async def test_the_document_is_valid_openapi_3_1_with_every_reference_resolved(spec):
+    openapi_spec_validator.validate(spec)
 
 
 async def test_openapi_documents_every_contract_operation(spec):
@@ -170,12 +181,12 @@ async def test_create_task_links_to_reading_its_task_and_job(spec):
 
 
 async def test_request_bodies_refuse_unknown_fields_and_blank_required_strings(spec):
-    body = spec["paths"]["/v1/tasks"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    body = _body_schema(spec, spec["paths"]["/v1/tasks"]["post"])
     assert body["additionalProperties"] is False
     assert re.fullmatch(body["properties"]["description"]["pattern"], " \n ") is None
     assert re.fullmatch(body["properties"]["patient_mrn"]["pattern"], " MRN-1 ")
     assert re.fullmatch(body["properties"]["patient_mrn"]["pattern"], "MRN\u200b1") is None
-    settings = spec["paths"]["/v1/settings"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    settings = _body_schema(spec, spec["paths"]["/v1/settings"]["post"])
     assert settings["properties"]["access_token_reference_id"]["maxLength"] == 255
 
 
@@ -187,7 +198,7 @@ async def test_the_three_cobalt_headers_are_documented_as_security_schemes(spec)
 
 async def test_create_task_documents_its_body_and_202_answer(spec):
     operation = spec["paths"]["/v1/tasks"]["post"]
-    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    body = _body_schema(spec, operation)
     assert set(body["properties"]) == {
         "description",
         "patient_mrn",
@@ -247,7 +258,7 @@ async def test_create_task_documents_its_credentials_and_idempotency_key(spec):
 
 async def test_link_token_create_documents_its_body_and_answer(spec):
     operation = spec["paths"]["/v1/link/token/create"]["post"]
-    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    body = _body_schema(spec, operation)
     assert set(body["properties"]) == {
         "user_id",
         "org_id",

@@ -16,6 +16,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
+from emrtasks.api import schemas
+
 _ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
 _FASTAPI_422 = "#/components/schemas/HTTPValidationError"
 
@@ -33,9 +35,11 @@ def document(app: FastAPI) -> dict[str, Any]:
             _merge_security(operation)
             _document_statuses(operation)
     _add_links(schema.get("paths", {}))
-    components = schema.get("components", {}).get("schemas", {})
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
+    for model in schemas.REQUEST_BODIES:
+        components[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
     return schema
 
 
