@@ -19,11 +19,21 @@ _IDEMPOTENCY_KEY = {
 }
 
 
+_REPLAYED = {
+    "description": "`true` when this is the first answer to the same Idempotency-Key and body, again",
+    "required": False,
+    "schema": {"type": "string", "enum": ["true"]},
+}
+
+
 @router.post(
     "/tasks",
     status_code=202,
     summary="Create a task in the connection's EMR",
-    responses={202: {"model": schemas.Accepted}, **schemas.errors(400, *_AUTH, 409, 413, 422, 502, 503)},
+    responses={
+        202: {"model": schemas.Accepted, "headers": {"Idempotent-Replayed": _REPLAYED}},
+        **schemas.errors(400, *_AUTH, 409, 413, 422, 502, 503),
+    },
     openapi_extra=schemas.request_body(schemas.CreateTaskRequest)
     | deps.CONNECTION_SECURITY
     | {"parameters": [_IDEMPOTENCY_KEY]},
