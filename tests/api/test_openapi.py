@@ -187,7 +187,9 @@ async def test_request_bodies_refuse_unknown_fields_and_blank_required_strings(s
     assert re.fullmatch(body["properties"]["patient_mrn"]["pattern"], " MRN-1 ")
     assert re.fullmatch(body["properties"]["patient_mrn"]["pattern"], "MRN\u200b1") is None
     settings = _body_schema(spec, spec["paths"]["/v1/settings"]["post"])
-    assert settings["properties"]["access_token_reference_id"]["maxLength"] == 255
+    reference = settings["properties"]["access_token_reference_id"]["pattern"]
+    assert re.fullmatch(reference, " " + "r" * 255 + " ")  # counted after trimming, as the server does
+    assert re.fullmatch(reference, "r" * 256) is None
 
 
 async def test_the_three_cobalt_headers_are_documented_as_security_schemes(spec):

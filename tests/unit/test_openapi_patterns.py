@@ -108,3 +108,35 @@ def test_notify_list_entries_match_the_id_pattern_exactly_when_the_server_takes_
 )
 def test_the_idempotency_key_pattern_takes_one_to_255_printable_characters(key, valid):
     assert (re.fullmatch(patterns.IDEMPOTENCY_KEY, key) is not None) == valid
+
+
+def test_the_whitespace_ranges_are_what_str_strip_removes():
+    listed = {code for low, high in patterns.WHITESPACE for code in range(low, high + 1)}
+    assert listed == {code for code in range(sys.maxunicode + 1) if chr(code).isspace()}
+
+
+@settings(max_examples=300)
+@given(TEXTS, st.integers(min_value=2, max_value=6))
+@example(" abc ", 3)
+@example("abcd", 3)
+def test_a_bounded_id_counts_its_length_after_trimming_as_the_server_does(value, most):
+    bounded = re.fullmatch(patterns.trimmed(patterns.REFUSED_CLASS, most), value) is not None
+    unbounded = re.fullmatch(patterns.ID, value) is not None
+    assert bounded == (unbounded and len(value.strip()) <= most)
+
+
+@pytest.mark.parametrize(
+    ("url", "valid"),
+    [
+        ("https://hooks.example.com/x", True),
+        (" HTTPS://h/ ", True),
+        ("https://" + "h" * 2040, True),
+        ("https://" + "h" * 2041, False),
+        ("http://" + "h" * 2041, True),
+        ("ftp://h", False),
+        ("https://h/a b", False),
+        ("https://", False),
+    ],
+)
+def test_the_webhook_url_pattern_takes_http_urls_of_at_most_2048_characters_once_trimmed(url, valid):
+    assert (re.fullmatch(patterns.WEBHOOK_URL, url) is not None) == valid

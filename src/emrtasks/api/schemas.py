@@ -14,13 +14,11 @@ _STRICT = ConfigDict(extra="forbid")
 _Id = Annotated[str, WithJsonSchema({"type": "string", "pattern": patterns.ID})]
 
 
-def _text(description: str, pattern: str, max_length: int | None = None, **kwargs: Any) -> Any:
-    """A string field documented with the pattern the server enforces (not compiled here: the models only
-    describe bodies that the service validates)."""
-    extra: dict[str, Any] = {"pattern": pattern}
-    if max_length is not None:
-        extra["maxLength"] = max_length
-    return Field(description=description, json_schema_extra=extra, **kwargs)
+def _text(description: str, pattern: str, **kwargs: Any) -> Any:
+    """A string field documented with the pattern the server enforces, length limits included (counted
+    after trimming, as the server counts them). Not compiled here: the models only describe bodies that
+    the service validates."""
+    return Field(description=description, json_schema_extra={"pattern": pattern}, **kwargs)
 
 
 class FieldErrorBody(BaseModel):
@@ -176,8 +174,7 @@ class SettingsUpdate(BaseModel):
 
     access_token_reference_id: str = _text(
         "Your id for the connection, echoed in its events (trimmed; at most 255 characters).",
-        patterns.ID,
-        255,
+        patterns.ID_255,
     )
 
 
@@ -224,7 +221,6 @@ class WebhookRegistration(BaseModel):
         "https:// URL (http:// only with EMRTASKS_WEBHOOK_ALLOW_INSECURE) whose host resolves to public "
         "addresses only (unless EMRTASKS_WEBHOOK_ALLOW_PRIVATE)",
         patterns.WEBHOOK_URL,
-        2048,
     )
 
 
@@ -315,29 +311,27 @@ class LinkTokenCreate(BaseModel):
 
     model_config = _STRICT
 
-    user_id: str = _text("Your id for the person linking (never PII). Required.", patterns.ID, 255)
-    org_id: str = _text("Your id for the clinic (never PII). Required.", patterns.ID, 255)
+    user_id: str = _text("Your id for the person linking (never PII). Required.", patterns.ID_255)
+    org_id: str = _text("Your id for the clinic (never PII). Required.", patterns.ID_255)
     emr_name: str | None = _text(
-        "Preselect the EMR, e.g. sandbox or drchrono.", patterns.OPTIONAL_TEXT, 255, default=None
+        "Preselect the EMR, e.g. sandbox or drchrono.", patterns.OPTIONAL_TEXT_255, default=None
     )
     emr_instance_domain: str | None = _text(
-        "Preselect the EMR instance.", patterns.OPTIONAL_TEXT, 255, default=None
+        "Preselect the EMR instance.", patterns.OPTIONAL_TEXT_255, default=None
     )
     access_token: str | None = _text(
         "Update mode: repair this connection; the exchange answers its token again.",
-        patterns.OPTIONAL_TEXT,
-        255,
+        patterns.OPTIONAL_TEXT_255,
         default=None,
     )
     callback_url: str | None = _text(
         "New-window mode: Link redirects to callback_url?token=pt_... . https (http on "
         "loopback only); its origin must be one of the client's allowed origins.",
-        patterns.OPTIONAL_TEXT,
-        2048,
+        patterns.OPTIONAL_TEXT_2048,
         default=None,
     )
     reference_id: str | None = _text(
-        "The connection's access_token_reference_id.", patterns.OPTIONAL_ID, 255, default=None
+        "The connection's access_token_reference_id.", patterns.OPTIONAL_ID_255, default=None
     )
 
 
