@@ -125,8 +125,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def tenant(server: Server) -> Tenant:
-    """Shared by the tests that neither register webhooks nor count a client's events."""
+    """Shared by the tests that register no webhook URL; each waits for the tasks it creates."""
     return server.tenant("sdk-shared")
+
+
+@pytest.fixture(scope="session")
+def hook_tenant(server: Server) -> Tenant:
+    """Shared by the tests that register webhook URLs; each deletes what it registered."""
+    return server.tenant("sdk-hooks")
 
 
 @dataclass
