@@ -66,9 +66,9 @@ def test_a_refused_task_names_every_field_at_fault(tenant):
 
 
 def test_wrong_credentials_and_unknown_ids_raise_their_errors(tenant):
-    with sdk.Client(tenant.url, tenant.client_id, "cs_wrong", tenant.access_token) as client:
-        with pytest.raises(sdk.AuthenticationError):
-            client.get_requirements()
+    wrong = sdk.Client(tenant.url, tenant.client_id, "cs_wrong", tenant.access_token)
+    with wrong, pytest.raises(sdk.AuthenticationError):
+        wrong.get_requirements()
     with sdk.Client(*tenant.args) as client, pytest.raises(sdk.NotFoundError):
         client.get_task("task_00000000000000000000000000")
 
