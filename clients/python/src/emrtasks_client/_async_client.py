@@ -27,7 +27,7 @@ class AsyncClient:
         client_secret: str,
         access_token: str | None = None,
         *,
-        timeout: float = _base.DEFAULT_TIMEOUT,
+        timeout: float | httpx.Timeout = _base.DEFAULT_TIMEOUT,
         retry: _retry.RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,

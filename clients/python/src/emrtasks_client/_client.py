@@ -26,7 +26,7 @@ class Client:
         client_secret: str,
         access_token: str | None = None,
         *,
-        timeout: float = _base.DEFAULT_TIMEOUT,
+        timeout: float | httpx.Timeout = _base.DEFAULT_TIMEOUT,
         retry: _retry.RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
