@@ -19,7 +19,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients" / "python" / "src"))
 
-import emrtasks_client as sdk  # noqa: E402 (from this tree, without installing it)
+import emrtasks_client as sdk  # from this tree, without installing it
 
 ROUNDS = 5
 ACCEPTED = {"success": True, "message": "Task processing.", "task_id": "task_1", "job_id": "job_1"}
