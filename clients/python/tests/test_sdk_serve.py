@@ -1,6 +1,7 @@
 """The SDK against a real `emrtasks serve` on loopback: every call of the public contract, both clients,
 and a real webhook delivery verified with `verify_webhook`."""
 
+import httpx
 import pytest
 
 import emrtasks_client as sdk
@@ -53,6 +54,35 @@ def test_the_same_idempotency_key_gives_the_first_answer_again(tenant):
         client.wait_for_task(first.task_id, timeout=30, poll_interval=0.05)
     assert (again.task_id, again.job_id, again.replayed) == (first.task_id, first.job_id, True)
     assert (reused.value.status_code, reused.value.error) == (422, "idempotency_key_reused")
+
+
+class LosesFirstAnswer(httpx.HTTPTransport):
+    """Sends every request for real but drops the server's first answer, as a broken connection would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        self.sent += 1
+        if self.sent == 1:
+            response.read()
+            response.close()
+            raise httpx.ReadError("the answer was lost", request=request)
+        return response
+
+
+def test_a_create_whose_answer_was_lost_is_retried_and_stored_once(tenant):
+    with sdk.Client(*tenant.args) as reader:
+        before = reader.list_events(page_size=1).total_count
+    transport = LosesFirstAnswer()
+    with sdk.Client(*tenant.args, transport=transport, sleep=lambda seconds: None) as client:
+        accepted = client.create_task(**TASK)
+        client.wait_for_task(accepted.task_id, timeout=30, poll_interval=0.05)
+        after = client.list_events(page_size=1).total_count
+    assert transport.sent >= 2 and accepted.replayed
+    assert after - before == 1  # one task, one outcome
 
 
 def test_a_refused_task_names_every_field_at_fault(tenant):
