@@ -14,11 +14,8 @@ T = TypeVar("T")
 
 
 class AsyncClient:
-    """A client app's connection to emrtasks. `access_token` names the clinic connection that task,
-    directory and (optionally) event calls act on; without it only client-level calls work.
-
-    `create_task` and every read are retried on 429, 503, an `Idempotency-Key` still in flight, and
-    failed connections, as `retry` says; `sleep`, `monotonic` and `random` can be replaced (tests)."""
+    """`Client`'s asynchronous twin: the same arguments (`sleep` is awaited) and the same calls,
+    awaited; `iter_events` is an async iterator. Use it as `async with AsyncClient(...) as client`."""
 
     def __init__(
         self,
