@@ -190,7 +190,7 @@ def build_telemetry(settings: Settings, engine: AsyncEngine) -> observability_te
     if settings.otlp_endpoint:
         from emrtasks.observability import traces  # OpenTelemetry is loaded only when traces are on
 
-        tracing = traces.Tracing(settings.otlp_endpoint)
+        tracing = traces.Tracing(settings.otlp_endpoint, os.environ.get("OTEL_SERVICE_NAME") or "emrtasks")
     if metrics is None and tracing is None:
         return None
     return observability_telemetry.Telemetry(metrics, tracing)

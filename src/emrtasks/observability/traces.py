@@ -8,6 +8,7 @@ body, or anything else that can carry patient data.
 """
 
 import contextlib
+import os
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
@@ -33,7 +34,11 @@ def traces_url(endpoint: str) -> str:
 
 class Tracing:
     def __init__(self, endpoint: str, service_name: str = "emrtasks") -> None:
-        self.provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+        """`service_name`: the OpenTelemetry service name unless OTEL_SERVICE_NAME gives another."""
+        # The pid tells a trace's processes apart (the API and each worker); Resource.create adds
+        # OTEL_RESOURCE_ATTRIBUTES.
+        attributes: dict[str, str | int] = {"service.name": service_name, "process.pid": os.getpid()}
+        self.provider = TracerProvider(resource=Resource.create(attributes))
         self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_url(endpoint))))
         self.tracer = self.provider.get_tracer("emrtasks")
 
