@@ -4,6 +4,8 @@ outcome labels of EMR calls, and the settings that turn it on."""
 import asyncio
 import json
 import logging
+import os
+import subprocess
 import sys
 
 import pytest
@@ -124,3 +126,21 @@ def test_an_emr_calls_outcome_label_is_its_kind_never_its_text(result, label):
 def test_an_adapter_is_left_as_it_is_when_nothing_observes():
     adapter = object()
     assert telemetry.observed(adapter, "sandbox", telemetry.NONE) is adapter  # type: ignore[arg-type]
+
+
+def test_with_traces_off_opentelemetry_is_never_loaded(tmp_path):
+    """Off costs nothing: the API, bootstrap and the worker's handlers load no OpenTelemetry module."""
+    script = (
+        "import sys, emrtasks.bootstrap, emrtasks.api.app, emrtasks.cli\n"
+        "from emrtasks.config import Settings\n"
+        "s = Settings(_env_file=None, metrics_address='127.0.0.1:1')\n"
+        "t = emrtasks.bootstrap.build_telemetry(s, None)\n"
+        "assert t is not None and t.tracing is None\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMRTASKS_", "OTEL_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
