@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from emrtasks import bootstrap
 from emrtasks.api.app import create_app
 from emrtasks.config import Settings
+from emrtasks.observability import metrics
 from emrtasks.queue import jobs
 from emrtasks.service import create_task, tasks, webhook_delivery, webhooks
 from emrtasks.storage import db, tables
@@ -205,3 +206,15 @@ async def test_the_dashboard_the_alert_rules_and_the_docs_use_only_names_the_ser
     for name in exported:
         if name.startswith("emrtasks_"):
             assert f"`{name}" in docs, name
+
+
+async def test_a_scrape_with_the_database_out_of_reach_says_so_and_still_answers():
+    unreachable = db.create_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none")
+    try:
+        text = (await metrics.Metrics(unreachable, disable_after_seconds=60).exposition()).decode()
+    finally:
+        await db.dispose(unreachable)
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    assert families["emrtasks_database_up"].samples[0].value == 0
+    assert "emrtasks_jobs" not in families  # no figure rather than a wrong one
+    assert "emrtasks_http_requests" in families
