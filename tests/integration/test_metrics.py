@@ -18,7 +18,7 @@ from emrtasks.config import Settings
 from emrtasks.observability import metrics
 from emrtasks.queue import jobs
 from emrtasks.service import create_task, tasks, webhook_delivery, webhooks
-from emrtasks.storage import db, tables
+from emrtasks.storage import connections, db, tables
 from tests.conftest import PHONE_TASK, SUBJECT_TASK, make_tenant
 from tests.e2e.conftest import free_port
 from tests.receiver import Receiver
@@ -218,3 +218,16 @@ async def test_a_scrape_with_the_database_out_of_reach_says_so_and_still_answers
     assert families["emrtasks_database_up"].samples[0].value == 0
     assert "emrtasks_jobs" not in families  # no figure rather than a wrong one
     assert "emrtasks_http_requests" in families
+
+
+async def test_a_broken_login_is_reported_and_a_disabled_connection_is_not_counted(observed):
+    rt = observed
+    tenant = await make_tenant(rt)
+    second = await make_tenant(rt, "other")
+    now = rt.ctx.clock()
+    async with db.write(rt.engine) as conn:
+        await connections.break_login(conn, tenant.connection_a, now)
+        await connections.update_connection(conn, second.connection_a, now, disabled_at=now)
+    samples = await scrape(rt)
+    assert value(samples, "emrtasks_connections", emr="sandbox", status="login_required") == 1
+    assert value(samples, "emrtasks_connections", emr="sandbox", status="active") == 2

@@ -145,7 +145,9 @@ def _database_families(snapshot: stats.Snapshot) -> Iterator[GaugeMetricFamily]:
         tasks.add_metric([status], count)
     yield tasks
     connections = GaugeMetricFamily(
-        "emrtasks_connections", "EMR connections (not deleted), by EMR and status.", labels=["emr", "status"]
+        "emrtasks_connections",
+        "EMR connections in use (neither disabled nor deleted), by EMR and status.",
+        labels=["emr", "status"],
     )
     for (emr, status), count in sorted(snapshot.connections.items()):
         connections.add_metric([emr, status], count)

@@ -22,7 +22,7 @@ class Snapshot:
     """kind -> how long the oldest queued job that is due has waited past its run time."""
     tasks: dict[str, int] = field(default_factory=dict)
     connections: dict[tuple[str, str], int] = field(default_factory=dict)
-    """(emr, status) -> connections (deleted ones left out)."""
+    """(emr, status) -> connections in use (disabled and deleted ones left out)."""
     endpoints: dict[str, int] = field(default_factory=dict)
     failing_endpoint_seconds: float = 0.0
     """How long the active endpoint failing longest has failed (0: none fails)."""
@@ -56,7 +56,7 @@ _OLDEST_DUE = (
 _TASKS = select(tasks.c.status, func.count()).group_by(tasks.c.status)
 _CONNECTIONS = (
     select(connections.c.emr, connections.c.status, func.count())
-    .where(connections.c.deleted_at.is_(None))
+    .where(connections.c.deleted_at.is_(None), connections.c.disabled_at.is_(None))
     .group_by(connections.c.emr, connections.c.status)
 )
 _ENDPOINTS = select(webhook_endpoints.c.status, func.count()).group_by(webhook_endpoints.c.status)
