@@ -238,12 +238,29 @@ async def resend_event(
     return {"success": True, "event_id": event_id, "webhook_ids": [e["id"] for e in endpoints]}
 
 
-async def fan_out(ctx: Context, conn: Connection, client_id: str, event_id: str, now: datetime) -> int:
-    """Inside the transaction that writes an event: one delivery per active endpoint (the outbox)."""
+async def fan_out(
+    ctx: Context,
+    conn: Connection,
+    client_id: str,
+    event_id: str,
+    now: datetime,
+    *,
+    trace_context: str | None = None,
+) -> int:
+    """Inside the transaction that writes an event: one delivery per active endpoint (the outbox).
+    `trace_context`: the trace the deliveries continue (the caller's: the work runs in a batch)."""
     count = 0
     for endpoint in await stored.list_endpoints(conn, client_id, active_only=True):
         count += await schedule_delivery(
-            ctx, conn, event_id, endpoint["id"], client_id, now, "scheduled", new=True
+            ctx,
+            conn,
+            event_id,
+            endpoint["id"],
+            client_id,
+            now,
+            "scheduled",
+            new=True,
+            trace_context=trace_context,
         )
     return count
 
@@ -258,6 +275,7 @@ async def schedule_delivery(
     trigger: str,
     *,
     new: bool = False,
+    trace_context: str | None = None,
 ) -> int:
     """Queue a delivery of the event to the endpoint, due now (`new`: the event was written in this
     transaction, so it has no delivery yet).
@@ -291,6 +309,7 @@ async def schedule_delivery(
         group_key=endpoint_id,
         group_limit=ctx.webhooks.endpoint_concurrency,
         run_at=now + timedelta(seconds=ctx.webhooks.schedule[0]),
+        trace_context=trace_context,
     )
     if existing:  # a new job for it: any older resend mark is answered by this job
         await stored.update_delivery(
