@@ -49,7 +49,8 @@ class PgConnection:
         sql, arguments = plan.arguments(parameters)
         try:
             if plan.returns_rows:
-                return direct.rows_result(plan, await self._raw.fetch(sql, *arguments))
+                records = await self._raw.fetch(sql, *arguments)
+                return direct.rows_result(plan, records, list(records[0].keys()) if records else ())
             status = await self._raw.execute(sql, *arguments)
         except Exception as error:
             raise await self._translated(error, sql) from error

@@ -52,7 +52,8 @@ class InlineConnection:
         try:
             cursor = self._dbapi.execute(sql, arguments)
             if plan.returns_rows:
-                return direct.rows_result(plan, cursor.fetchall())
+                keys = [column[0] for column in cursor.description or ()]
+                return direct.rows_result(plan, cursor.fetchall(), keys)
             return direct.count_result(cursor.rowcount)
         except sqlite3.Error as error:
             raise exc.DBAPIError.instance(sql, None, error, sqlite3.Error, hide_parameters=True) from error
