@@ -18,23 +18,13 @@ _NOT_AUDITED = frozenset({"serve", "worker", "demo"})
 
 def wrap_operator_commands(parser: argparse.ArgumentParser) -> None:
     """Wrap the `run` of every operator command, however deep, in `_audited`."""
-    for action in parser._subparsers._group_actions if parser._subparsers else []:
-        for name, command in getattr(action, "choices", {}).items():
-            if name in _NOT_AUDITED:
-                continue
-            _wrap_command(command, name)
-
-
-def _wrap_command(command: argparse.ArgumentParser, path: str) -> None:
-    nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
-    if nested:
-        for name, sub in nested[0].choices.items():
-            _wrap_command(sub, f"{path}.{name}")
-        return
-    run = command.get_default("run")
-    if run is not None:
-        failures_only = path.rpartition(".")[2] in _SELF_AUDITED
-        command.set_defaults(run=_audited(f"cli.{path}".replace("-", "_"), run, failures_only))
+    for path, command in common.leaves(parser):
+        run = command.get_default("run")
+        if path in _NOT_AUDITED or run is None:
+            continue
+        failures_only = path.rpartition(" ")[2] in _SELF_AUDITED
+        action = "cli." + path.replace(" ", ".").replace("-", "_")
+        command.set_defaults(run=_audited(action, run, failures_only))
 
 
 def _audited(action: str, run: common.Run, failures_only: bool = False) -> common.Run:

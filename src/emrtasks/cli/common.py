@@ -6,7 +6,7 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +64,17 @@ def on_signals(callback: Callable[[], object]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, callback)
+
+
+def leaves(root: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every command that runs something, with its path (`clients rotate-secret`)."""
+    yield from _leaves(root, "")
+
+
+def _leaves(command: argparse.ArgumentParser, path: str) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+    if not nested:
+        yield path, command
+        return
+    for name, sub in nested[0].choices.items():
+        yield from _leaves(sub, f"{path} {name}".strip())

@@ -9,7 +9,7 @@ from emrtasks.config import Settings
 
 def register(commands: common.Subcommands) -> None:
     demo_command = commands.add_parser("demo", help="create a client and tasks, show what happens")
-    demo_command.set_defaults(run=_demo)
+    demo_command.set_defaults(run=_demo, creates_database=True)
 
 
 async def _demo(settings: Settings, _args: argparse.Namespace) -> int:
