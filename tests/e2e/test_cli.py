@@ -2,6 +2,7 @@
 directory, it names its database and key file, refuses to start an empty deployment by accident, and
 says in one line what is wrong with a bad or unreachable database or a busy port."""
 
+import json
 import os
 import socket
 import subprocess
@@ -159,3 +160,42 @@ def test_serve_says_it_serves_only_once_it_answers(tmp_path):
         finally:
             process.terminate()
             process.communicate(timeout=30)
+
+
+def test_the_demos_curl_lines_work_when_pasted_into_a_shell_against_serve(tmp_path):
+    port = free_port()
+    shown = emrtasks(tmp_path, "demo", "--url", f"http://127.0.0.1:{port}")
+    assert shown.returncode == 0, shown.stderr
+    database = f"sqlite+aiosqlite:///./emrtasks.db (file {tmp_path / 'emrtasks.db'})"
+    assert f"The demo writes a client, connections and tasks into the database {database}" in shown.stdout
+    pasted = [line.strip() for line in shown.stdout.splitlines() if line.strip().startswith("curl ")]
+    assert len(pasted) == 5 and all(f"http://127.0.0.1:{port}/v1/" in line for line in pasted)
+    assert not any("<" in line for line in pasted)  # no placeholder left to fill in
+    with subprocess.Popen(
+        [sys.executable, "-m", "emrtasks", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=clean_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stderr is not None
+            assert any("serving on" in line for line in process.stderr)
+            answers = [
+                json.loads(
+                    subprocess.run(
+                        ["sh", "-c", line], capture_output=True, text=True, timeout=30, check=True
+                    ).stdout
+                )
+                for line in pasted
+            ]
+        finally:
+            process.terminate()
+            process.communicate(timeout=30)
+    assert all(answer["success"] for answer in answers), answers
+    created, demo_task, demo_job, events, users = answers
+    assert created["task_id"].startswith("task_")
+    assert demo_task["task"]["status"] == "created"
+    assert demo_job["job"]["task_id"] == demo_task["task"]["task_id"]
+    assert events["webhook_events"][0]["type"] == "task.created"
+    assert users["users"]

@@ -75,5 +75,6 @@ def parser() -> argparse.ArgumentParser:
         importlib.import_module(f"{__name__}.{name}").register(commands)
     for path, command in common.leaves(root):
         command.set_defaults(path=path)
+    common.finish_help(root)
     audited.wrap_operator_commands(root)
     return root

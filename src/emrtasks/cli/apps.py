@@ -18,7 +18,7 @@ def register(commands: common.Subcommands) -> None:
         epilog=_app_settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    set_app.add_argument("--emr", required=True, choices=sorted(emr.MODULES))
+    set_app.add_argument("--emr", required=True, choices=sorted(emr.MODULES), help=common.EMR_HELP)
     source = set_app.add_mutually_exclusive_group(required=True)
     source.add_argument("--config-file", metavar="PATH", help="a JSON object")
     source.add_argument("--config", metavar="-", help="'-': read the JSON object from stdin")

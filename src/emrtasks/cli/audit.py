@@ -15,10 +15,14 @@ def register(commands: common.Subcommands) -> None:
     trail = commands.add_parser("audit", help="the audit trail (HIPAA 164.312(b))")
     trail_commands = trail.add_subparsers(dest="audit_command", required=True)
     listing = trail_commands.add_parser("list", help="audit rows as JSON lines, oldest first")
-    listing.add_argument("--since", help="ISO 8601 time, e.g. 2026-12-03T00:00:00Z")
-    listing.add_argument("--client-id")
-    listing.add_argument("--action", help="e.g. task.accept, task.read, client.disable")
-    listing.add_argument("--limit", type=int, default=10_000)
+    listing.add_argument(
+        "--since", help="only rows at or after this ISO 8601 time, e.g. 2026-12-03T00:00:00Z (UTC if no zone)"
+    )
+    listing.add_argument("--client-id", help="only rows about this client app (ci_...)")
+    listing.add_argument(
+        "--action", help="only rows of this action, e.g. task.accept, task.read, client.disable"
+    )
+    listing.add_argument("--limit", type=int, default=10_000, help="at most this many rows")
     listing.set_defaults(run=_list_audit)
 
 

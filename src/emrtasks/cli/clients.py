@@ -15,7 +15,7 @@ def register(commands: common.Subcommands) -> None:
     create_client = client_commands.add_parser(
         "create", help="create a client; prints its id and its secret, shown once"
     )
-    create_client.add_argument("--name", required=True)
+    create_client.add_argument("--name", required=True, help="the app's name, for lists and the audit trail")
     create_client.set_defaults(run=_create_client)
     _add_update(client_commands)
     client_commands.add_parser("list", help="clients and their state, without secrets").set_defaults(
@@ -24,7 +24,7 @@ def register(commands: common.Subcommands) -> None:
     rotate = client_commands.add_parser(
         "rotate-secret", help="a new secret, printed once; the old one works until the overlap ends"
     )
-    rotate.add_argument("--client-id", required=True)
+    rotate.add_argument("--client-id", required=True, help=common.CLIENT_ID_HELP)
     rotate.add_argument("--overlap-seconds", type=float, default=0.0, help="default 0: the old one stops now")
     rotate.set_defaults(run=_rotate_client_secret)
     for name, run, what in (
@@ -33,7 +33,7 @@ def register(commands: common.Subcommands) -> None:
         ("delete", _delete_client, "delete the client, its connections and webhooks; pending work ends"),
     ):
         command = client_commands.add_parser(name, help=what)
-        command.add_argument("--client-id", required=True)
+        command.add_argument("--client-id", required=True, help=common.CLIENT_ID_HELP)
         command.set_defaults(run=run)
 
 
@@ -41,7 +41,7 @@ def _add_update(client_commands: common.Subcommands) -> None:
     update_client = client_commands.add_parser(
         "update", help="where the client's pages may embed Link and receive its messages"
     )
-    update_client.add_argument("--client-id", required=True)
+    update_client.add_argument("--client-id", required=True, help=common.CLIENT_ID_HELP)
     origins = update_client.add_mutually_exclusive_group(required=True)
     origins.add_argument(
         "--allowed-origin",

@@ -13,6 +13,10 @@ from typing import Any
 from emrtasks.config import Settings
 from emrtasks.domain import errors
 
+CLIENT_ID_HELP = "the client app's id (ci_...)"
+CONNECTION_ID_HELP = "the connection's id (conn_...)"
+EMR_HELP = "the kind of EMR"
+
 # A command's body: it gets the settings and its parsed arguments, and returns the exit status.
 Run = Callable[[Settings, argparse.Namespace], Awaitable[int]]
 # What `ArgumentParser.add_subparsers()` returns (argparse's class is private).
@@ -78,3 +82,33 @@ def _leaves(command: argparse.ArgumentParser, path: str) -> Iterator[tuple[str, 
         return
     for name, sub in nested[0].choices.items():
         yield from _leaves(sub, f"{path} {name}".strip())
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Text of several lines kept as written (the per-EMR settings tables), one line wrapped; each
+    option's default after its help, unless the help already speaks of it or there is none to show."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if default in (None, False, argparse.SUPPRESS) or "default" in text or not action.option_strings:
+            return text
+        return f"{text} (default: {default})"
+
+
+def finish_help(root: argparse.ArgumentParser) -> None:
+    """Every command, however deep, formats with `HelpFormatter` and describes itself on its own
+    `--help` page with the line its parent lists it by."""
+    root.formatter_class = HelpFormatter
+    for action in root._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        listed = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, command in action.choices.items():
+            command.description = command.description or listed.get(name)
+            finish_help(command)

@@ -17,17 +17,17 @@ def register(commands: common.Subcommands) -> None:
         "update",
         help="change settings or credentials (merged over the old); makes the connection active again",
     )
-    update_connection.add_argument("--connection-id", required=True)
+    update_connection.add_argument("--connection-id", required=True, help=common.CONNECTION_ID_HELP)
     common.add_config_source(update_connection, "settings to change, as a JSON object")
-    update_connection.add_argument("--reference-id")
+    update_connection.add_argument("--reference-id", help="a new access_token_reference_id")
     update_connection.set_defaults(run=_update_connection)
     sync_connection = connection_commands.add_parser(
         "sync", help="fetch the EMR's users and phone call types now"
     )
-    sync_connection.add_argument("--connection-id", required=True)
+    sync_connection.add_argument("--connection-id", required=True, help=common.CONNECTION_ID_HELP)
     sync_connection.set_defaults(run=_sync_connection)
     list_connections = connection_commands.add_parser("list", help="connections, without secrets")
-    list_connections.add_argument("--client-id")
+    list_connections.add_argument("--client-id", help="only this client app's (default: every client's)")
     list_connections.set_defaults(run=_list_connections)
     _add_lifecycle(connection_commands)
 
@@ -39,10 +39,14 @@ def _add_create(connection_commands: common.Subcommands) -> None:
         epilog=_settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    create_connection.add_argument("--client-id", required=True)
-    create_connection.add_argument("--emr", default="sandbox", choices=sorted(emr.MODULES))
+    create_connection.add_argument("--client-id", required=True, help=common.CLIENT_ID_HELP)
     create_connection.add_argument(
-        "--rules", help="sandbox: subject_assignee, phone_call, or any EMR's name to take on its rules"
+        "--emr", default="sandbox", choices=sorted(emr.MODULES), help=common.EMR_HELP
+    )
+    create_connection.add_argument(
+        "--rules",
+        help="sandbox: subject_assignee, phone_call, or any EMR's name to take on its rules; other EMRs "
+        "have their own (default: the EMR's own, subject_assignee for the sandbox)",
     )
     create_connection.add_argument("--reference-id", help="echoed as access_token_reference_id")
     common.add_config_source(create_connection, "the EMR's settings as a JSON object (below)")
@@ -53,7 +57,7 @@ def _add_lifecycle(connection_commands: common.Subcommands) -> None:
     rotate_token = connection_commands.add_parser(
         "rotate-token", help="a new access token, printed once; the old one works until the overlap ends"
     )
-    rotate_token.add_argument("--connection-id", required=True)
+    rotate_token.add_argument("--connection-id", required=True, help=common.CONNECTION_ID_HELP)
     rotate_token.add_argument(
         "--overlap-seconds", type=float, default=0.0, help="default 0: the old one stops now"
     )
@@ -64,7 +68,7 @@ def _add_lifecycle(connection_commands: common.Subcommands) -> None:
         ("delete", _delete_connection, "delete the connection; its queued jobs and deliveries end"),
     ):
         command = connection_commands.add_parser(name, help=what)
-        command.add_argument("--connection-id", required=True)
+        command.add_argument("--connection-id", required=True, help=common.CONNECTION_ID_HELP)
         command.set_defaults(run=run)
 
 

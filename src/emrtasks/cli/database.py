@@ -47,10 +47,14 @@ class Target:
             return None
         return None if name.startswith("file:") else Path(name)
 
-    def describe(self) -> str:
-        database = self.shown_url
+    def database(self) -> str:
+        """The URL, password masked, and a relative SQLite file's full path."""
         if self.sqlite_file is not None and not self.sqlite_file.is_absolute():
-            database += f" (file {self.sqlite_file.resolve()})"
+            return f"{self.shown_url} (file {self.sqlite_file.resolve()})"
+        return self.shown_url
+
+    def describe(self) -> str:
+        database = self.database()
         key = f"key file {self.key_file.resolve()}" if self.key_file else f"key from {KEY_SETTING}"
         return f"emrtasks: database {database}, {key}"
 

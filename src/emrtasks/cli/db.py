@@ -10,9 +10,10 @@ from emrtasks.config import Settings
 def register(commands: common.Subcommands) -> None:
     database = commands.add_parser("db", help="database maintenance")
     database_commands = database.add_subparsers(dest="db_command", required=True)
-    database_commands.add_parser("upgrade", help="apply migrations").set_defaults(
-        run=_upgrade, creates_database=True
-    )
+    database_commands.add_parser(
+        "upgrade",
+        help="apply the migrations: makes the database (and key file) if missing, else brings it up to date",
+    ).set_defaults(run=_upgrade, creates_database=True)
 
 
 async def _upgrade(settings: Settings, _args: argparse.Namespace) -> int:

@@ -18,11 +18,16 @@ def register(commands: common.Subcommands) -> None:
     create_key = key_commands.add_parser(
         "create", help="a new key: published at once, signs once EMRTASKS_SIGNING_KEY_PUBLISH_SECONDS passed"
     )
-    create_key.add_argument("--alg", default="RS384", choices=["RS384", "ES384"])
+    create_key.add_argument(
+        "--alg",
+        default="RS384",
+        choices=["RS384", "ES384"],
+        help="the signing algorithm (RSA or P-384 ECDSA)",
+    )
     create_key.set_defaults(run=_create_key)
     key_commands.add_parser("list", help="every key, without private material").set_defaults(run=_list_keys)
     retire_key = key_commands.add_parser("retire", help="take a key out of the JWKS; it signs no more")
-    retire_key.add_argument("kid")
+    retire_key.add_argument("kid", help="the key's id, as `keys list` shows it")
     retire_key.set_defaults(run=_retire_key)
 
 

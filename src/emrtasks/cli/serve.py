@@ -18,13 +18,17 @@ log = logging.getLogger("emrtasks")
 
 
 def register(commands: common.Subcommands) -> None:
-    serve = commands.add_parser("serve", help="API and worker in one process (migrates first)")
+    serve = commands.add_parser(
+        "serve", help="the API, the Link pages and a worker in one process (migrates first)"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     serve.add_argument("--port", type=int, default=8000, help="the TCP port to listen on (0: any free one)")
     serve.add_argument("--no-worker", action="store_true", help="API only; run `emrtasks worker`")
     serve.set_defaults(run=_serve, creates_database=True)
 
-    worker = commands.add_parser("worker", help="a worker on its own")
+    worker = commands.add_parser(
+        "worker", help="a worker on its own: runs queued jobs until SIGINT or SIGTERM (migrates first)"
+    )
     worker.set_defaults(run=_worker, creates_database=True)
 
 
