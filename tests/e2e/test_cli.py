@@ -199,3 +199,13 @@ def test_the_demos_curl_lines_work_when_pasted_into_a_shell_against_serve(tmp_pa
     assert demo_job["job"]["task_id"] == demo_task["task"]["task_id"]
     assert events["webhook_events"][0]["type"] == "task.created"
     assert users["users"]
+
+
+def test_alembic_says_nothing_below_debug(tmp_path):
+    (tmp_path / "info").mkdir()
+    (tmp_path / "debug").mkdir()
+    quiet = emrtasks(tmp_path / "info", "db", "upgrade")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "alembic." not in quiet.stderr and "setup plugin" not in quiet.stderr
+    debugging = emrtasks(tmp_path / "debug", "db", "upgrade", env=clean_env(EMRTASKS_LOG_LEVEL="DEBUG"))
+    assert "alembic.runtime.migration: Running upgrade" in debugging.stderr
