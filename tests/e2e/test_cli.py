@@ -90,6 +90,14 @@ def test_an_operator_command_refuses_to_create_a_key_file_beside_an_existing_dat
     assert not (tmp_path / "emrtasks.key").exists()
 
 
+def test_an_operator_command_refuses_a_database_without_emrtasks_tables(tmp_path):
+    (tmp_path / "emrtasks.db").touch()
+    (tmp_path / "emrtasks.key").write_text("made by hand\n")
+    error = one_line_error(emrtasks(tmp_path, "clients", "list"))
+    assert "has no emrtasks tables" in error and "`emrtasks db upgrade` makes one" in error
+    assert (tmp_path / "emrtasks.db").stat().st_size == 0  # nothing was migrated into it
+
+
 @pytest.mark.parametrize(
     ("url", "named"),
     [
@@ -101,6 +109,11 @@ def test_an_operator_command_refuses_to_create_a_key_file_beside_an_existing_dat
 def test_a_bad_database_url_is_one_line_naming_the_setting(tmp_path, url, named):
     error = one_line_error(emrtasks(tmp_path, "db", "upgrade", env=clean_env(EMRTASKS_DATABASE_URL=url)))
     assert named in error
+
+
+def test_an_invalid_setting_is_one_line_naming_it(tmp_path):
+    error = one_line_error(emrtasks(tmp_path, "db", "upgrade", env=clean_env(EMRTASKS_DB_POOL_SIZE="many")))
+    assert error.startswith("error: EMRTASKS_DB_POOL_SIZE is invalid:")
 
 
 def test_an_unreachable_database_is_one_line_naming_the_setting(tmp_path):

@@ -53,9 +53,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     database answers, then run the command."""
     target = database.target_of(settings)
     database.announce(target)
-    if not args.creates_database:
-        database.refuse_new(target, f"emrtasks {args.path}")
-    await database.probe(target)
+    await database.check(target, f"emrtasks {args.path}", creates=args.creates_database)
     result: int = await args.run(settings, args)
     return result
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import make_url, pool, text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from emrtasks.config import Settings
 
@@ -76,39 +76,54 @@ def announce(target: Target) -> None:
     print(target.describe(), file=sys.stderr)
 
 
-def refuse_new(target: Target, command: str) -> None:
-    """`Unusable` when the SQLite file or the key file does not exist: `command` would make a new one,
-    and with it an empty deployment beside the real one."""
-    here = Path.cwd()
-    if target.sqlite_file is not None and not target.sqlite_file.exists():
-        raise Unusable(
-            f"no database at {target.sqlite_file.resolve()} ({DATABASE_SETTING} is {target.shown_url}, "
-            f"the current directory is {here}); `{command}` does not create one: run it in the directory "
-            f"of the service's database or set {DATABASE_SETTING} to it (`emrtasks db upgrade` makes one)"
-        )
-    if target.key_file is not None and not target.key_file.exists():
-        raise Unusable(
-            f"no key file at {target.key_file.resolve()} ({KEY_FILE_SETTING}; the current directory "
-            f"is {here}); `{command}` does not create one: run it in the directory "
-            f"of the service's key file or set {KEY_FILE_SETTING} (or {KEY_SETTING}) to the service's key"
-        )
-
-
-async def probe(target: Target) -> None:
-    """Open one connection and close it; `Unusable` naming why when the database cannot be used. A
-    SQLite file not made yet is left alone (opening it would make it): its directory must exist."""
+async def check(target: Target, command: str, *, creates: bool) -> None:
+    """`Unusable`, with one line saying why and which setting to change, when `command` cannot run on
+    the target: the database cannot be reached, or it is new (no SQLite file, no tables) or the key
+    file is missing and `command` may not make them (`creates`: serve, worker, db upgrade, demo)."""
     path = target.sqlite_file
     if path is not None and not path.exists():
+        if not creates:
+            raise Unusable(_no_database(target, command, f"no database at {path.resolve()}"))
         if not path.resolve().parent.is_dir():
             raise Unusable(
                 f"the database {target.shown_url} cannot be made: the directory {path.resolve().parent} "
                 f"does not exist (check {DATABASE_SETTING})"
             )
-        return
+        return  # a new deployment: its key file is made with it
+    if not creates and target.key_file is not None and not target.key_file.exists():
+        raise Unusable(_no_key_file(target, command))
+    migrated = await _probe(target)
+    if not migrated and not creates:
+        raise Unusable(
+            _no_database(target, command, f"the database {target.database()} has no emrtasks tables")
+        )
+
+
+def _no_database(target: Target, command: str, found: str) -> str:
+    return (
+        f"{found} ({DATABASE_SETTING} is {target.shown_url}, the current directory is {Path.cwd()}); "
+        f"`{command}` does not create one: run it in the directory of the service's database or set "
+        f"{DATABASE_SETTING} to it (`emrtasks db upgrade` makes one)"
+    )
+
+
+def _no_key_file(target: Target, command: str) -> str:
+    assert target.key_file is not None
+    return (
+        f"no key file at {target.key_file.resolve()} ({KEY_FILE_SETTING}; the current directory is "
+        f"{Path.cwd()}); `{command}` does not create one: run it in the directory of the service's key "
+        f"file or set {KEY_FILE_SETTING} (or {KEY_SETTING}) to the service's key"
+    )
+
+
+async def _probe(target: Target) -> bool:
+    """Whether the database was ever migrated (has emrtasks tables); `Unusable` naming why when it
+    cannot be reached or refuses us."""
     engine = create_async_engine(target.url, poolclass=pool.NullPool)
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+            return await _migrated(conn)
     except Exception as error:
         reason = refusal(error)
         if reason is None:
@@ -118,6 +133,14 @@ async def probe(target: Target) -> None:
         ) from None
     finally:
         await engine.dispose()
+
+
+async def _migrated(conn: AsyncConnection) -> bool:
+    try:
+        await conn.execute(text("SELECT version_num FROM alembic_version"))
+    except sa_exc.DBAPIError:  # no such table: nothing was ever migrated here
+        return False
+    return True
 
 
 def refusal(error: BaseException) -> str | None:
