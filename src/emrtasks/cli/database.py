@@ -125,7 +125,7 @@ async def _probe(target: Target) -> bool:
             await conn.execute(text("SELECT 1"))
             return await _migrated(conn)
     except Exception as error:
-        reason = refusal(error)
+        reason = _refusal(error)
         if reason is None:
             raise
         raise Unusable(
@@ -143,7 +143,7 @@ async def _migrated(conn: AsyncConnection) -> bool:
     return True
 
 
-def refusal(error: BaseException) -> str | None:
+def _refusal(error: BaseException) -> str | None:
     """The driver's one-line reason when `error` means the database is unreachable or refused us."""
     seen: BaseException | None = error
     for _ in range(6):
