@@ -57,8 +57,12 @@ def configure_logging(settings: Settings) -> None:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     # Client libraries log full URLs, and a URL can carry an MRN.
-    for noisy in ("httpx", "httpcore", "alembic"):
+    for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # alembic names each plugin it sets up and each migration it runs, at INFO, on every fresh start:
+    # worth reading only when debugging.
+    debugging = settings.log_level.upper() == "DEBUG"
+    logging.getLogger("alembic").setLevel(logging.DEBUG if debugging else logging.WARNING)
 
 
 def _trace_ids(settings: Settings) -> observability_logs.TraceIds | None:

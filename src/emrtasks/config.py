@@ -35,7 +35,10 @@ class Settings(BaseSettings):
         description="Serve POST /v1/bench/noop, the no-op baseline for benchmarks (never in production).",
     )
     access_log: bool = Field(default=True, description="Log each request (path only, no query).")
-    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_level: str = Field(
+        default="INFO",
+        description="DEBUG, INFO, WARNING or ERROR; alembic names the migrations it runs at DEBUG only.",
+    )
 
     idempotency_ttl_seconds: float = Field(
         default=86400.0, ge=3600, description="How long an Idempotency-Key is remembered (at least an hour)."

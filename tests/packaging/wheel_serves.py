@@ -67,6 +67,7 @@ def clean_env() -> dict[str, str]:
 
 
 def serve_and_create_a_task(emrtasks: Path, run_dir: Path, env: dict[str, str]) -> str:
+    _run([emrtasks, "db", "upgrade"], run_dir, env)  # operator commands never make a new database
     client = json.loads(_run([emrtasks, "clients", "create", "--name", "packaging"], run_dir, env))
     create = [emrtasks, "connections", "create", "--client-id", client["client_id"], "--emr", "sandbox"]
     connection = json.loads(_run([*create, "--rules", "subject_assignee"], run_dir, env))

@@ -6,7 +6,9 @@ from pydantic import BaseModel, Field
 
 
 class FieldErrorBody(BaseModel):
-    field: str | None = Field(description="The field at fault, e.g. `subject` or `notify_list[1]`.")
+    field: str | None = Field(
+        description="The field at fault, e.g. `subject` or `notify_list[1]`; on a 401, the header."
+    )
     code: str = Field(description="missing_field, invalid_type, unexpected_field, too_long, ...")
     message: str
 

@@ -79,8 +79,25 @@ INVALID_TOKEN = "Invalid access token."  # noqa: S105 - a message, not a secret
 LOGIN_REQUIRED = "Account link expired. Please go through the integration setup again."
 
 
-def unauthorized(message: str) -> Problem:
-    return Problem(401, "unauthorized", message)
+def unauthorized(message: str, *headers: FieldError) -> Problem:
+    """Cobalt's 401 (`message`), with an `errors` entry for each header missing or rejected."""
+    return Problem(401, "unauthorized", message, headers)
+
+
+def missing_headers(**given: str | None) -> tuple[FieldError, ...]:
+    """An entry for each header given empty or not at all, e.g. `missing_headers(client_id=...)`."""
+    return tuple(
+        FieldError(name, "missing_header", f"Missing header: {name}.") for name, v in given.items() if not v
+    )
+
+
+def rejected_header(name: str, why: str) -> FieldError:
+    return FieldError(name, "invalid_credential", why)
+
+
+UNKNOWN_CLIENT = rejected_header("client_id", "client_id is not an active client.")
+WRONG_SECRET = rejected_header("client_secret", "client_secret does not match the client's secret.")
+WRONG_TOKEN = rejected_header("access_token", "access_token is not an active access token of this client.")
 
 
 def not_found(what: str) -> Problem:
