@@ -84,7 +84,13 @@ async def test_a_created_task_is_delivered_signed_and_verified(webhook_settings,
             assert delivery.headers["webhook-id"] == delivery.event["id"]
             assert delivery.headers["webhook-attempt"] == "1"
             assert delivery.headers["user-agent"].startswith("emrtasks/")
-            listed = (await http.get("/v1/webhook-events", headers=tenant.a)).json()["webhook_events"]
+
+            async def recorded():  # the receiver has it; the attempt's record commits right after
+                listed = (await http.get("/v1/webhook-events", headers=tenant.a)).json()["webhook_events"]
+                return listed[0]["delivery_status"] != "pending" and listed
+
+            await _until(recorded)
+            listed = await recorded()
             assert listed[0]["delivery_status"] == "success"
             assert [a["status_code"] for a in listed[0]["attempts"]] == [200]
             await http.aclose()
