@@ -1,7 +1,8 @@
 """The command line: serve, worker, db upgrade, clients (create, update, list, rotate-secret, disable,
 enable, delete), connections (create, update, sync, list, rotate-token, disable, enable, delete), keys
 (create, list, retire), apps (set, list: the deployment's app at each EMR vendor, for Link), audit
-(list), demo. Every operator command leaves a row in the audit trail (docs/security.md)."""
+(list), operators (create, list, disable, enable: in cli_operators.py), demo. Every operator command
+leaves a row in the audit trail (docs/security.md)."""
 
 import argparse
 import asyncio
@@ -14,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from emrtasks import bootstrap, emr
+from emrtasks import bootstrap, cli_operators, emr
 from emrtasks.config import Settings
 from emrtasks.domain import errors
 from emrtasks.service import admin, audit, credentials, keys
@@ -125,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_key_commands(commands)
     _add_lifecycle_commands(client_commands, connection_commands)
     _add_audit_commands(commands)
+    cli_operators.add_commands(commands)
     _audit_operator_commands(parser)
 
     demo_command = commands.add_parser("demo", help="create a client and tasks, show what happens")
@@ -449,6 +451,7 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
     ):
         app = create_app(rt.ctx, max_body_bytes=settings.max_body_bytes, bench_routes=settings.bench_routes)
         web_link.install(app, bootstrap.form_key(settings))
+        cli_operators.install_console(app, settings)
         logging.getLogger("uvicorn.access").addFilter(StripQuery())
         config = uvicorn.Config(
             app,
@@ -634,6 +637,7 @@ async def _demo(settings: Settings, _args: argparse.Namespace) -> int:
     async with bootstrap.runtime(settings, run_worker=True) as rt:
         app = create_app(rt.ctx, max_body_bytes=settings.max_body_bytes)
         web_link.install(app, bootstrap.form_key(settings))
+        cli_operators.install_console(app, settings)
         return await demo.run(rt.ctx, app)
 
 
