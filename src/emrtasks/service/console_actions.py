@@ -2,6 +2,7 @@
 event, retry a task that ended `unknown`, sync or disable a connection, create a client or rotate its
 secret, enable a webhook endpoint or rotate its secret. Each reuses the service the CLI and API use."""
 
+import dataclasses
 from typing import Any
 
 from emrtasks.domain import errors, ids
@@ -34,7 +35,7 @@ async def resend_event(ctx: Context, origin: audit.Origin, event_id: str) -> dic
             outcome=audit.NOT_FOUND,
         )
         raise errors.not_found("Event")
-    origin = audit.Origin(**{**origin.__dict__, "client_id": client.id})
+    origin = dataclasses.replace(origin, client_id=client.id)
     return await webhooks.resend_event(ctx, origin, client, event_id)
 
 

@@ -5,6 +5,7 @@ sign-out. Sign-ins, refused ones too, and sign-outs are on the audit trail."""
 
 import asyncio
 import hashlib
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -151,9 +152,8 @@ async def _throttle(ctx: Context, policy: SessionPolicy, email: str, address: st
             ctx.engine, scope, calls=calls, per_seconds=policy.window_seconds, now=ctx.clock()
         )
         if wait is not None:
-            raise errors.Problem(
-                429, "too_many_attempts", TOO_MANY, headers=(("Retry-After", f"{wait:.0f}"),)
-            )
+            retry_after = str(max(math.ceil(wait), 1))
+            raise errors.Problem(429, "too_many_attempts", TOO_MANY, headers=(("Retry-After", retry_after),))
 
 
 def _digest(text: str) -> str:
