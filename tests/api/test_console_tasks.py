@@ -199,6 +199,7 @@ async def test_retrying_an_unknown_task_finds_it_by_marker_and_writes_no_second_
     lossy, task_id = await _unknown_task(admin, runtime)
     page = await admin.get(f"/console/tasks/{task_id}")
     assert "Retry this task" in page.text and 'id="task-status">unknown' in page.text
+    assert "looks it up and writes only if it is not there" in page.text  # the sandbox finds by marker
     answer = await admin.post(
         f"/console/tasks/{task_id}/retry",
         data={"csrf": csrf_of(page.text), "reason": "Not in the EMR's task list", "confirm": "yes"},

@@ -10,8 +10,8 @@ from emrtasks.domain import errors, ids
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.service import audit
 from emrtasks.service.context import Context
+from emrtasks.storage import connections, db
 from emrtasks.storage import console as stored
-from emrtasks.storage import db
 from emrtasks.storage import tasks as stored_tasks
 from emrtasks.storage import webhooks as stored_webhooks
 
@@ -128,6 +128,8 @@ class Timeline:
     jobs: list[dict[str, Any]]
     events: list[EventView]
     retries: list[dict[str, Any]]
+    finds_by_marker: bool
+    """Whether the task's EMR can find a task by our marker: a retry then looks before it writes."""
 
 
 async def timeline(ctx: Context, origin: audit.Origin, task_id: str) -> Timeline:
@@ -144,6 +146,7 @@ async def timeline(ctx: Context, origin: audit.Origin, task_id: str) -> Timeline
                 jobs=await stored.jobs_of_task(conn, task_id),
                 events=await _events(conn, task_id),
                 retries=await _retries(conn, task),
+                finds_by_marker=await _finds_by_marker(ctx, conn, task["connection_id"]),
             )
     return found
 
@@ -162,6 +165,11 @@ async def _events(conn: db.Connection, task_id: str) -> list[EventView]:
             ]
             view.deliveries.append({**delivery, "url": urls.get(delivery["endpoint_id"]), "attempts": tried})
     return views
+
+
+async def _finds_by_marker(ctx: Context, conn: db.Connection, connection_id: str) -> bool:
+    connection = await connections.get_connection(conn, connection_id)
+    return connection is not None and ctx.adapters.for_connection(connection).rules.finds_by_marker
 
 
 async def _retries(conn: db.Connection, task: dict[str, Any]) -> list[dict[str, Any]]:
