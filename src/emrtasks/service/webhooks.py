@@ -140,7 +140,9 @@ async def recover(
 ) -> dict[str, Any]:
     targets = {"webhook_id": audit.safe_id(endpoint_id)}
     async with audit.changing(ctx, origin, "webhook.recover", targets) as change:
-        return await _recover(ctx, change, client, endpoint_id, body)
+        # Many deliveries' rows in one transaction, against workers recording attempts in theirs:
+        # PostgreSQL may pick it as a deadlock's victim, and then it is simply run again.
+        return await db.retry_contention(lambda: _recover(ctx, change, client, endpoint_id, body))
 
 
 async def _recover(
@@ -215,15 +217,23 @@ async def resend_event(
 ) -> dict[str, Any]:
     now = ctx.clock()
     targets = {"event_id": audit.safe_id(event_id)}
-    async with audit.changing(ctx, origin, "event.resend", targets) as change, db.write(ctx.engine) as conn:
-        if not ids.plausible(event_id) or not await stored_events.event_belongs_to(conn, event_id, client.id):
-            raise errors.not_found("Event")
-        endpoints = await stored.list_endpoints(conn, client.id, active_only=True)
-        if not endpoints:
-            raise errors.Problem(400, "no_webhook_endpoint", "No active webhook endpoint to send to.")
-        for endpoint in endpoints:
-            await schedule_delivery(ctx, conn, event_id, endpoint["id"], client.id, now, "manual")
-        await change.write(conn, now)
+    async with audit.changing(ctx, origin, "event.resend", targets) as change:
+
+        async def transaction() -> list[dict[str, Any]]:
+            async with db.write(ctx.engine) as conn:
+                if not ids.plausible(event_id) or not await stored_events.event_belongs_to(
+                    conn, event_id, client.id
+                ):
+                    raise errors.not_found("Event")
+                endpoints = await stored.list_endpoints(conn, client.id, active_only=True)
+                if not endpoints:
+                    raise errors.Problem(400, "no_webhook_endpoint", "No active webhook endpoint to send to.")
+                for endpoint in endpoints:
+                    await schedule_delivery(ctx, conn, event_id, endpoint["id"], client.id, now, "manual")
+                await change.write(conn, now)
+                return endpoints
+
+        endpoints = await db.retry_contention(transaction)
     ctx.wake()
     return {"success": True, "event_id": event_id, "webhook_ids": [e["id"] for e in endpoints]}
 

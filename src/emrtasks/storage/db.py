@@ -5,11 +5,14 @@ run on the fastest path each database allows: a SQLite file inline on the event 
 (storage/sqlite.py), PostgreSQL on an asyncpg pool of its own (storage/pg.py), anything else
 (a `:memory:` SQLite) through SQLAlchemy. Statements registered with `hot` run straight on the
 driver (storage/direct.py). Every connection offers `execute` and `dialect` (`Connection`).
+A database out of reach leaves these functions as the domain's `errors.Outage`, a transaction that a
+concurrent one made fail (deadlock, serialization failure) as `errors.Contention`, whatever the driver.
 """
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -18,6 +21,7 @@ from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.base import Executable
 
+from emrtasks.domain import errors
 from emrtasks.storage import direct, pg, sqlite
 
 hot = direct.hot  # mark a statement built once for the driver-direct path (storage/direct.py)
@@ -71,6 +75,41 @@ async def write(engine: AsyncEngine, *, durable: bool = True) -> AsyncIterator[C
     On SQLite, writers of one process take turns on an asyncio lock first: SQLite lets one writer
     in at a time anyway, and a writer that waits in SQLite's busy handler sleeps in steps of
     milliseconds, which is what made every write slow under load."""
+    with _outages_as_domain_errors():
+        async with _write(engine, durable) as conn:
+            yield conn
+
+
+@asynccontextmanager
+async def read(engine: AsyncEngine) -> AsyncIterator[Connection]:
+    """A transaction that only reads."""
+    with _outages_as_domain_errors():
+        async with _read(engine) as conn:
+            yield conn
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """One round trip to the database: raises `errors.Outage` if it cannot be reached."""
+    with _outages_as_domain_errors():
+        await _ping(engine)
+
+
+@contextlib.contextmanager
+def _outages_as_domain_errors() -> Iterator[None]:
+    try:
+        yield
+    except (exc.DBAPIError, OSError) as error:
+        if is_contention(error):
+            raise errors.Contention(_sqlstate_of(error)) from error
+        if is_outage(error):
+            raise errors.Outage(type(error).__name__) from error
+        raise
+    except exc.TimeoutError as error:  # no pooled connection came free in time
+        raise errors.Outage(type(error).__name__) from error
+
+
+@asynccontextmanager
+async def _write(engine: AsyncEngine, durable: bool) -> AsyncIterator[Connection]:
     inline = sqlite.inline(engine)
     if inline is not None:
         async with sqlite.writer_turn(engine):
@@ -102,7 +141,7 @@ async def write(engine: AsyncEngine, *, durable: bool = True) -> AsyncIterator[C
 
 
 @asynccontextmanager
-async def read(engine: AsyncEngine) -> AsyncIterator[Connection]:
+async def _read(engine: AsyncEngine) -> AsyncIterator[Connection]:
     inline = sqlite.inline(engine)
     if inline is not None:
         with inline.engine.connect() as sync, sync.begin():
@@ -118,7 +157,7 @@ async def read(engine: AsyncEngine) -> AsyncIterator[Connection]:
         yield conn
 
 
-async def ping(engine: AsyncEngine) -> None:
+async def _ping(engine: AsyncEngine) -> None:
     inline = sqlite.inline(engine)
     if inline is not None:
         with inline.engine.connect() as sync:
@@ -142,13 +181,49 @@ async def after_migrations(engine: AsyncEngine) -> None:
         await engine.dispose()
 
 
+# SQLSTATE 40P01 (deadlock detected) and 40001 (serialization failure): PostgreSQL rolled the
+# transaction back because of another one; run again, it succeeds.
+_CONTENTION_STATES = ("40P01", "40001")
+_CONTENTION_TRIES = 3
+
+
+def is_contention(error: BaseException) -> bool:
+    """Whether a database error means a concurrent transaction made this one fail."""
+    return isinstance(error, errors.Contention) or _sqlstate_of(error) in _CONTENTION_STATES
+
+
+def _sqlstate_of(error: BaseException) -> str:
+    cause: BaseException | None = error
+    for _ in range(4):
+        if cause is None:
+            break
+        state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if state:
+            return str(state)
+        cause = getattr(cause, "orig", None) or cause.__cause__
+    return ""
+
+
+async def retry_contention(transaction: Callable[[], Awaitable[T]], tries: int = _CONTENTION_TRIES) -> T:
+    """Run `transaction` (a whole transaction, opened by the callable) again when a concurrent one
+    made it fail, up to `tries` times, after a short random pause; then let `errors.Contention` go."""
+    for attempt in range(1, tries + 1):
+        try:
+            return await transaction()
+        except errors.Contention:
+            if attempt == tries:
+                raise
+            await asyncio.sleep(random.uniform(0.005, 0.02) * attempt)
+    raise AssertionError("unreachable")
+
+
 # SQLSTATE class 08 (connection exception) and 57P01-57P03 (shutting down, restarting, starting up).
 _OUTAGE_STATES = ("08", "57P01", "57P02", "57P03")
 
 
 def is_outage(error: BaseException) -> bool:
     """Whether a database error means the database is unreachable right now, not that we erred."""
-    if isinstance(error, exc.OperationalError | exc.InterfaceError | OSError):
+    if isinstance(error, errors.Outage | exc.OperationalError | exc.InterfaceError | OSError):
         return True
     if getattr(error, "connection_invalidated", False):
         return True
@@ -170,6 +245,9 @@ class GroupCommitter:
     One commit (one fsync on SQLite, one round trip on PostgreSQL) then serves many requests. If a
     batch fails, its works are run again one transaction each, so one caller's error (a unique key,
     a lost lease) reaches that caller alone. Works must touch only the database: they may run twice.
+
+    A work run alone that a concurrent transaction makes fail (a deadlock) is run again
+    (`retry_contention`): batches lock rows in whatever order their callers came.
     """
 
     def __init__(self, engine: AsyncEngine, max_batch: int = 128, *, durable: bool = True) -> None:
@@ -226,9 +304,12 @@ class GroupCommitter:
                 future.set_result(result)
 
     async def _alone(self, work: Callable[[Connection], Awaitable[Any]], future: asyncio.Future[Any]) -> None:
-        try:
+        async def transaction() -> Any:
             async with write(self._engine, durable=self._durable) as conn:
-                result = await work(conn)
+                return await work(conn)
+
+        try:
+            result = await retry_contention(transaction)
         except BaseException as exc:
             if not future.done():
                 future.set_exception(exc)
