@@ -147,6 +147,12 @@ class Settings(BaseSettings):
     webhook_recover_max_events: int = Field(
         default=10000, ge=1, description="Events one recover call schedules; the answer says where to go on."
     )
+    console_session_idle_seconds: float = Field(
+        default=1800.0, gt=0, description="A console session unused this long ends (sign in again)."
+    )
+    console_session_max_seconds: float = Field(
+        default=43200.0, gt=0, description="A console session ends this long after sign-in, however used."
+    )
 
     metrics_address: str | None = Field(
         default=None,

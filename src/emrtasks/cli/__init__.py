@@ -1,7 +1,8 @@
 """The command line: serve, worker, db upgrade, clients (create, update, list, rotate-secret, disable,
 enable, delete), connections (create, update, sync, list, rotate-token, disable, enable, delete), keys
 (create, list, retire), apps (set, list: the deployment's app at each EMR vendor, for Link), audit
-(list), demo. Every operator command leaves a row in the audit trail (docs/security.md)."""
+(list), operators (create, list, disable, enable: who signs in to the console), demo. Every operator
+command leaves a row in the audit trail (docs/security.md)."""
 
 import argparse
 import asyncio
@@ -26,6 +27,7 @@ GROUPS = (
     "connections",
     "keys",
     "audit",
+    "operators",
     "demo",
 )
 

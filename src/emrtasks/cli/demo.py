@@ -3,7 +3,7 @@
 import argparse
 
 from emrtasks import bootstrap
-from emrtasks.cli import common
+from emrtasks.cli import common, operators
 from emrtasks.cli import database as cli_database
 from emrtasks.config import Settings
 
@@ -30,5 +30,6 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     async with bootstrap.runtime(settings, run_worker=True) as rt:
         app = create_app(rt.ctx, max_body_bytes=settings.max_body_bytes)
         web_link.install(app, bootstrap.form_key(settings))
+        operators.install_console(app, settings)
         database = cli_database.target_of(settings).database()
         return await demo.run(rt.ctx, app, database=database, serve_url=args.url or settings.public_url)

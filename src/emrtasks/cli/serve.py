@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from emrtasks import bootstrap
-from emrtasks.cli import common
+from emrtasks.cli import common, operators
 from emrtasks.config import Settings
 from emrtasks.domain import errors
 
@@ -76,6 +76,7 @@ def _server(settings: Settings, rt: bootstrap.Runtime, announcement: str) -> Any
         telemetry=rt.telemetry,
     )
     web_link.install(app, bootstrap.form_key(settings))
+    operators.install_console(app, settings)
     logging.getLogger("uvicorn.access").addFilter(StripQuery())
     config = uvicorn.Config(
         app,

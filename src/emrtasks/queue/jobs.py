@@ -218,6 +218,32 @@ async def expedite(conn: Connection, job_id: str, *, now: datetime) -> bool:
     return bool(result.rowcount == 1)
 
 
+async def requeue(
+    conn: Connection, job_id: str, *, now: datetime, reconcile: bool, more_attempts: int
+) -> bool:
+    """A finished job queued again, due now, with `more_attempts` past the ones it has used (a person
+    decided it should run again); `reconcile`: its first attempt looks before it writes. False if it
+    is still queued or running."""
+    statement = (
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.state.not_in((QUEUED, RUNNING)))
+        .values(
+            state=QUEUED,
+            run_at=now,
+            reconcile=reconcile,
+            max_attempts=jobs.c.attempts + more_attempts,
+            lease_expires_at=None,
+            locked_by=None,
+            finished_at=None,
+            updated_at=now,
+        )
+    )
+    result = await conn.execute(statement)
+    if result.rowcount == 1:
+        await notify.notify(conn)
+    return bool(result.rowcount == 1)
+
+
 async def finish(
     conn: Connection,
     job: Job,

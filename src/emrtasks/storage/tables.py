@@ -384,3 +384,32 @@ audit_events = Table(
     Index(None, "client_id", "at"),
     Index(None, "action", "at"),
 )
+
+# People who use the operator console (/console): an email, an Argon2id hash of their password, a role
+# (`viewer` reads, `admin` also acts). Disabled operators keep their row (the audit trail names them).
+operators = Table(
+    "operators",
+    metadata,
+    Column("id", String(_ID), primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("disabled_at", UTCDateTime),
+    Column("last_login_at", UTCDateTime),
+)
+
+# One signed-in console session, found by the hash of its cookie's random token (never stored in
+# clear). It ends when idle too long (last_seen_at), at expires_at whatever its use, or at sign-out.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", String(_ID), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("operator_id", String(_ID), ForeignKey("operators.id"), nullable=False, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+)
