@@ -1,11 +1,13 @@
 """A real GNU Health (5.0, Tryton 7.0) on the local PostgreSQL for the tests: installed once into a cached
 venv, initialised once into a template dump, restored per test session, served by `trytond` on loopback.
 
-`python -m tests.gnuhealth.setup` (or `make gnuhealth`) installs and builds the template; `serve()` is what
-the tests use. The cache lives outside the repository (`EMRTASKS_GNUHEALTH_CACHE`, by default
-`~/.cache/emrtasks-gnuhealth`); a new version list below makes a new venv and template beside the old.
-Without PostgreSQL's client tools, a reachable server, or (before the first install) gcc and libpq's
-headers, the tests skip naming what is missing; `.ci/run` sets EMRTASKS_REQUIRE_GNUHEALTH so CI fails instead.
+`python -m tests.gnuhealth.setup` (or `make gnuhealth`) installs and builds the template, and assembles
+Tryton's web client (SAO, from npm: `sao/package-lock.json`) where Node is installed. `serve()` is what
+the tests use, with the web client at `/` when it was assembled. The cache lives outside the repository
+(`EMRTASKS_GNUHEALTH_CACHE`, by default `~/.cache/emrtasks-gnuhealth`); a new version list below makes a
+new venv and template beside the old. Without PostgreSQL's client tools, a reachable server, or (before
+the first install) gcc and libpq's headers, the tests skip naming what is missing; `.ci/run` sets
+EMRTASKS_REQUIRE_GNUHEALTH so that CI fails instead.
 """
 
 import contextlib
@@ -32,6 +34,20 @@ PG_PORT = os.environ.get("EMRTASKS_GNUHEALTH_PGPORT", "5432")
 PG_USER = os.environ.get("EMRTASKS_GNUHEALTH_PGUSER", "postgres")
 _PG = ("-h", PG_HOST, "-p", PG_PORT, "-U", PG_USER)
 _READY_SECONDS = 60
+SAO_LOCK = Path(__file__).parent / "sao"
+# bower_components/<name> as SAO's index.html loads them -> where the npm package keeps the same files.
+SAO_LIBRARIES = {
+    "bootstrap": "bootstrap",
+    "c3": "c3",
+    "d3": "d3/dist",
+    "fullcalendar": "fullcalendar",
+    "gettext.js": "gettext.js",
+    "jquery": "jquery",
+    "moment": "moment",
+    "mousetrap": "mousetrap",
+    "papaparse": "papaparse",
+    "Sortable": "sortablejs",
+}
 
 
 def cache_dir() -> Path:
@@ -133,35 +149,71 @@ def template() -> Path:
     return dump
 
 
+def sao_missing() -> str | None:
+    """Why the web client cannot be assembled here, or None."""
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        return "node and npm are not installed (SAO, the web client, comes from npm)"
+    return None
+
+
+def sao_root() -> Path:
+    """SAO 7.0 with the browser libraries its bower.json names, laid out as its index.html expects.
+    Installed with `--ignore-scripts`: its postinstall runs bower, which fetches from outside npm."""
+    lock = (SAO_LOCK / "package-lock.json").read_bytes()
+    home = cache_dir() / f"sao-{hashlib.sha256(lock).hexdigest()[:12]}"
+    root = home / "root"
+    if (root / "index.html").is_file():
+        return root
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(SAO_LOCK / name, home / name)
+    npm = ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
+    _run(npm, env={**os.environ}, cwd=home)
+    partial = home / "partial"
+    partial.mkdir()
+    modules = home / "node_modules"
+    for entry in (modules / "tryton-sao").iterdir():
+        (partial / entry.name).symlink_to(entry)
+    (partial / "bower_components").mkdir()
+    for name, package in SAO_LIBRARIES.items():
+        (partial / "bower_components" / name).symlink_to(modules / package)
+    partial.rename(root)
+    return root
+
+
 @dataclass(frozen=True)
 class Server:
     url: str
     """The JSON-RPC root, without the database: `{url}/{database}/`."""
     database: str
     log: Path
+    web: bool
+    """Whether SAO is served at `{url}/` (`/#<database>/model/...`)."""
 
 
 @contextlib.contextmanager
 def serve() -> Iterator[Server]:
     """A fresh copy of the template, served by its own `trytond` on a free loopback port."""
     dump = template()
+    web = sao_root() if sao_missing() is None else None
     name = f"emrtasks_gh_{uuid.uuid4().hex[:10]}"
     _createdb(name)
     try:
         subprocess.run(["pg_restore", *_PG, "--no-owner", "-d", name, str(dump)], check=True)
         with (
             tempfile.TemporaryDirectory(prefix="emrtasks-gnuhealth-") as work,
-            _trytond(venv_dir(), name, Path(work)) as url,
+            _trytond(venv_dir(), name, Path(work), web) as url,
         ):
-            yield Server(url, name, Path(work) / "trytond.log")
+            yield Server(url, name, Path(work) / "trytond.log", web is not None)
     finally:
         _dropdb(name)
 
 
 @contextlib.contextmanager
-def _trytond(venv: Path, database: str, work: Path) -> Iterator[str]:
+def _trytond(venv: Path, database: str, work: Path, web: Path | None = None) -> Iterator[str]:
     port = _free_port()
-    conf = _write_conf(work, port)
+    conf = _write_conf(work, port, web)
     log = open(work / "trytond.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
         [str(venv / "bin" / "trytond"), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
@@ -180,13 +232,13 @@ def _trytond(venv: Path, database: str, work: Path) -> Iterator[str]:
         log.close()
 
 
-def _run(command: list[str], env: dict[str, str]) -> None:
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+def _run(command: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
+    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{Path(command[0]).name} failed: {(done.stdout + done.stderr)[-3000:]}")
 
 
-def _write_conf(work: Path, port: int) -> Path:
+def _write_conf(work: Path, port: int, web: Path | None = None) -> Path:
     (work / "data").mkdir(exist_ok=True)
     conf = work / "trytond.conf"
     conf.write_text(
@@ -195,7 +247,7 @@ def _write_conf(work: Path, port: int) -> Path:
         f"path = {work / 'data'}\n"
         "list = False\n"
         "[web]\n"
-        f"listen = 127.0.0.1:{port}\n"
+        f"listen = 127.0.0.1:{port}\n" + (f"root = {web}\n" if web else "")
     )
     return conf
 
@@ -233,6 +285,8 @@ def main() -> int:
     started = time.monotonic()
     print(f"venv: {install()}")
     print(f"template: {template()} ({time.monotonic() - started:.0f} s)")
+    no_sao = sao_missing()
+    print(f"web client: {no_sao}" if no_sao else f"web client: {sao_root()}")
     return 0
 
 
