@@ -12,7 +12,6 @@ from tests.e2e.conftest import wait_for_task
 from tests.gnuhealth import proxy, rpc, seed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
-FRONT_DESK, FRONT_DESK_PASSWORD, _ = seed.FRONT_DESK
 BODY = {
     "description": "Asked for a call back about her thyroid results; prefers mornings.",
     "patient_mrn": "GH-1001",
@@ -22,13 +21,8 @@ BODY = {
 }
 
 
-def _config(server: Any, url: str | None = None, password: str = FRONT_DESK_PASSWORD) -> dict[str, str]:
-    return {
-        "url": url or server.url,
-        "database": server.database,
-        "username": FRONT_DESK,
-        "password": password,
-    }
+def _config(server: Any, url: str | None = None, login: tuple[str, ...] = seed.FRONT_DESK) -> dict[str, str]:
+    return {"url": url or server.url, "database": server.database, "username": login[0], "password": login[1]}
 
 
 def _appointment(server: Any, marker: str) -> list[dict[str, Any]]:
@@ -92,7 +86,7 @@ def test_a_wrong_password_ends_login_required_and_is_never_tried_again(service, 
     without another login, which GNU Health would count as one more failure of that name."""
     with proxy.serve(gnuhealth_server.url) as (url, counts):
         service.start()
-        config = _config(gnuhealth_server, url, password="not-the-password")
+        config = _config(gnuhealth_server, url, (seed.REFUSED[0], "not-the-password"))
         headers = service.connect("gnuhealth", config, name="e2e-gnuhealth-refused")
         with httpx.Client(base_url=service.url, timeout=30) as http:
             answers = [http.post("/v1/tasks", json=BODY, headers=headers) for _ in range(3)]

@@ -9,6 +9,9 @@ number: `gnuhealth.person_alternative_identification.code`, which GNU Health doe
 from tests.gnuhealth import rpc
 
 FRONT_DESK = ("frontdesk", "Front-desk-pass-1", "Health Front Desk")
+REFUSED = ("reception", "Reception-pass-1", "Health Front Desk")
+"""The login the tests send a wrong password for: GNU Health slows every later login of a name after a
+failure (a random wait of up to 2**failures - 1 seconds), so `frontdesk` is never the one refused."""
 DOCTORS = (
     ("dreyes", "Doctor-pass-1", "Dana", "Reyes"),
     ("sokafor", "Doctor-pass-2", "Sam", "Okafor"),
@@ -27,8 +30,8 @@ COUNTRY = "XXX"
 def seed(url: str, database: str, admin_password: str) -> None:
     session = rpc.Session.login(url, database, "admin", admin_password)
     groups = _groups(session)
-    login, password, group = FRONT_DESK
-    _user(session, login, password, "Front Desk", [groups[group]])
+    for login, password, group in (FRONT_DESK, REFUSED):
+        _user(session, login, password, login.title(), [groups[group]])
     for login, password, given, family in DOCTORS:
         uid = _user(session, login, password, f"Dr. {given} {family}", [groups["Health Doctor"]])
         party = _person(session, given, family, "u", is_healthprof=True, internal_user=uid)

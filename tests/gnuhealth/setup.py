@@ -207,7 +207,7 @@ def serve() -> Iterator[Server]:
         ):
             yield Server(url, name, Path(work) / "trytond.log", web is not None)
     finally:
-        _dropdb(name)
+        _dropdb(name, wait=False)
 
 
 @contextlib.contextmanager
@@ -273,8 +273,15 @@ def _createdb(name: str) -> None:
     subprocess.run(["createdb", *_PG, "-E", "UTF8", "-T", "template0", name], check=True)
 
 
-def _dropdb(name: str) -> None:
-    subprocess.run(["dropdb", *_PG, "--if-exists", "--force", name], check=False, capture_output=True)
+def _dropdb(name: str, *, wait: bool = True) -> None:
+    """Drop a database; without `wait`, in the background: PostgreSQL checkpoints on DROP DATABASE,
+    which takes many seconds on a busy machine, and nothing waits for a test copy to be gone."""
+    command = ["dropdb", *_PG, "--if-exists", "--force", name]
+    if wait:
+        subprocess.run(command, check=False, capture_output=True)
+    else:
+        quiet = subprocess.DEVNULL
+        subprocess.Popen(command, stdout=quiet, stderr=quiet, start_new_session=True)
 
 
 def main() -> int:

@@ -170,7 +170,8 @@ async def test_a_reply_lost_after_the_write_is_found_by_marker_and_never_written
 
 async def test_a_refused_password_is_login_required_and_never_tried_again(gnuhealth_server, client):
     with proxy.serve(gnuhealth_server.url) as (url, counts):
-        adapter = build(config(gnuhealth_server, url=url, password="wrong"), client)
+        refused = config(gnuhealth_server, url=url, username=seed.REFUSED[0], password="wrong")
+        adapter = build(refused, client)
         first = await adapter.create_task(REQUEST, _patient(), marker="task_gh_refused")
         second = await adapter.create_task(REQUEST, _patient(), marker="task_gh_refused")
     for outcome in (first, second):
