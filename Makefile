@@ -2,7 +2,7 @@
 PYTHON ?= python
 PORT ?= 8000
 
-.PHONY: help install run test test-postgres lint format package-check demo chaos
+.PHONY: help install run test test-postgres lint format package-check demo chaos gnuhealth
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ package-check: ## Build the wheel, install it in a fresh venv, serve from it and
 
 demo: ## Create a client, connections and tasks, and show what happened
 	$(PYTHON) -m emrtasks demo
+
+gnuhealth: ## Install GNU Health into a cached venv and build its template database (tests/gnuhealth/)
+	$(PYTHON) -m tests.gnuhealth.setup
 
 chaos: ## Chaos run at full size (1,000 tasks) on SQLite and PostgreSQL; restarts the local PostgreSQL once
 	$(PYTHON) -m tests.chaos.run --tasks 1000 --db both
