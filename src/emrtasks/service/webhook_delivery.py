@@ -84,6 +84,7 @@ async def run_delivery(ctx: Context, job: jobs.Job) -> None:
 
 
 def _active_secrets(ctx: Context, endpoint: dict[str, Any], now: datetime) -> list[str]:
+    """The current secret, then the previous one while its overlap lasts (newest first)."""
     secrets = [ctx.cipher.decrypt(endpoint["secret"], webhooks.secret_at(endpoint["id"], "secret"))]
     expires = endpoint["previous_secret_expires_at"]
     if endpoint["previous_secret"] and expires and expires > now:

@@ -80,4 +80,6 @@ def failure_reason(reasons: Sequence[Mapping[str, str]]) -> str:
 
 
 def serialize(body: Mapping[str, Any]) -> str:
+    """Compact, keys in order, non-ASCII as is: the text `JSON.stringify` gives back for it, so a
+    Cobalt verifier that re-serialises the parsed body signs these very bytes."""
     return orjson.dumps(body).decode()
