@@ -29,7 +29,7 @@ async def register_webhook(request: Request, ctx: Ctx, client: ClientDep, body: 
     responses={200: {"model": schemas.WebhookList}, **schemas.errors(401)},
 )
 async def list_webhooks(ctx: Ctx, client: ClientDep) -> JSON:
-    return JSON({"success": True, "webhook_urls": await webhooks.list_endpoints(ctx, client)})
+    return JSON(await webhooks.configuration(ctx, client))
 
 
 @router.delete(
