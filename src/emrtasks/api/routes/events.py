@@ -4,10 +4,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
-from emrtasks.api import deps, schemas
+from emrtasks.api import deps, query, schemas
 from emrtasks.api.deps import ClientDep, Ctx, OptionalConnectionDep
 from emrtasks.api.responses import JSON
 from emrtasks.service import audit, event_log
+from emrtasks.webhooks import events
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -22,8 +23,9 @@ async def list_events(
     ctx: Ctx,
     client: ClientDep,
     connection: OptionalConnectionDep,
-    job_id: Annotated[str | None, Query(max_length=64)] = None,
-    event_type: Annotated[str | None, Query(max_length=64)] = None,
+    _query: query.Checked,
+    job_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    event_type: events.EventType | None = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 50,
     sort: Literal["created_at", "-created_at"] = "-created_at",
