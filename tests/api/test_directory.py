@@ -205,7 +205,11 @@ LIST_ROUTES = [
     ("/v1/patients", "mrn, page, page_size", True),
     ("/v1/sandbox/emr-tasks", "marker", True),
     ("/v1/webhook", "none", False),
-    ("/v1/webhook-events", "job_id, event_type, page, page_size, sort", False),
+    (
+        "/v1/webhook-events",
+        "job_id, event_type, delivery_status, start_date, end_date, page, page_size, sort",
+        False,
+    ),
 ]
 
 

@@ -11,6 +11,7 @@ from emrtasks.service import audit, event_log
 from emrtasks.webhooks import events
 
 router = APIRouter(prefix="/v1", tags=["events"])
+_DAY = r"^\d{4}-\d{2}-\d{2}$"
 
 
 @router.get(
@@ -26,18 +27,21 @@ async def list_events(
     _query: query.Checked,
     job_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     event_type: events.EventType | None = None,
+    delivery_status: Literal["pending", "success", "failed"] | None = None,
+    start_date: Annotated[str | None, Query(pattern=_DAY, description="YYYY-MM-DD, UTC, included")] = None,
+    end_date: Annotated[str | None, Query(pattern=_DAY, description="YYYY-MM-DD, UTC, included")] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 50,
     sort: Literal["created_at", "-created_at"] = "-created_at",
 ) -> JSON:
     origin = deps.origin(request, client=client, connection=connection)
+    filters = event_log.Filters(job_id, event_type, delivery_status, start_date, end_date)
     async with audit.recorded(ctx, origin, "events.read", {"job_id": audit.safe_id(job_id)}):
         found, pagination = await event_log.list_events(
             ctx,
             client,
             connection,
-            job_id=job_id,
-            event_type=event_type,
+            filters,
             page=page,
             page_size=page_size,
             newest_first=sort == "-created_at",
