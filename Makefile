@@ -2,7 +2,7 @@
 PYTHON ?= python
 PORT ?= 8000
 
-.PHONY: help install run test test-postgres lint format demo chaos
+.PHONY: help install run test test-postgres lint format package-check demo chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ lint: ## ruff, mypy (strict) and the import-linter layer contracts
 format: ## Format and fix what ruff can
 	$(PYTHON) -m ruff format src tests
 	$(PYTHON) -m ruff check --fix src tests
+
+package-check: ## Build the wheel, install it in a fresh venv, serve from it and create one task
+	$(PYTHON) tests/packaging/wheel_serves.py
 
 demo: ## Create a client, connections and tasks, and show what happened
 	$(PYTHON) -m emrtasks demo

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, insert, select
 
+from emrtasks.domain import errors
 from emrtasks.storage import db, tables
 
 
@@ -70,5 +71,6 @@ async def test_a_batch_failing_because_the_database_is_out_of_reach_fails_every_
     results = await asyncio.gather(
         *(writer.run(lambda c, i=i: unreachable(c, i)) for i in range(10)), return_exceptions=True
     )
-    assert all(isinstance(r, sa_exc.OperationalError) for r in results)
+    assert all(isinstance(r, errors.Outage) for r in results)
+    assert all(isinstance(r.__cause__, sa_exc.OperationalError) for r in results)
     assert calls == [0]  # the batch stopped at the first, and no work was run again alone

@@ -1,17 +1,15 @@
 """Every failure becomes the contract's error body: refusals, bad query strings, unknown routes, a lost
-database.
+database (storage raises it as the domain's `errors.Outage`).
 """
 
 import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
 from emrtasks.api.responses import JSON
 from emrtasks.domain import errors
-from emrtasks.storage import db
 
 log = logging.getLogger("emrtasks.api")
 
@@ -34,9 +32,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.Problem, _on_problem)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_bad_request)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _on_http)  # type: ignore[arg-type]
-    app.add_exception_handler(sa_exc.DBAPIError, _on_database_error)
-    app.add_exception_handler(sa_exc.TimeoutError, _on_database_down)  # no pooled connection came free
-    app.add_exception_handler(OSError, _on_database_down)  # the driver could not connect at all
+    app.add_exception_handler(errors.Outage, _on_database_down)
     app.add_exception_handler(Exception, _on_crash)
 
 
@@ -59,13 +55,9 @@ async def _on_http(_request: Request, exc: HTTPException) -> JSON:
     return render(errors.Problem(exc.status_code, code, message, headers=tuple((exc.headers or {}).items())))
 
 
-async def _on_database_error(request: Request, exc: Exception) -> JSON:
-    """A lost or refused connection is an outage (503); any other database error is our bug (500)."""
-    return await (_on_database_down if db.is_outage(exc) else _on_crash)(request, exc)
-
-
 async def _on_database_down(_request: Request, exc: Exception) -> JSON:
-    log.error("database unavailable: %s", type(exc).__name__)
+    cause = exc.__cause__ or exc
+    log.error("database unavailable: %s", type(cause).__name__)
     return render(errors.unavailable(_DB_DOWN, 2))
 
 

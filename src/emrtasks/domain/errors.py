@@ -1,4 +1,5 @@
-"""The one error type the service raises for a request it refuses; the API renders it as the contract body."""
+"""The one error type the service raises for a request it refuses (`Problem`), which the API renders as the
+contract body, and `Outage`, which storage raises when the database is out of reach."""
 
 import math
 from dataclasses import dataclass, field
@@ -31,6 +32,11 @@ class Problem(Exception):
 
     def __str__(self) -> str:
         return f"{self.status} {self.error}: {self.message}"
+
+
+class Outage(Exception):
+    """The database cannot be reached right now (refused, lost or restarting; no pooled connection came
+    free). Nobody erred: the same request may succeed in a moment. The driver's error is the cause."""
 
 
 MAX_ERRORS = 50

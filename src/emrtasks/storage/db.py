@@ -5,11 +5,12 @@ run on the fastest path each database allows: a SQLite file inline on the event 
 (storage/sqlite.py), PostgreSQL on an asyncpg pool of its own (storage/pg.py), anything else
 (a `:memory:` SQLite) through SQLAlchemy. Statements registered with `hot` run straight on the
 driver (storage/direct.py). Every connection offers `execute` and `dialect` (`Connection`).
+A database out of reach leaves these functions as the domain's `errors.Outage`, whatever the driver.
 """
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -18,6 +19,7 @@ from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.base import Executable
 
+from emrtasks.domain import errors
 from emrtasks.storage import direct, pg, sqlite
 
 hot = direct.hot  # mark a statement built once for the driver-direct path (storage/direct.py)
@@ -71,6 +73,39 @@ async def write(engine: AsyncEngine, *, durable: bool = True) -> AsyncIterator[C
     On SQLite, writers of one process take turns on an asyncio lock first: SQLite lets one writer
     in at a time anyway, and a writer that waits in SQLite's busy handler sleeps in steps of
     milliseconds, which is what made every write slow under load."""
+    with _outages_as_domain_errors():
+        async with _write(engine, durable) as conn:
+            yield conn
+
+
+@asynccontextmanager
+async def read(engine: AsyncEngine) -> AsyncIterator[Connection]:
+    """A transaction that only reads."""
+    with _outages_as_domain_errors():
+        async with _read(engine) as conn:
+            yield conn
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """One round trip to the database: raises `errors.Outage` if it cannot be reached."""
+    with _outages_as_domain_errors():
+        await _ping(engine)
+
+
+@contextlib.contextmanager
+def _outages_as_domain_errors() -> Iterator[None]:
+    try:
+        yield
+    except (exc.DBAPIError, OSError) as error:
+        if is_outage(error):
+            raise errors.Outage(type(error).__name__) from error
+        raise
+    except exc.TimeoutError as error:  # no pooled connection came free in time
+        raise errors.Outage(type(error).__name__) from error
+
+
+@asynccontextmanager
+async def _write(engine: AsyncEngine, durable: bool) -> AsyncIterator[Connection]:
     inline = sqlite.inline(engine)
     if inline is not None:
         async with sqlite.writer_turn(engine):
@@ -102,7 +137,7 @@ async def write(engine: AsyncEngine, *, durable: bool = True) -> AsyncIterator[C
 
 
 @asynccontextmanager
-async def read(engine: AsyncEngine) -> AsyncIterator[Connection]:
+async def _read(engine: AsyncEngine) -> AsyncIterator[Connection]:
     inline = sqlite.inline(engine)
     if inline is not None:
         with inline.engine.connect() as sync, sync.begin():
@@ -118,7 +153,7 @@ async def read(engine: AsyncEngine) -> AsyncIterator[Connection]:
         yield conn
 
 
-async def ping(engine: AsyncEngine) -> None:
+async def _ping(engine: AsyncEngine) -> None:
     inline = sqlite.inline(engine)
     if inline is not None:
         with inline.engine.connect() as sync:
@@ -148,7 +183,7 @@ _OUTAGE_STATES = ("08", "57P01", "57P02", "57P03")
 
 def is_outage(error: BaseException) -> bool:
     """Whether a database error means the database is unreachable right now, not that we erred."""
-    if isinstance(error, exc.OperationalError | exc.InterfaceError | OSError):
+    if isinstance(error, errors.Outage | exc.OperationalError | exc.InterfaceError | OSError):
         return True
     if getattr(error, "connection_invalidated", False):
         return True

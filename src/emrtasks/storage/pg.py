@@ -22,12 +22,11 @@ from typing import Any, cast
 
 import asyncpg
 from sqlalchemy import exc
-from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.base import Executable
 
-from emrtasks.storage import direct
+from emrtasks.storage import direct, internals
 
 
 class PgConnection:
@@ -114,7 +113,7 @@ def translated(error: Exception, sql: str, dialect: Dialect) -> Exception:
     """SQLAlchemy's exception for an asyncpg error, as its own execution would have raised it."""
     dbapi = dialect.loaded_dbapi
     try:
-        AsyncAdapt_asyncpg_connection._handle_exception_no_connection(dbapi, error)
+        internals.raise_asyncpg_error_as_dbapi(dbapi, error)
     except dbapi.Error as adapted:
         return cast(Exception, exc.DBAPIError.instance(sql, None, adapted, dbapi.Error, hide_parameters=True))
     except Exception as other:  # not an asyncpg error (an OSError): as it is
@@ -184,7 +183,7 @@ _ASYNCPG_CONNECT = frozenset(inspect.signature(asyncpg.connect).parameters) - {"
 
 def _codecs(dialect: Dialect) -> Any:
     """The JSON codecs SQLAlchemy's asyncpg dialect installs: JSON in as text, out as objects."""
-    loads = getattr(dialect, "_json_deserializer", None) or json.loads
+    loads = internals.json_deserializer(dialect) or json.loads
 
     async def init(connection: asyncpg.Connection) -> None:
         await connection.set_type_codec(
