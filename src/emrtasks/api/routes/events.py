@@ -1,6 +1,6 @@
 """`GET /v1/webhook-events`: the events recorded for the client, for polling (no endpoint needed)."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 
@@ -11,7 +11,16 @@ from emrtasks.service import audit, event_log
 from emrtasks.webhooks import events
 
 router = APIRouter(prefix="/v1", tags=["events"])
-_DAY = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def _day_query(description: str) -> Any:
+    """A day written YYYY-MM-DD (in UTC); the calendar itself is checked by the service."""
+    extra = {"format": "date"}
+    return Query(
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description=f"{description} (YYYY-MM-DD, UTC).",
+        json_schema_extra=extra,
+    )
 
 
 @router.get(
@@ -28,8 +37,8 @@ async def list_events(
     job_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     event_type: events.EventType | None = None,
     delivery_status: Literal["pending", "success", "failed"] | None = None,
-    start_date: Annotated[str | None, Query(pattern=_DAY, description="YYYY-MM-DD, UTC, included")] = None,
-    end_date: Annotated[str | None, Query(pattern=_DAY, description="YYYY-MM-DD, UTC, included")] = None,
+    start_date: Annotated[str | None, _day_query("The first day, included")] = None,
+    end_date: Annotated[str | None, _day_query("The last day, included")] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 50,
     sort: Literal["created_at", "-created_at"] = "-created_at",
