@@ -20,14 +20,14 @@ test-postgres: ## The suite with the local PostgreSQL (127.0.0.1:5432, database 
 	EMRTASKS_TEST_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test $(PYTHON) -m pytest
 
 lint: ## ruff, mypy (strict) and the import-linter layer contracts
-	$(PYTHON) -m ruff check src tests
-	$(PYTHON) -m ruff format --check src tests
+	$(PYTHON) -m ruff check src tests clients/python
+	$(PYTHON) -m ruff format --check src tests clients/python
 	$(PYTHON) -m mypy
 	lint-imports
 
 format: ## Format and fix what ruff can
-	$(PYTHON) -m ruff format src tests
-	$(PYTHON) -m ruff check --fix src tests
+	$(PYTHON) -m ruff format src tests clients/python
+	$(PYTHON) -m ruff check --fix src tests clients/python
 
 package-check: ## Build the wheel, install it in a fresh venv, serve from it and create one task
 	$(PYTHON) tests/packaging/wheel_serves.py

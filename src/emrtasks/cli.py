@@ -444,10 +444,15 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
             yield
 
     async with (
-        bootstrap.runtime(settings, run_worker=not args.no_worker) as rt,
+        bootstrap.runtime(settings, run_worker=not args.no_worker, observe=True) as rt,
         bootstrap.credential_changes(settings, rt.ctx),
     ):
-        app = create_app(rt.ctx, max_body_bytes=settings.max_body_bytes, bench_routes=settings.bench_routes)
+        app = create_app(
+            rt.ctx,
+            max_body_bytes=settings.max_body_bytes,
+            bench_routes=settings.bench_routes,
+            telemetry=rt.telemetry,
+        )
         web_link.install(app, bootstrap.form_key(settings))
         logging.getLogger("uvicorn.access").addFilter(StripQuery())
         config = uvicorn.Config(
@@ -488,7 +493,7 @@ def edge_limits(settings: Settings) -> Any:
 async def _worker(settings: Settings, _args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     _on_signals(stop.set)
-    async with bootstrap.runtime(settings, run_worker=True):
+    async with bootstrap.runtime(settings, run_worker=True, observe=True):
         await stop.wait()
     return 0
 

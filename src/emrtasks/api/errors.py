@@ -1,5 +1,6 @@
 """Every failure becomes the contract's error body: refusals, bad query strings, unknown routes, a lost
-database (storage raises it as the domain's `errors.Outage`).
+database (storage raises it as the domain's `errors.Outage`), a transaction lost to a concurrent one
+(`errors.Contention`, answered 503 like an outage: nothing was written, a retry succeeds).
 """
 
 import logging
@@ -14,6 +15,7 @@ from emrtasks.domain import errors
 log = logging.getLogger("emrtasks.api")
 
 _DB_DOWN = "The service is temporarily unavailable: its database cannot be reached. Please retry."
+_CONTENTION = "The service was busy with a conflicting change and wrote nothing. Please retry."
 _HTTP_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
@@ -33,6 +35,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_bad_request)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _on_http)  # type: ignore[arg-type]
     app.add_exception_handler(errors.Outage, _on_database_down)
+    app.add_exception_handler(errors.Contention, _on_contention)
     app.add_exception_handler(Exception, _on_crash)
 
 
@@ -59,6 +62,13 @@ async def _on_database_down(_request: Request, exc: Exception) -> JSON:
     cause = exc.__cause__ or exc
     log.error("database unavailable: %s", type(cause).__name__)
     return render(errors.unavailable(_DB_DOWN, 2))
+
+
+async def _on_contention(_request: Request, exc: Exception) -> JSON:
+    """A transaction that lost to concurrent ones more often than the service runs it again: nothing
+    was written, and the same request succeeds in a moment."""
+    log.warning("database contention: %s", exc)
+    return render(errors.unavailable(_CONTENTION, 1))
 
 
 async def _on_crash(_request: Request, exc: Exception) -> JSON:

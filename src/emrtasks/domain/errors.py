@@ -1,5 +1,6 @@
 """The one error type the service raises for a request it refuses (`Problem`), which the API renders as the
-contract body, and `Outage`, which storage raises when the database is out of reach."""
+contract body; `Outage`, which storage raises when the database is out of reach; and `Contention`, which
+it raises when a concurrent transaction made ours fail (a deadlock, a serialization failure)."""
 
 import math
 from dataclasses import dataclass, field
@@ -37,6 +38,12 @@ class Problem(Exception):
 class Outage(Exception):
     """The database cannot be reached right now (refused, lost or restarting; no pooled connection came
     free). Nobody erred: the same request may succeed in a moment. The driver's error is the cause."""
+
+
+class Contention(Exception):
+    """A concurrent transaction made this one fail (PostgreSQL chose it as a deadlock's victim, or
+    found it could not be serialized). Everything it did was rolled back, and the same work succeeds
+    when run again: callers that can run their transaction again do (`db.retry_contention`)."""
 
 
 MAX_ERRORS = 50

@@ -42,6 +42,8 @@ class Job:
     payload: Mapping[str, Any] = field(default_factory=dict)
     group_key: str | None = None
     group_limit: int | None = None
+    trace_context: str | None = None
+    """The W3C traceparent of the span that queued it: its attempts continue that trace."""
 
 
 async def enqueue(
@@ -57,6 +59,7 @@ async def enqueue(
     group_key: str | None = None,
     group_limit: int | None = None,
     run_at: datetime | None = None,
+    trace_context: str | None = None,
 ) -> None:
     await conn.execute(
         _INSERT,
@@ -73,6 +76,7 @@ async def enqueue(
             "reconcile": False,
             "group_key": group_key,
             "group_limit": group_limit,
+            "trace_context": trace_context,
             "created_at": now,
             "updated_at": now,
         },
@@ -339,6 +343,7 @@ _JOB_COLUMNS = (
     jobs.c.payload,
     jobs.c.group_key,
     jobs.c.group_limit,
+    jobs.c.trace_context,
 )
 
 
@@ -369,4 +374,5 @@ def _to_job(row: Any) -> Job:
         payload=row["payload"] or {},
         group_key=row["group_key"],
         group_limit=row["group_limit"],
+        trace_context=row["trace_context"],
     )

@@ -33,6 +33,11 @@ def hot(statement: S) -> S:
     return statement
 
 
+def registered() -> list[Executable]:
+    """Every statement registered with `hot()` so far (the modules that build them are imported)."""
+    return [statement for statement, _plans in _HOT.values()]
+
+
 class Plan:
     """One statement compiled for one dialect with one set of parameter names."""
 
@@ -110,8 +115,10 @@ def plan_for(statement: Executable, parameters: Mapping[str, Any] | None, dialec
     return plan
 
 
-def rows_result(plan: Plan, records: Sequence[Any]) -> Rows:
-    return cast(Rows, internals.Result(plan.keys, plan.rows(records), len(records)))
+def rows_result(plan: Plan, records: Sequence[Any], keys: Sequence[str] = ()) -> Rows:
+    """The rows as a result, keyed by the statement's columns, or (a textual statement, which names
+    none) by the `keys` the driver reported."""
+    return cast(Rows, internals.Result(plan.keys or keys, plan.rows(records), len(records)))
 
 
 def count_result(rowcount: int) -> Rows:

@@ -158,6 +158,9 @@ jobs = Table(
     # Jobs sharing a group (a webhook endpoint, later an EMR connection) run at most group_limit at once.
     Column("group_key", String(_ID)),
     Column("group_limit", Integer),
+    # The W3C traceparent of whoever queued the job (only while tracing is on): a worker in another
+    # process continues that trace.
+    Column("trace_context", String(64)),
     Index(None, "state", "run_at"),
     Index(None, "task_id"),
     Index(None, "group_key", "state"),
