@@ -66,6 +66,7 @@ def test_created_and_failed_outcomes_arrive_verified_after_two_500s(hooks):
     assert [d.status for d in receiver.deliveries[:3]] == [500, 500, 200]
     assert [d.headers["webhook-attempt"] for d in receiver.deliveries[:3]] == ["1", "2", "3"]
     assert len({d.body for d in receiver.deliveries[:3]}) == 1
+    assert all(d.cobalt_verified_by == receiver.secrets for d in receiver.deliveries)
     assert (first.event["type"], first.event["data"]["task_id"]) == ("task.created", created["task_id"])
     assert first.event["access_token_reference_id"] == "clinic-9"
     assert (second.event["type"], second.event["data"]["task_id"]) == ("task.failed", failed["task_id"])
@@ -102,6 +103,8 @@ def test_after_rotation_both_secrets_verify_a_delivery_of_the_served_process(hoo
         receiver.wait_for(lambda r: len(r.deliveries) == 1)
     [during] = receiver.deliveries
     assert sorted(during.verified_by) == sorted([old, new["webhook"]["secret"]])
+    # Cobalt's single header is signed with the newest secret from the moment of the rotation.
+    assert during.cobalt_verified_by == [new["webhook"]["secret"]]
 
 
 def test_recover_resends_every_event_since_a_time(hooks):

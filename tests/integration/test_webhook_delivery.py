@@ -192,6 +192,8 @@ async def test_after_a_rotation_both_secrets_sign_for_the_overlap_then_only_the_
             await http.aclose()
     assert [len(d.signatures) for d in receiver.deliveries] == [2, 2, 1]
     assert [sorted(d.verified_by) for d in receiver.deliveries] == [sorted([old, new])] * 2 + [[new]]
+    # Cobalt's one header: the newest secret from the rotation on, through the overlap and after.
+    assert [d.cobalt_verified_by for d in receiver.deliveries] == [[new]] * 3
 
 
 async def test_an_exhausted_event_stays_failed_until_it_is_resent(webhook_settings, tmp_path):

@@ -94,6 +94,7 @@ def attempt_outcome(result: delivery.Result) -> str:
 
 
 def _active_secrets(ctx: Context, endpoint: dict[str, Any], now: datetime) -> list[str]:
+    """The current secret, then the previous one while its overlap lasts (newest first)."""
     secrets = [ctx.cipher.decrypt(endpoint["secret"], webhooks.secret_at(endpoint["id"], "secret"))]
     expires = endpoint["previous_secret_expires_at"]
     if endpoint["previous_secret"] and expires and expires > now:

@@ -29,7 +29,15 @@ async def register(
         secret, endpoint_id = signing.new_secret(), ids.new_id("wh")
         change.targets["webhook_id"] = endpoint_id
         await _insert_endpoint(ctx, change, client, endpoint_id, url, secret)
-    return {"success": True, "webhook_id": endpoint_id, "webhook_url": url, "webhook_secret": secret}
+    # Cobalt documents three shapes for this answer; the flat one, with the guide's names beside it.
+    return {
+        "success": True,
+        "message": "Webhook registered successfully",
+        "webhook_id": endpoint_id,
+        "webhook_url": url,
+        "webhook_secret": secret,
+        "webhook_secret_key": secret,
+    }
 
 
 async def _insert_endpoint(
@@ -66,6 +74,12 @@ def _too_many_endpoints(limit: int) -> errors.Problem:
 
 def _already_registered() -> errors.Problem:
     return errors.Problem(409, "already_registered", "This webhook URL is already registered.")
+
+
+async def configuration(ctx: Context, client: domain_tasks.Client) -> dict[str, Any]:
+    """`GET /v1/webhook`: every URL (oldest first) and, as Cobalt answers, the first one alone."""
+    listed = await list_endpoints(ctx, client)
+    return {"success": True, "webhook_url": listed[0]["url"] if listed else None, "webhook_urls": listed}
 
 
 async def list_endpoints(ctx: Context, client: domain_tasks.Client) -> list[dict[str, Any]]:
