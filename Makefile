@@ -2,7 +2,7 @@
 PYTHON ?= python
 PORT ?= 8000
 
-.PHONY: help install run test test-postgres lint format demo chaos
+.PHONY: help install run test test-postgres lint format package-check demo chaos gnuhealth
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -20,17 +20,23 @@ test-postgres: ## The suite with the local PostgreSQL (127.0.0.1:5432, database 
 	EMRTASKS_TEST_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test $(PYTHON) -m pytest
 
 lint: ## ruff, mypy (strict) and the import-linter layer contracts
-	$(PYTHON) -m ruff check src tests
-	$(PYTHON) -m ruff format --check src tests
+	$(PYTHON) -m ruff check src tests clients/python
+	$(PYTHON) -m ruff format --check src tests clients/python
 	$(PYTHON) -m mypy
 	lint-imports
 
 format: ## Format and fix what ruff can
-	$(PYTHON) -m ruff format src tests
-	$(PYTHON) -m ruff check --fix src tests
+	$(PYTHON) -m ruff format src tests clients/python
+	$(PYTHON) -m ruff check --fix src tests clients/python
+
+package-check: ## Build the wheel, install it in a fresh venv, serve from it and create one task
+	$(PYTHON) tests/packaging/wheel_serves.py
 
 demo: ## Create a client, connections and tasks, and show what happened
 	$(PYTHON) -m emrtasks demo
+
+gnuhealth: ## Install GNU Health into a cached venv and build its template database (tests/gnuhealth/)
+	$(PYTHON) -m tests.gnuhealth.setup
 
 chaos: ## Chaos run at full size (1,000 tasks) on SQLite and PostgreSQL; restarts the local PostgreSQL once
 	$(PYTHON) -m tests.chaos.run --tasks 1000 --db both

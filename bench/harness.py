@@ -238,6 +238,11 @@ class Stack:
         self.close(keep_files=kind is not None)
 
     def cli(self, *args: str) -> dict[str, str]:
+        result: dict[str, str] = json.loads(self._emrtasks(*args))
+        return result
+
+    def _emrtasks(self, *args: str) -> bytes:
+        """What the command printed on stdout; RuntimeError with its stderr if it failed."""
         done = subprocess.run(
             [PYTHON, "-m", "emrtasks", *args],
             env=self.env,
@@ -248,12 +253,12 @@ class Stack:
         )
         if done.returncode != 0:
             raise RuntimeError(f"emrtasks {' '.join(args)} failed: {done.stderr.decode()[-2000:]}")
-        result: dict[str, str] = json.loads(done.stdout)
-        return result
+        return done.stdout
 
     def _start(self) -> None:
         if self.db == "postgres":
             recreate_pg_database()
+        self._emrtasks("db", "upgrade")  # operator commands never make the database
         client = self.cli("clients", "create", "--name", "bench")
         connection = self.cli(
             "connections",

@@ -2,6 +2,7 @@
 
     python bench/micro.py             # SQLite statement paths, webhook POST clients
     python bench/micro.py --postgres  # also SQLAlchemy's asyncpg layer against asyncpg itself
+    python bench/micro.py --webhooks  # only the webhook POST clients
 
 Each line is the process CPU per operation (µs), the median of 5 rounds, on one core:
 
@@ -258,9 +259,11 @@ def postgres_paths() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--webhooks", action="store_true", help="only the webhook POST clients")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="emrtasks-micro-") as workdir:
-        sqlite_paths(Path(workdir) / "micro.db")
+    if not args.webhooks:
+        with tempfile.TemporaryDirectory(prefix="emrtasks-micro-") as workdir:
+            sqlite_paths(Path(workdir) / "micro.db")
     webhook_clients()
     if args.postgres:
         postgres_paths()

@@ -199,3 +199,14 @@ PHONE_TASK = {
     "phone_call_type_id": "pct_01",
     "notify_list": ["usr_1003"],
 }
+
+
+@pytest.fixture(scope="session")
+def gnuhealth_server() -> "Iterator[object]":
+    """A real GNU Health (tests/gnuhealth/setup.py): its template restored once per test session and
+    served by `trytond` on loopback. Skips, naming what is missing, where it cannot run."""
+    from tests.gnuhealth import setup
+
+    setup.skip_or_fail()
+    with setup.serve() as server:
+        yield server

@@ -1,6 +1,9 @@
 """A webhook receiver on loopback for tests: real HTTP, answers from a script, verifies every delivery
-with the official `standardwebhooks` package against the secrets it is told."""
+with the official `standardwebhooks` package against the secrets it is told, and its
+`cobalt-verification` header with Python's hmac."""
 
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -19,6 +22,7 @@ class Delivery:
     status: int
     received_at: float = 0.0
     verified_by: list[str] = field(default_factory=list)
+    cobalt_verified_by: list[str] = field(default_factory=list)
 
     @property
     def event(self) -> dict[str, Any]:
@@ -66,6 +70,18 @@ class Receiver:
                 pass
         return good
 
+    def cobalt_verify(self, delivery: Delivery) -> list[str]:
+        """The secrets (of those known) whose UTF-8 keys the hex HMAC-SHA256 of the body in
+        `cobalt-verification`."""
+        given = delivery.headers.get("cobalt-verification", "")
+        return [
+            secret
+            for secret in self.secrets
+            if hmac.compare_digest(
+                hmac.new(secret.encode(), delivery.body, hashlib.sha256).hexdigest(), given
+            )
+        ]
+
     def verified(self) -> list[Delivery]:
         with self._lock:
             return [d for d in self.deliveries if d.verified_by and 200 <= d.status < 300]
@@ -96,6 +112,7 @@ class Receiver:
                     headers = {k.lower(): v for k, v in self.headers.items()}
                     delivery = Delivery(headers, body, status, received_at)
                     delivery.verified_by = receiver.verify(delivery)
+                    delivery.cobalt_verified_by = receiver.cobalt_verify(delivery)
                     receiver.deliveries.append(delivery)
                 self.send_response(status)
                 for name, value in receiver.extra_headers.items():

@@ -10,19 +10,28 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from emrtasks.config import Settings
 from emrtasks.emr import base
+from emrtasks.observability import logs as observability_logs
+from emrtasks.observability import metrics as observability_metrics
+from emrtasks.observability import server as metrics_server
+from emrtasks.observability import telemetry as observability_telemetry
 from emrtasks.queue import notify
 from emrtasks.queue import worker as queue_worker
 from emrtasks.service import adapters, auth, create_task, keys, tasks, throttle, webhook_delivery, webhooks
+from emrtasks.service import telemetry as service_telemetry
 from emrtasks.service.context import Context, Policy, WebhookPolicy
 from emrtasks.storage import credentials, crypto, db, migrate
 from emrtasks.storage import sandbox as sandbox_store
 from emrtasks.webhooks import http1
+
+if TYPE_CHECKING:  # OpenTelemetry is loaded only when traces are on
+    from emrtasks.observability import traces
 
 log = logging.getLogger("emrtasks")
 
@@ -33,16 +42,35 @@ class Runtime:
     engine: AsyncEngine
     ctx: Context
     worker: queue_worker.Worker | None
+    telemetry: observability_telemetry.Telemetry | None = None
+    """Metrics and tracing of this process (serve and worker only), None when both are off."""
 
 
 def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    if settings.log_format == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(observability_logs.JsonFormatter(_trace_ids(settings)))
+        logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
+    else:
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
     # Client libraries log full URLs, and a URL can carry an MRN.
-    for noisy in ("httpx", "httpcore", "alembic"):
+    for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # alembic names each plugin it sets up and each migration it runs, at INFO, on every fresh start:
+    # worth reading only when debugging.
+    debugging = settings.log_level.upper() == "DEBUG"
+    logging.getLogger("alembic").setLevel(logging.DEBUG if debugging else logging.WARNING)
+
+
+def _trace_ids(settings: Settings) -> observability_logs.TraceIds | None:
+    if not settings.otlp_endpoint:
+        return None
+    from emrtasks.observability import traces  # OpenTelemetry is loaded only when traces are on
+
+    return traces.current_ids
 
 
 def load_cipher(settings: Settings) -> crypto.Cipher:
@@ -89,7 +117,11 @@ def webhook_policy(settings: Settings) -> WebhookPolicy:
 
 
 def build_context(
-    settings: Settings, engine: AsyncEngine, webhook_client: http1.Client, emr_http: httpx.AsyncClient
+    settings: Settings,
+    engine: AsyncEngine,
+    webhook_client: http1.Client,
+    emr_http: httpx.AsyncClient,
+    telemetry: service_telemetry.Telemetry = service_telemetry.NONE,
 ) -> Context:
     cipher = load_cipher(settings)
     signer = key_ring(settings, engine, cipher)
@@ -104,7 +136,7 @@ def build_context(
     )
     return Context(
         engine=engine,
-        adapters=adapters.Adapters(deps, cipher, engine, settings.directory_cache_seconds),
+        adapters=adapters.Adapters(deps, cipher, engine, settings.directory_cache_seconds, telemetry),
         cipher=cipher,
         webhook_client=webhook_client,
         policy=policy,
@@ -114,6 +146,7 @@ def build_context(
             connection_per_second=settings.rate_limit_connection_per_second,
             burst_seconds=settings.rate_limit_burst_seconds,
         ),
+        telemetry=telemetry,
     )
 
 
@@ -127,11 +160,17 @@ def key_ring(settings: Settings, engine: AsyncEngine, cipher: crypto.Cipher) -> 
     )
 
 
-def build_worker(settings: Settings, ctx: Context) -> queue_worker.Worker:
-    handlers = {
+def build_worker(
+    settings: Settings, ctx: Context, tracing: "traces.Tracing | None" = None
+) -> queue_worker.Worker:
+    handlers: dict[str, queue_worker.Handler] = {
         tasks.CREATE_TASK: functools.partial(create_task.run_create_task, ctx),
         webhooks.DELIVER_WEBHOOK: functools.partial(webhook_delivery.run_delivery, ctx),
     }
+    for kind, handler in handlers.items():
+        handlers[kind] = observability_logs.with_job_context(handler)
+        if tracing is not None:
+            handlers[kind] = tracing.traced_handler(kind, handlers[kind])
     return queue_worker.Worker(
         ctx.engine,
         handlers,
@@ -144,34 +183,84 @@ def build_worker(settings: Settings, ctx: Context) -> queue_worker.Worker:
     )
 
 
+def build_telemetry(settings: Settings, engine: AsyncEngine) -> observability_telemetry.Telemetry | None:
+    """Metrics if EMRTASKS_METRICS_ADDRESS is set, traces if an OTLP endpoint is; None if neither."""
+    metrics = None
+    if settings.metrics_address:
+        metrics = observability_metrics.Metrics(
+            engine, disable_after_seconds=settings.webhook_disable_after_seconds
+        )
+    tracing = None
+    if settings.otlp_endpoint:
+        from emrtasks.observability import traces  # OpenTelemetry is loaded only when traces are on
+
+        tracing = traces.Tracing(settings.otlp_endpoint, os.environ.get("OTEL_SERVICE_NAME") or "emrtasks")
+    if metrics is None and tracing is None:
+        return None
+    return observability_telemetry.Telemetry(metrics, tracing)
+
+
 @asynccontextmanager
 async def runtime(
-    settings: Settings, *, run_migrations: bool = True, run_worker: bool = True
+    settings: Settings, *, run_migrations: bool = True, run_worker: bool = True, observe: bool = False
 ) -> AsyncIterator[Runtime]:
-    """Engine (migrated), context and, if asked, a running worker; all stopped on exit."""
+    """Engine (migrated), context and, if asked, a running worker; all stopped on exit. `observe`
+    (serve and worker): metrics and traces as the settings ask."""
     engine = db.create_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         synchronous=settings.sqlite_synchronous,
     )
+    telemetry = build_telemetry(settings, engine) if observe else None
+    tracing = telemetry.tracing if telemetry else None
     # Webhooks: no proxies (a proxy would connect to addresses the SSRF guard never saw), no
     # redirects followed; see webhooks/http1.py.
-    webhook_client = http1.Client()
+    webhook_client = http1.Client() if tracing is None else _traced_webhook_client(tracing)
     # EMR calls: a generous read timeout (EMRs are slow), a short connect timeout (a refused
     # connection is safe to retry; a read timeout after sending is not).
-    emr_http = httpx.AsyncClient(timeout=httpx.Timeout(settings.emr_timeout_seconds, connect=5.0))
+    emr_http = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.emr_timeout_seconds, connect=5.0), transport=_emr_transport(tracing)
+    )
     try:
         if run_migrations:
             await migrate.upgrade(engine, load_cipher(settings))
             await db.after_migrations(engine)
-        ctx = build_context(settings, engine, webhook_client, emr_http)
+        ctx = build_context(settings, engine, webhook_client, emr_http, telemetry or service_telemetry.NONE)
         _warn_about_unsafe_settings(settings)
-        async with _worker(settings, ctx, run_worker) as worker:
-            yield Runtime(settings, engine, ctx, worker)
+        async with _metrics(settings, telemetry), _worker(settings, ctx, run_worker, tracing) as worker:
+            yield Runtime(settings, engine, ctx, worker, telemetry)
     finally:
         await webhook_client.aclose()
         await emr_http.aclose()
         await db.dispose(engine)
+        if tracing is not None:
+            await asyncio.to_thread(tracing.shutdown)  # exports the last spans
+
+
+def _traced_webhook_client(tracing: "traces.Tracing") -> http1.Client:
+    from emrtasks.observability import traces
+
+    return traces.TracedWebhookClient(tracing)
+
+
+def _emr_transport(tracing: "traces.Tracing | None") -> httpx.AsyncBaseTransport | None:
+    if tracing is None:
+        return None
+    from emrtasks.observability import traces
+
+    return traces.TracedTransport(httpx.AsyncHTTPTransport(), tracing)
+
+
+@asynccontextmanager
+async def _metrics(
+    settings: Settings, telemetry: observability_telemetry.Telemetry | None
+) -> AsyncIterator[None]:
+    """GET /metrics on EMRTASKS_METRICS_ADDRESS while the process runs."""
+    if telemetry is None or telemetry.metrics is None or not settings.metrics_address:
+        yield
+        return
+    async with metrics_server.serving(settings.metrics_address, telemetry.metrics.exposition):
+        yield
 
 
 def _warn_about_unsafe_settings(settings: Settings) -> None:
@@ -186,12 +275,12 @@ def _warn_about_unsafe_settings(settings: Settings) -> None:
 
 @asynccontextmanager
 async def _worker(
-    settings: Settings, ctx: Context, enabled: bool
+    settings: Settings, ctx: Context, enabled: bool, tracing: "traces.Tracing | None" = None
 ) -> AsyncIterator[queue_worker.Worker | None]:
     if not enabled:
         yield None
         return
-    worker = build_worker(settings, ctx)
+    worker = build_worker(settings, ctx, tracing)
     ctx.wake = worker.wake
     stop = asyncio.Event()
     running = [asyncio.create_task(worker.run(stop, settings.worker_grace_seconds))]

@@ -1,6 +1,8 @@
 """Settings: one object read from `EMRTASKS_*` environment variables (and `.env`), built once at start-up."""
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,7 +35,10 @@ class Settings(BaseSettings):
         description="Serve POST /v1/bench/noop, the no-op baseline for benchmarks (never in production).",
     )
     access_log: bool = Field(default=True, description="Log each request (path only, no query).")
-    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_level: str = Field(
+        default="INFO",
+        description="DEBUG, INFO, WARNING or ERROR; alembic names the migrations it runs at DEBUG only.",
+    )
 
     idempotency_ttl_seconds: float = Field(
         default=86400.0, ge=3600, description="How long an Idempotency-Key is remembered (at least an hour)."
@@ -142,6 +147,45 @@ class Settings(BaseSettings):
     webhook_recover_max_events: int = Field(
         default=10000, ge=1, description="Events one recover call schedules; the answer says where to go on."
     )
+    console_session_idle_seconds: float = Field(
+        default=1800.0, gt=0, description="A console session unused this long ends (sign in again)."
+    )
+    console_session_max_seconds: float = Field(
+        default=43200.0, gt=0, description="A console session ends this long after sign-in, however used."
+    )
+
+    metrics_address: str | None = Field(
+        default=None,
+        description="host:port serving GET /metrics (Prometheus), apart from the API; unset: no metrics.",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("EMRTASKS_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="OTLP/HTTP base URL for traces (or OTEL_EXPORTER_OTLP_ENDPOINT); unset: no traces.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text, or json: one JSON object per line with the request's and job's ids.",
+    )
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _check_metrics_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        _host, sep, port = value.strip().rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise ValueError("metrics_address must be host:port (e.g. 127.0.0.1:9464)")
+        return value.strip()
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _check_otlp_endpoint(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.strip().startswith(("http://", "https://")):
+            raise ValueError("otlp_endpoint must be an http:// or https:// URL (OTLP over HTTP)")
+        return value.strip()
 
     @field_validator("webhook_retry_schedule")
     @classmethod

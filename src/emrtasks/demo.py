@@ -26,7 +26,10 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-async def run(ctx: Context, app: FastAPI) -> int:
+async def run(ctx: Context, app: FastAPI, *, database: str, serve_url: str) -> int:
+    """The tour, on `app` served on a free loopback port; the curl lines at the end for `serve_url`.
+    `database` names where the demo data goes, for the reader."""
+    print(f"The demo writes a client, connections and tasks into the database {database}.")
     client = await admin.create_client(ctx, "demo client")
     _step("Created a client app (the secret is shown once and stored only as a hash)")
     _show({"client_id": client.client_id, "client_secret": client.client_secret})
@@ -42,12 +45,12 @@ async def run(ctx: Context, app: FastAPI) -> int:
     try:
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-            await _tour(http, client, clinic_a, clinic_b)
+            first = await _tour(http, client, clinic_a, clinic_b)
             await _link_tour(ctx, http, client)
     finally:
         server.should_exit = True
         await serving
-    _replay(client, clinic_a)
+    _replay(serve_url.rstrip("/"), client, clinic_a, first)
     return 0
 
 
@@ -70,7 +73,8 @@ async def _tour(
     client: admin.NewClient,
     clinic_a: admin.NewConnection,
     clinic_b: admin.NewConnection,
-) -> None:
+) -> dict[str, Any]:
+    """The tour of the API; the answer to its first task, for the curl lines at the end."""
     headers_a = _headers(client, clinic_a)
     headers_b = _headers(client, clinic_b)
     for name, headers in (("subject_assignee", headers_a), ("phone_call", headers_b)):
@@ -93,6 +97,7 @@ async def _tour(
     held = (await http.get("/v1/sandbox/emr-tasks", headers=headers_a)).json()["emr_tasks"]
     _step("GET /v1/sandbox/emr-tasks: what the sandbox EMR now holds, marked with our task_id")
     _show([{k: t[k] for k in ("emr_task_id", "marker", "subject", "patient_mrn")} for t in held])
+    return sent[0][1]
 
 
 async def _post(
@@ -146,15 +151,20 @@ async def _link_tour(ctx: Context, http: httpx.AsyncClient, client: admin.NewCli
     _step(f"GET /v1/tasks/{task['task_id']}  ->  status {task['status']}")
 
 
-def _replay(client: admin.NewClient, clinic: admin.NewConnection) -> None:
-    _step("Do it again yourself: run `emrtasks serve` in another terminal, then")
+def _replay(base: str, client: admin.NewClient, clinic: admin.NewConnection, first: dict[str, Any]) -> None:
+    _step(f"Do it again yourself: with `emrtasks serve` answering on {base} from this same database")
+    print("   (this folder, or the same EMRTASKS_DATABASE_URL and EMRTASKS_KEY_FILE), paste:")
     headers = " ".join(f"-H {shlex.quote(f'{k}: {v}')}" for k, v in _headers(client, clinic).items())
     body = shlex.quote(json.dumps(_TASK_A))
-    base = "http://127.0.0.1:8000"
-    print(f"  curl -s {base}/v1/tasks -H 'content-type: application/json' {headers} -d {body}")
-    print(f"  curl -s {base}/v1/tasks/<task_id> {headers}")
-    print(f"  curl -s '{base}/v1/webhook-events?job_id=<job_id>' {headers}")
-    print(f"  curl -s {base}/v1/users {headers}")
+    events = shlex.quote(f"{base}/v1/webhook-events?job_id={first['job_id']}")
+    for line in (
+        f"{base}/v1/tasks -H 'content-type: application/json' {headers} -d {body}",
+        f"{base}/v1/tasks/{first['task_id']} {headers}",
+        f"{base}/v1/jobs/{first['job_id']} {headers}",
+        f"{events} {headers}",
+        f"{base}/v1/users {headers}",
+    ):
+        print(f"  curl -s {line}")
 
 
 def _headers(client: admin.NewClient, connection: admin.NewConnection) -> dict[str, str]:

@@ -35,8 +35,23 @@ ONE_MB = 1_048_576
 JSON_TYPE = {"content-type": "application/json"}
 
 
-def unauthorized(message: str) -> dict[str, Any]:
-    return {"success": False, "error": "unauthorized", "message": message}
+def unauthorized(message: str, *headers: dict[str, str]) -> dict[str, Any]:
+    """Cobalt's 401 body, with an `errors` entry per header at fault (`missing`, `UNKNOWN_CLIENT`...)."""
+    body: dict[str, Any] = {"success": False, "error": "unauthorized", "message": message}
+    return {**body, "errors": list(headers)} if headers else body
+
+
+def missing(header: str) -> dict[str, str]:
+    return {"field": header, "code": "missing_header", "message": f"Missing header: {header}."}
+
+
+def _rejected(header: str, message: str) -> dict[str, str]:
+    return {"field": header, "code": "invalid_credential", "message": message}
+
+
+UNKNOWN_CLIENT = _rejected("client_id", "client_id is not an active client.")
+WRONG_SECRET = _rejected("client_secret", "client_secret does not match the client's secret.")
+WRONG_TOKEN = _rejected("access_token", "access_token is not an active access token of this client.")
 
 
 def not_found(what: str) -> dict[str, Any]:

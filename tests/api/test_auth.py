@@ -7,7 +7,11 @@ from tests.api.helpers import (
     INVALID_TOKEN,
     LOGIN_REQUIRED_BODY,
     NOTHING_STORED,
+    UNKNOWN_CLIENT,
+    WRONG_SECRET,
+    WRONG_TOKEN,
     expire_login,
+    missing,
     stored_counts,
     unauthorized,
 )
@@ -42,7 +46,7 @@ async def _call(api, method, path, body, headers):
 async def test_no_headers_at_all_is_401_invalid_client_credentials(api, tenant, method, path, body):
     answer = await _call(api, method, path, body, {})
     assert answer.status_code == 401
-    assert answer.json() == unauthorized(INVALID_CLIENT)
+    assert answer.json() == unauthorized(INVALID_CLIENT, missing("client_id"), missing("client_secret"))
     assert answer.headers["content-type"] == "application/json"
 
 
@@ -51,30 +55,30 @@ async def test_wrong_client_secret_is_401_invalid_client_credentials(api, tenant
     headers = {**tenant.a, "client_secret": tenant.client_secret + "x"}
     answer = await _call(api, method, path, body, headers)
     assert answer.status_code == 401
-    assert answer.json() == unauthorized(INVALID_CLIENT)
+    assert answer.json() == unauthorized(INVALID_CLIENT, WRONG_SECRET)
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("change", "named"),
     [
-        {"client_id": "ci_doesnotexist"},
-        {"client_id": ""},
-        {"client_secret": ""},
+        ({"client_id": "ci_doesnotexist"}, UNKNOWN_CLIENT),
+        ({"client_id": ""}, missing("client_id")),
+        ({"client_secret": ""}, missing("client_secret")),
     ],
     ids=["unknown client_id", "empty client_id", "empty client_secret"],
 )
-async def test_unknown_or_empty_client_credentials_are_401(api, tenant, change):
+async def test_unknown_or_empty_client_credentials_are_401_naming_the_header(api, tenant, change, named):
     answer = await api.get("/v1/settings", headers={**tenant.a, **change})
     assert answer.status_code == 401
-    assert answer.json() == unauthorized(INVALID_CLIENT)
+    assert answer.json() == unauthorized(INVALID_CLIENT, named)
 
 
-@pytest.mark.parametrize("missing", ["client_id", "client_secret"])
-async def test_a_missing_client_header_is_401_even_with_a_valid_access_token(api, tenant, missing):
-    headers = {k: v for k, v in tenant.a.items() if k != missing}
+@pytest.mark.parametrize("missing_header", ["client_id", "client_secret"])
+async def test_a_missing_client_header_is_401_even_with_a_valid_access_token(api, tenant, missing_header):
+    headers = {k: v for k, v in tenant.a.items() if k != missing_header}
     answer = await api.get("/v1/settings", headers=headers)
     assert answer.status_code == 401
-    assert answer.json() == unauthorized(INVALID_CLIENT)
+    assert answer.json() == unauthorized(INVALID_CLIENT, missing(missing_header))
 
 
 async def test_another_clients_secret_does_not_open_this_client(api, runtime, tenant):
@@ -82,21 +86,21 @@ async def test_another_clients_secret_does_not_open_this_client(api, runtime, te
     headers = {**tenant.a, "client_secret": other.client_secret}
     answer = await api.get("/v1/settings", headers=headers)
     assert answer.status_code == 401
-    assert answer.json() == unauthorized(INVALID_CLIENT)
+    assert answer.json() == unauthorized(INVALID_CLIENT, WRONG_SECRET)
 
 
 @pytest.mark.parametrize(("method", "path", "body"), CONNECTION_ROUTES, ids=_ids(CONNECTION_ROUTES))
 async def test_missing_access_token_is_401_invalid_access_token(api, tenant, method, path, body):
     answer = await _call(api, method, path, body, tenant.headers())
     assert answer.status_code == 401
-    assert answer.json() == unauthorized(INVALID_TOKEN)
+    assert answer.json() == unauthorized(INVALID_TOKEN, missing("access_token"))
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ALL_ROUTES, ids=_ids(ALL_ROUTES))
 async def test_unknown_access_token_is_401_invalid_access_token(api, tenant, method, path, body):
     answer = await _call(api, method, path, body, tenant.headers("at_not-a-real-token"))
     assert answer.status_code == 401
-    assert answer.json() == unauthorized(INVALID_TOKEN)
+    assert answer.json() == unauthorized(INVALID_TOKEN, WRONG_TOKEN)
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ALL_ROUTES, ids=_ids(ALL_ROUTES))
@@ -106,20 +110,20 @@ async def test_another_clients_access_token_is_401_invalid_access_token(
     other = await make_tenant(runtime, "other")
     answer = await _call(api, method, path, body, tenant.headers(other.token_a))
     assert answer.status_code == 401
-    assert answer.json() == unauthorized(INVALID_TOKEN)
+    assert answer.json() == unauthorized(INVALID_TOKEN, WRONG_TOKEN)
 
 
 async def test_an_empty_access_token_on_a_connection_route_is_401(api, tenant):
     answer = await api.get("/v1/settings", headers=tenant.headers(""))
     assert answer.status_code == 401
-    assert answer.json() == unauthorized(INVALID_TOKEN)
+    assert answer.json() == unauthorized(INVALID_TOKEN, missing("access_token"))
 
 
 async def test_client_credentials_are_checked_before_the_access_token(api, tenant):
     headers = {**tenant.headers("at_not-a-real-token"), "client_secret": "wrong"}
     answer = await api.get("/v1/settings", headers=headers)
     assert answer.status_code == 401
-    assert answer.json() == unauthorized(INVALID_CLIENT)
+    assert answer.json() == unauthorized(INVALID_CLIENT, WRONG_SECRET)
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ALL_ROUTES, ids=_ids(ALL_ROUTES))
@@ -157,7 +161,7 @@ async def test_bad_client_credentials_win_over_login_required(api, runtime, tena
     await expire_login(runtime, tenant.connection_a)
     answer = await api.get("/v1/settings", headers={**tenant.a, "client_secret": "wrong"})
     assert answer.status_code == 401
-    assert answer.json() == unauthorized(INVALID_CLIENT)
+    assert answer.json() == unauthorized(INVALID_CLIENT, WRONG_SECRET)
 
 
 async def test_another_clients_login_required_token_is_401_not_403(api, runtime, tenant):
@@ -165,7 +169,7 @@ async def test_another_clients_login_required_token_is_401_not_403(api, runtime,
     await expire_login(runtime, other.connection_a)
     answer = await api.get("/v1/settings", headers=tenant.headers(other.token_a))
     assert answer.status_code == 401
-    assert answer.json() == unauthorized(INVALID_TOKEN)
+    assert answer.json() == unauthorized(INVALID_TOKEN, WRONG_TOKEN)
 
 
 @pytest.mark.parametrize(
@@ -186,5 +190,5 @@ async def test_an_unauthenticated_create_task_stores_nothing(api, runtime, tenan
 async def test_an_invalid_token_create_task_stores_nothing(api, runtime, tenant):
     answer = await api.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.headers("at_wrong"))
     assert answer.status_code == 401
-    assert answer.json() == unauthorized(INVALID_TOKEN)
+    assert answer.json() == unauthorized(INVALID_TOKEN, WRONG_TOKEN)
     assert await stored_counts(runtime) == NOTHING_STORED

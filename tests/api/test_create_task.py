@@ -347,9 +347,13 @@ async def test_a_body_of_exactly_1_mb_is_read_and_validated_not_413(api, runtime
 # --- database-specific input ------------------------------------------------------------------------
 
 
-async def test_a_nul_character_in_a_field_is_never_a_server_error(runtime, tenant):
+async def test_a_nul_character_in_a_field_is_400_naming_the_field_and_stores_nothing(runtime, tenant):
+    """PostgreSQL cannot store NUL in text, so no database gets one: refused before any write."""
     async with server_client(runtime) as client:
         body = {**SUBJECT_TASK, "description": "a\u0000b"}
         answer = await client.post("/v1/tasks", json=body, headers=tenant.a)
-    assert answer.status_code in (202, 400), answer.text
-    assert answer.json()["success"] is (answer.status_code == 202)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["success"] is False
+    assert answer.json()["message"] == "Invalid field: description must not contain NUL characters."
+    assert [e["field"] for e in answer.json()["errors"]] == ["description"]
+    assert await stored_counts(runtime) == NOTHING_STORED

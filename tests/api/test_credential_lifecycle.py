@@ -12,7 +12,7 @@ from sqlalchemy import select
 from emrtasks import bootstrap
 from emrtasks.service import audit, credentials
 from emrtasks.storage import db, tables
-from tests.api.helpers import INVALID_CLIENT, INVALID_TOKEN, unauthorized
+from tests.api.helpers import INVALID_CLIENT, INVALID_TOKEN, WRONG_SECRET, WRONG_TOKEN, unauthorized
 from tests.conftest import SUBJECT_TASK, FakeClock, Tenant
 
 OPERATOR = audit.operator()
@@ -28,7 +28,7 @@ async def test_rotated_secret_without_overlap_is_refused_at_once(
     rotated = await credentials.rotate_client_secret(runtime.ctx, OPERATOR, tenant.client_id)
     answer = await api.get("/v1/tasks/requirements", headers=tenant.a)
     assert answer.status_code == 401
-    assert answer.json() == unauthorized(INVALID_CLIENT)
+    assert answer.json() == unauthorized(INVALID_CLIENT, WRONG_SECRET)
     fresh = {**tenant.a, "client_secret": rotated.secret}
     assert await _status(api, fresh) == 200
 
@@ -55,7 +55,7 @@ async def test_rotated_token_works_until_its_overlap_ends(
     clock.advance(31)
     answer = await api.get("/v1/tasks/requirements", headers=tenant.a)
     assert answer.status_code == 401
-    assert answer.json() == unauthorized(INVALID_TOKEN)
+    assert answer.json() == unauthorized(INVALID_TOKEN, WRONG_TOKEN)
     assert await _status(api, new) == 200
 
 
@@ -133,7 +133,7 @@ async def test_a_client_app_revokes_its_own_access_token(
     assert await _status(api, tenant.a) == 401
     again = await api.delete("/v1/access-token", headers=tenant.a)
     assert again.status_code == 401
-    assert again.json() == unauthorized(INVALID_TOKEN)
+    assert again.json() == unauthorized(INVALID_TOKEN, WRONG_TOKEN)
 
 
 async def test_a_client_cannot_revoke_another_clients_token(

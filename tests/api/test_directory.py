@@ -196,3 +196,62 @@ async def test_a_page_number_beyond_64_bits_is_400_naming_page(runtime, tenant):
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"] == "invalid_parameter"
     assert answer.json()["message"].startswith("Invalid parameter page: ")
+
+
+# Every list route refuses what it does not take: a filter left unapplied would answer the wrong list.
+LIST_ROUTES = [
+    ("/v1/users", "none", True),
+    ("/v1/phone-call-types", "none", True),
+    ("/v1/patients", "mrn, page, page_size", True),
+    ("/v1/sandbox/emr-tasks", "marker", True),
+    ("/v1/webhook", "none", False),
+    (
+        "/v1/webhook-events",
+        "job_id, event_type, delivery_status, start_date, end_date, page, page_size, sort",
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "takes", "needs_token"), LIST_ROUTES)
+@pytest.mark.parametrize("name", ["last_name", "dob", "q", "MRN"])
+async def test_every_list_route_refuses_a_query_parameter_it_does_not_take(
+    api, tenant, path, takes, needs_token, name
+):
+    headers = tenant.a if needs_token else tenant.headers()
+    answer = await api.get(path, params={name: "MRN-1001"}, headers=headers)
+    assert answer.status_code == 400, answer.text
+    message = f"Unexpected query parameter: {name} (this route takes {takes})."
+    assert answer.json() == {
+        "success": False,
+        "error": "invalid_parameter",
+        "message": message,
+        "errors": [
+            {"field": name, "code": "unexpected_query", "message": f"Unexpected query parameter: {name}."}
+        ],
+    }
+    assert "MRN-1001" not in answer.text  # names the parameter, never its value
+
+
+@pytest.mark.parametrize(("path", "takes", "needs_token"), LIST_ROUTES)
+async def test_every_list_route_answers_its_own_parameters_and_none(api, tenant, path, takes, needs_token):
+    headers = tenant.a if needs_token else tenant.headers()
+    assert (await api.get(path, headers=headers)).status_code == 200
+    params = {} if takes == "none" else {takes.split(", ")[0]: "1"}
+    assert (await api.get(path, params=params, headers=headers)).status_code == 200
+
+
+@pytest.mark.parametrize("query", ["mrn=MRN-1001&mrn=MRN-1002", "page=1&page=1"])
+async def test_a_parameter_given_twice_is_400_naming_it(api, tenant, query):
+    answer = await api.get(f"/v1/patients?{query}", headers=tenant.a)
+    assert answer.status_code == 400
+    name = query.split("=")[0]
+    message = f"Invalid parameter {name}: given more than once."
+    assert answer.json()["message"] == message
+    assert answer.json()["errors"] == [{"field": name, "code": "invalid_query", "message": message}]
+
+
+async def test_an_unknown_parameter_name_is_echoed_cut_to_64_characters(api, tenant):
+    answer = await api.get("/v1/users", params={"p" * 500: "x"}, headers=tenant.a)
+    assert answer.status_code == 400
+    assert answer.json()["errors"][0]["field"] == "p" * 61 + "..."

@@ -174,7 +174,7 @@ async def test_event_type_filters_by_type(api, runtime, tenant):
     assert [e["job_id"] for e in only_failed["webhook_events"]] == [failed["job_id"]]
     only_created = await _events(api, tenant.a, "?event_type=task.created")
     assert [e["job_id"] for e in only_created["webhook_events"]] == [created["job_id"]]
-    none = await _events(api, tenant.a, "?event_type=appointment.created")
+    none = await _events(api, tenant.a, "?event_type=login_required")
     assert none["webhook_events"] == []
 
 
@@ -226,7 +226,12 @@ async def test_filters_and_paging_combine(api, runtime, tenant, clock):
         ("page_size=101", "page_size"),
         ("sort=newest", "sort"),
         ("job_id=" + "j" * 65, "job_id"),
+        ("job_id=", "job_id"),
         ("event_type=" + "t" * 65, "event_type"),
+        ("event_type=bogus", "event_type"),
+        ("event_type=", "event_type"),
+        ("event_type=appointment.created", "event_type"),  # a Cobalt type that no task ever makes
+        ("page=1&page=2", "page"),
     ],
 )
 async def test_bad_query_parameters_are_400_naming_the_parameter(api, tenant, query, name):
@@ -243,6 +248,41 @@ async def test_sort_names_its_allowed_values(api, tenant):
     answer = await api.get("/v1/webhook-events?sort=newest", headers=tenant.headers())
     expected = "Invalid parameter sort: Input should be 'created_at' or '-created_at'."
     assert answer.json()["message"] == expected
+
+
+async def test_event_type_names_every_type_there_is(api, tenant):
+    answer = await api.get("/v1/webhook-events?event_type=bogus", headers=tenant.headers())
+    expected = (
+        "Invalid parameter event_type: Input should be "
+        "'task.created', 'task.failed', 'task.unknown' or 'login_required'."
+    )
+    assert answer.json()["message"] == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "names"),
+    [
+        ("status=failed", ["status"]),  # Cobalt's older name for delivery_status
+        ("cursor=abc&limit=10", ["cursor", "limit"]),
+        ("status=pending&page=1", ["status"]),
+        ("JOB_ID=job_1", ["JOB_ID"]),
+    ],
+)
+async def test_a_parameter_the_route_does_not_take_is_400_naming_it(api, tenant, query, names):
+    answer = await api.get(f"/v1/webhook-events?{query}", headers=tenant.headers())
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["error"] == "invalid_parameter"
+    takes = (
+        "this route takes job_id, event_type, delivery_status, start_date, end_date, page, page_size, sort"
+    )
+    assert body["message"] == f"Unexpected query parameter: {', '.join(names)} ({takes})."
+    assert [(e["field"], e["code"]) for e in body["errors"]] == [(n, "unexpected_query") for n in names]
+
+
+async def test_a_bad_query_without_credentials_is_401_first(api):
+    answer = await api.get("/v1/webhook-events?status=failed")
+    assert answer.status_code == 401
 
 
 @pytest.mark.parametrize("page", ["999999999999999999", "99999999999999999999"])

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from emrtasks.service import admin, link
-from tests.api.helpers import LOGIN_REQUIRED_BODY, expire_login, unauthorized
+from tests.api.helpers import LOGIN_REQUIRED_BODY, WRONG_SECRET, expire_login, missing, unauthorized
 from tests.conftest import SUBJECT_TASK, drain, make_tenant
 
 CREATE = "/v1/link/token/create"
@@ -58,9 +58,11 @@ async def test_the_link_url_starts_with_the_public_url(api, runtime, tenant):
 
 async def test_creating_a_link_token_needs_client_credentials(api, tenant):
     answer = await api.post(CREATE, json=BODY, headers={"client_id": tenant.client_id, "client_secret": "x"})
-    assert (answer.status_code, answer.json()) == (401, unauthorized("Invalid client credentials."))
+    wrong_secret = unauthorized("Invalid client credentials.", WRONG_SECRET)
+    assert (answer.status_code, answer.json()) == (401, wrong_secret)
     answer = await api.get(EXCHANGE, params={"public_token": "pt_x"})
-    assert (answer.status_code, answer.json()) == (401, unauthorized("Invalid client credentials."))
+    no_headers = unauthorized("Invalid client credentials.", missing("client_id"), missing("client_secret"))
+    assert (answer.status_code, answer.json()) == (401, no_headers)
 
 
 @pytest.mark.parametrize(

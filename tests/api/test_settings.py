@@ -166,8 +166,11 @@ async def test_a_task_accepted_before_the_change_and_finished_after_it_carries_t
     assert [e[FIELD] for e in events.json()["webhook_events"]] == ["ref-new"]
 
 
-async def test_a_nul_character_in_the_reference_id_is_never_a_server_error(runtime, tenant):
+async def test_a_nul_character_in_the_reference_id_is_400_naming_it_and_keeps_the_old_one(runtime, tenant):
     async with server_client(runtime) as client:
         answer = await client.post("/v1/settings", json={FIELD: "a\u0000b"}, headers=tenant.a)
-    assert answer.status_code in (200, 400), answer.text
-    assert answer.json()["success"] is (answer.status_code == 200)
+        kept = await client.get("/v1/settings", headers=tenant.a)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["message"] == f"Invalid field: {FIELD} must not contain NUL characters."
+    assert [e["field"] for e in answer.json()["errors"]] == [FIELD]
+    assert kept.json()["data"][FIELD] == "ref-a"

@@ -94,6 +94,13 @@ class Processes:
         )
 
     def cli(self, *args: str) -> dict[str, str]:
+        return json.loads(self._emrtasks(*args))
+
+    def upgrade(self) -> None:
+        """Make the database: operator commands never do."""
+        self._emrtasks("db", "upgrade")
+
+    def _emrtasks(self, *args: str) -> bytes:
         done = subprocess.run(
             [sys.executable, "-m", "emrtasks.cli", *args],
             env=self.env,
@@ -103,7 +110,7 @@ class Processes:
         )
         if done.returncode != 0:
             raise RuntimeError(done.stderr.decode())
-        return json.loads(done.stdout)
+        return done.stdout
 
     def start(self, workers: int) -> None:
         self.serve = self._spawn("serve", "--no-worker", "--port", str(self.port))
@@ -204,6 +211,7 @@ async def run_once(database: str, tasks: int, seed: int, *, restart: bool = True
 
 
 async def _run(procs: Processes, receiver: Receiver, restart_db: bool, count: int, report: Report) -> None:
+    procs.upgrade()
     client = procs.cli("clients", "create", "--name", "chaos")
     tokens = [
         procs.cli("connections", "create", "--client-id", client["client_id"], "--config", json.dumps(KNOBS))[

@@ -1,6 +1,7 @@
 """The contract harness: a vendor fake (an ASGI app enforcing the vendor's documented contract, with
-seeded patients and users), a transport that records requests and injects faults, and a `Case` per
-adapter so one suite runs over every EMR.
+seeded patients and users), a transport that records requests and injects faults, a `Case` per
+adapter so one suite runs over every EMR, and the pieces every vendor's own tests share (`wired`,
+`wired_fixture`, `patient`, `post_to_fake`).
 
 Seed every fake with: MRN-1001 (one patient), MRN-2000 (two different patients), MRN-9999 absent;
 the users and call types the Case's request names, and at least one more of each.
@@ -9,16 +10,18 @@ the users and call types the Case's request names, and at least one more of each
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
-from emrtasks.domain import tasks
+from emrtasks.domain import directory, tasks
 from emrtasks.emr import base
+from emrtasks.service import create_task
 from tests.contract import openapi_check
 
 
@@ -144,6 +147,47 @@ def build_adapter(
     assert not problems, problems
     deps = base.AdapterDeps(sandbox_store=None, http=http, signer=case.extra.get("signer"))
     return module.build(connection, config, deps), http
+
+
+@asynccontextmanager
+async def wired(case: Case) -> AsyncIterator[tuple[base.Adapter, Any]]:
+    """The case's adapter wired to a new fake of its vendor; on exit its client is closed and every
+    request it sent must have passed the vendor's published spec."""
+    fake = case.make_fake()
+    adapter, http = build_adapter(case, fake)
+    try:
+        yield adapter, fake
+    finally:
+        await http.aclose()
+    assert fake.spec_violations == [], "requests the vendor's published spec refuses"
+
+
+def wired_fixture(case: Case) -> Any:
+    """A vendor test module's `wired` fixture: `(adapter, fake)` for its case (see `wired`)."""
+
+    @pytest.fixture(name="wired")
+    async def _wired() -> AsyncIterator[tuple[base.Adapter, Any]]:
+        async with wired(case) as pair:
+            yield pair
+
+    return _wired
+
+
+async def patient(adapter: base.Adapter, mrn: str = "MRN-1001") -> directory.Patient:
+    """The one patient the adapter finds for the MRN, as the worker resolves it."""
+    found = await create_task.resolve_patient(adapter, mrn)
+    assert isinstance(found, directory.Patient), found
+    return found
+
+
+async def post_to_fake(
+    fake: FakeEMR, path: str, *, token: str | None = None, **kwargs: Any
+) -> httpx.Response:
+    """POST straight to a vendor's fake (no adapter) with a bearer token it accepts, or `token` if
+    given: for tests of what the fake itself refuses. `kwargs` go to httpx (`json`, `data`, `headers`)."""
+    headers = {"authorization": f"Bearer {token or fake.issue_token()}", **kwargs.pop("headers", {})}
+    async with httpx.AsyncClient(transport=FakeTransport(fake), base_url=BASE_URL) as http:
+        return await http.post(path, headers=headers, **kwargs)
 
 
 @contextmanager

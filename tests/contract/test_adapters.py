@@ -21,17 +21,11 @@ def case(request: pytest.FixtureRequest) -> harness.Case:
 
 @pytest.fixture
 async def wired(case):
-    fake = case.make_fake()
-    adapter, http = harness.build_adapter(case, fake)
-    yield adapter, fake
-    await http.aclose()
-    assert fake.spec_violations == [], "requests the vendor's published spec refuses"
+    async with harness.wired(case) as pair:
+        yield pair
 
 
-async def _patient(adapter, mrn="MRN-1001"):
-    found = await create_task.resolve_patient(adapter, mrn)
-    assert not isinstance(found, outcomes.Rejected), found
-    return found
+_patient = harness.patient
 
 
 async def _find(adapter, marker):

@@ -18,12 +18,7 @@ from tests.contract.fakes import athenahealth as fake_athena
 PATIENT = directory.Patient("1001", "MRN-1001", "Ava", "Thompson", "1984-03-12", "F", "5550100")
 
 
-@pytest.fixture
-async def wired():
-    fake = fake_athena.FakeAthena()
-    adapter, http = harness.build_adapter(CASE, fake)
-    yield adapter, fake
-    await http.aclose()
+wired = harness.wired_fixture(CASE)
 
 
 def _form(request: httpx.Request) -> dict[str, str]:
@@ -235,15 +230,8 @@ def test_subclasses_must_be_code_entries_and_not_empty():
 
 
 async def _post_case(form: dict[str, str] | None = None, **kwargs) -> httpx.Response:
-    fake = fake_athena.FakeAthena()
-    fake.tokens.add("t")
-    async with httpx.AsyncClient(transport=harness.FakeTransport(fake), base_url="http://emr.test") as http:
-        return await http.post(
-            "/v1/195900/patients/1001/documents/patientcase",
-            data=form,
-            headers={"authorization": kwargs.pop("authorization", "Bearer t")},
-            **kwargs,
-        )
+    path = "/v1/195900/patients/1001/documents/patientcase"
+    return await harness.post_to_fake(fake_athena.FakeAthena(), path, data=form, **kwargs)
 
 
 VALID = {"departmentid": "1", "documentsource": "PATIENT", "documentsubclass": "BILLING", "providerid": "72"}
@@ -261,7 +249,7 @@ async def test_the_fake_refuses_json_bodies_long_notes_unknown_providers_and_for
     too_long = await _post_case({**VALID, "internalnote": "x" * 4001})
     assert too_long.status_code == 400
     assert (await _post_case({**VALID, "providerid": "999"})).json() == {"error": "Invalid provider ID."}
-    stranger = await _post_case(VALID, authorization="Bearer forged")
+    stranger = await _post_case(VALID, token="forged")
     assert (stranger.status_code, stranger.text) == (401, "Developer Inactive")
     assert (await _post_case(VALID)).json() == {"success": True, "patientcaseid": 491696}
 

@@ -129,10 +129,7 @@ VALID = {
 
 
 async def _post(task: dict) -> httpx.Response:
-    fake = FakeCanvas()
-    fake.tokens.add("t")
-    async with httpx.AsyncClient(transport=harness.FakeTransport(fake), base_url="http://emr.test") as http:
-        return await http.post("/Task", json=task, headers=HEADERS)
+    return await harness.post_to_fake(FakeCanvas(), "/Task", json=task)
 
 
 @pytest.mark.parametrize(

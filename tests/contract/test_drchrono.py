@@ -12,7 +12,6 @@ import pytest
 
 from emrtasks.domain import directory, outcomes, tasks
 from emrtasks.emr import base, drchrono
-from emrtasks.service import create_task
 from tests.contract import harness
 from tests.contract.cases.drchrono import CASE
 from tests.contract.fakes import drchrono as fake_drchrono
@@ -37,10 +36,7 @@ def _adapter(fake, http, **changes):
     )
 
 
-async def _patient(adapter):
-    found = await create_task.resolve_patient(adapter, "MRN-1001")
-    assert isinstance(found, directory.Patient)
-    return found
+_patient = harness.patient
 
 
 def _posts(fake):
@@ -256,11 +252,7 @@ def _valid_task() -> dict:
 
 
 async def _post(fake, body=None, **kwargs):
-    token = fake.issue_token()
-    async with httpx.AsyncClient(transport=harness.FakeTransport(fake), base_url=harness.BASE_URL) as http:
-        return await http.post(
-            "/api/tasks", headers={"authorization": f"Bearer {token}"}, json=body, **kwargs
-        )
+    return await harness.post_to_fake(fake, "/api/tasks", json=body, **kwargs)
 
 
 async def test_the_fake_accepts_a_complete_task():

@@ -20,12 +20,7 @@ from tests.contract.keys import FixedSigner
 PATIENT = directory.Patient("p-1001", "MRN-1001", "Ava", "Thompson", "1984-03-12", "unknown", "")
 
 
-@pytest.fixture
-async def wired():
-    fake = fake_ecw.FakeEcw()
-    adapter, http = harness.build_adapter(CASE, fake)
-    yield adapter, fake
-    await http.aclose()
+wired = harness.wired_fixture(CASE)
 
 
 def _form(request: httpx.Request) -> dict[str, str]:
@@ -249,12 +244,7 @@ def test_a_connection_made_with_its_own_private_key_still_passes_its_settings_ch
 
 
 async def _post(path: str, **kwargs) -> httpx.Response:
-    fake = fake_ecw.FakeEcw()
-    fake.tokens.add("t")
-    async with httpx.AsyncClient(transport=harness.FakeTransport(fake), base_url="http://emr.test") as http:
-        return await http.post(
-            path, headers={"authorization": "Bearer t", **kwargs.pop("headers", {})}, **kwargs
-        )
+    return await harness.post_to_fake(fake_ecw.FakeEcw(), path, **kwargs)
 
 
 def _encounter() -> dict:

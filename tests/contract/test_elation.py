@@ -10,7 +10,6 @@ import pytest
 
 from emrtasks.domain import directory, ids, outcomes
 from emrtasks.emr import base, elation
-from emrtasks.service import create_task
 from tests.contract import harness, openapi_check
 from tests.contract.cases.elation import CASE
 from tests.contract.fakes import elation as fake_elation
@@ -35,10 +34,7 @@ def _adapter(fake, http, clock=lambda: NOW, **changes):
     return elation.build(None, config, deps)
 
 
-async def _patient(adapter):
-    found = await create_task.resolve_patient(adapter, "MRN-1001")
-    assert isinstance(found, directory.Patient)
-    return found
+_patient = harness.patient
 
 
 def _posts(fake):
@@ -238,10 +234,7 @@ def _valid_thread() -> dict:
 
 
 async def _post(fake, body=None, **kwargs):
-    token = fake.issue_token()
-    async with httpx.AsyncClient(transport=harness.FakeTransport(fake), base_url=harness.BASE_URL) as http:
-        headers = {"authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
-        return await http.post("/api/2.0/message_threads/", headers=headers, json=body, **kwargs)
+    return await harness.post_to_fake(fake, "/api/2.0/message_threads/", json=body, **kwargs)
 
 
 async def test_the_fake_accepts_a_complete_thread():

@@ -19,12 +19,7 @@ from tests.contract.fakes.healthie import API_KEY, API_USER_ID, FakeHealthie
 PATIENT = directory.Patient("1001", "MRN-1001", "Ava", "Thompson", "1984-03-12", "Female", "555-0100")
 
 
-@pytest.fixture
-async def wired():
-    fake = FakeHealthie()
-    adapter, http = harness.build_adapter(CASE, fake)
-    yield adapter, fake
-    await http.aclose()
+wired = harness.wired_fixture(CASE)
 
 
 async def _adapter_with(fake, **config):

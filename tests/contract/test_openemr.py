@@ -26,13 +26,7 @@ PATIENT = directory.Patient("1", "MRN-1001", "Ava", "Thompson", "1984-03-12", "F
 MESSAGE_URL = "http://emr.test/apis/default/api/patient/1/message"
 
 
-@pytest.fixture
-async def wired():
-    fake = FakeOpenEmr()
-    adapter, http = harness.build_adapter(CASE, fake)
-    yield adapter, fake
-    await http.aclose()
-    assert fake.spec_violations == [], "requests OpenEMR's published API document refuses"
+wired = harness.wired_fixture(CASE)
 
 
 async def _adapter_with(fake, **config):

@@ -10,12 +10,14 @@ from emrtasks import cli
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
+def workdir(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     for name in ("EMRTASKS_DATABASE_URL", "EMRTASKS_ENCRYPTION_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("EMRTASKS_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("EMRTASKS_KEY_FILE", str(tmp_path / "cli.key"))
+    assert cli.main(["db", "upgrade"]) == 0  # operator commands never create the database
+    capsys.readouterr()
     return tmp_path
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from emrtasks.api.app import create_app
+from emrtasks.domain import errors
 from emrtasks.storage import db
 from tests.conftest import SUBJECT_TASK
 
@@ -82,11 +83,12 @@ async def test_a_connection_killed_inside_a_transaction_is_an_outage_not_a_drive
     connection to the pool must not replace that error with the driver's own."""
     if not db_url.startswith("postgresql"):
         pytest.skip("PostgreSQL closes connections; a SQLite file has none to close")
-    with pytest.raises(sa_exc.DBAPIError) as caught:
+    with pytest.raises(errors.Outage) as caught:
         async with db.write(runtime.engine) as conn:
             pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar()
             await _terminate(db_url, f"pid = {int(pid)}")
             await conn.execute(text("SELECT 1"))
-    assert db.is_outage(caught.value)
+    assert isinstance(caught.value.__cause__, sa_exc.DBAPIError)
+    assert db.is_outage(caught.value.__cause__)
     async with db.read(runtime.engine) as conn:  # and the pool recovers
         assert (await conn.execute(text("SELECT 1"))).scalar() == 1

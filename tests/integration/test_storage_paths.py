@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy import exc as sa_exc
 
+from emrtasks.domain import errors
 from emrtasks.storage import db
 from emrtasks.storage.tables import clients
 
@@ -44,6 +45,25 @@ async def test_a_hot_statement_reads_what_sqlalchemy_reads(runtime):
     assert mapped is not None and dict(mapped)["name"] == "n-c2"
     assert names == ["c1", "c2"]
     assert none is None
+
+
+async def test_a_lost_database_leaves_a_transaction_as_the_domains_outage_with_the_drivers_cause(runtime):
+    lost = sa_exc.OperationalError("SELECT 1", None, ConnectionResetError("the server went away"))
+    for transaction in (db.write, db.read):
+        with pytest.raises(errors.Outage) as caught:
+            async with transaction(runtime.engine):
+                raise lost
+        assert caught.value.__cause__ is lost
+
+
+async def test_a_statement_error_that_is_no_outage_leaves_a_transaction_unchanged(runtime):
+    with pytest.raises(sa_exc.IntegrityError):
+        async with db.write(runtime.engine) as conn:
+            await conn.execute(_INSERT, _client("twice"))
+            await conn.execute(_INSERT, _client("twice"))
+    with pytest.raises(KeyError):
+        async with db.read(runtime.engine):
+            raise KeyError("not the database's fault")
 
 
 async def test_a_duplicate_through_a_hot_statement_is_an_integrity_error_and_rolls_back(runtime):

@@ -2,20 +2,22 @@
 
 import asyncio
 import dataclasses
+import functools
 import time
 from datetime import timedelta
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from emrtasks import bootstrap
 from emrtasks.api.app import create_app
 from emrtasks.domain import errors, ids
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.queue import jobs
-from emrtasks.service import audit, webhook_delivery
+from emrtasks.service import audit, create_task, webhook_delivery
 from emrtasks.service import webhooks as service_webhooks
-from emrtasks.storage import db
+from emrtasks.storage import db, tables
 from emrtasks.storage import events as stored_events
 from emrtasks.storage import webhooks as stored_webhooks
 from tests.conftest import SUBJECT_TASK, make_tenant
@@ -43,6 +45,21 @@ async def _until(predicate, timeout=15.0):
     raise AssertionError("condition not met in time")
 
 
+async def _queue_idle(rt):
+    """No delivery job waits or runs: every delivery ever queued has been attempted and settled."""
+    async with db.read(rt.engine) as conn:
+        waiting = select(func.count()).where(
+            tables.jobs.c.kind == "deliver_webhook", tables.jobs.c.state.in_([jobs.QUEUED, jobs.RUNNING])
+        )
+        return (await conn.execute(waiting)).scalar() == 0
+
+
+async def _deliveries_queued(rt):
+    async with db.read(rt.engine) as conn:
+        kind = select(func.count()).where(tables.jobs.c.kind == "deliver_webhook")
+        return (await conn.execute(kind)).scalar()
+
+
 async def _setup(rt, receiver):
     tenant = await make_tenant(rt)
     app = create_app(rt.ctx)
@@ -67,7 +84,13 @@ async def test_a_created_task_is_delivered_signed_and_verified(webhook_settings,
             assert delivery.headers["webhook-id"] == delivery.event["id"]
             assert delivery.headers["webhook-attempt"] == "1"
             assert delivery.headers["user-agent"].startswith("emrtasks/")
-            listed = (await http.get("/v1/webhook-events", headers=tenant.a)).json()["webhook_events"]
+
+            async def recorded():  # the receiver has it; the attempt's record commits right after
+                listed = (await http.get("/v1/webhook-events", headers=tenant.a)).json()["webhook_events"]
+                return listed[0]["delivery_status"] != "pending" and listed
+
+            await _until(recorded)
+            listed = await recorded()
             assert listed[0]["delivery_status"] == "success"
             assert [a["status_code"] for a in listed[0]["attempts"]] == [200]
             await http.aclose()
@@ -122,8 +145,9 @@ async def test_a_410_disables_the_endpoint_until_it_is_enabled_again(webhook_set
                 return len(await _events(http, tenant.a)) == 2
 
             await _until(two_events)
-            await asyncio.sleep(0.3)
+            await _until(lambda: _queue_idle(rt))  # a delivery queued for it would have run by now
             assert len(receiver.deliveries) == 1  # nothing goes to a disabled endpoint
+            assert await _deliveries_queued(rt) == 1  # and none was ever queued for the second event
             enabled = await http.post(f"/v1/webhook/{webhook_id}/enable", headers=tenant.headers())
             assert enabled.json()["webhook"]["status"] == "active"
             await http.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a)
@@ -131,14 +155,28 @@ async def test_a_410_disables_the_endpoint_until_it_is_enabled_again(webhook_set
             await http.aclose()
 
 
+async def _run_due_jobs(rt):
+    """Every due job, as a worker would run it, on the runtime's (injected) clock."""
+    handlers = {
+        "create_task": functools.partial(create_task.run_create_task, rt.ctx),
+        "deliver_webhook": functools.partial(webhook_delivery.run_delivery, rt.ctx),
+    }
+    while claimed := await jobs.claim(rt.engine, worker_id="t", limit=9, lease_seconds=9, now=rt.ctx.clock()):
+        for job in claimed:
+            await handlers[job.kind](job)
+
+
 async def test_after_a_rotation_both_secrets_sign_for_the_overlap_then_only_the_new(
-    webhook_settings, tmp_path
+    webhook_settings, tmp_path, clock
 ):
+    """On the injected clock: the old secret still signs a moment before the overlap ends, not at its end.
+    (A minute's overlap: the receiver checks each signature's time within five minutes of its own.)"""
     settings = webhook_settings.model_copy(
-        update={"key_file": str(tmp_path / "k"), "webhook_secret_overlap_seconds": 1.0}
+        update={"key_file": str(tmp_path / "k"), "webhook_secret_overlap_seconds": 60.0}
     )
     with Receiver() as receiver:
-        async with bootstrap.runtime(settings) as rt:
+        async with bootstrap.runtime(settings, run_worker=False) as rt:
+            rt.ctx.clock = clock
             tenant, http, webhook_id = await _setup(rt, receiver)
             old = receiver.secrets[0]
             rotated = (
@@ -147,18 +185,15 @@ async def test_after_a_rotation_both_secrets_sign_for_the_overlap_then_only_the_
             new = rotated["webhook"]["secret"]
             assert rotated["webhook"]["id"] == webhook_id and new != old
             receiver.secrets.append(new)
-            await http.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a)
-            await asyncio.to_thread(receiver.wait_for, lambda r: len(r.deliveries) == 1)
-            during = receiver.deliveries[0]
-            assert len(during.signatures) == 2
-            assert sorted(during.verified_by) == sorted([old, new])
-            await asyncio.sleep(1.1)
-            await http.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a)
-            await asyncio.to_thread(receiver.wait_for, lambda r: len(r.deliveries) == 2)
-            after = receiver.deliveries[1]
-            assert len(after.signatures) == 1
-            assert after.verified_by == [new]
+            for step in (0, 59, 1):  # at the rotation, a second before the overlap ends, at its end
+                clock.advance(step)
+                await http.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a)
+                await _run_due_jobs(rt)
             await http.aclose()
+    assert [len(d.signatures) for d in receiver.deliveries] == [2, 2, 1]
+    assert [sorted(d.verified_by) for d in receiver.deliveries] == [sorted([old, new])] * 2 + [[new]]
+    # Cobalt's one header: the newest secret from the rotation on, through the overlap and after.
+    assert [d.cobalt_verified_by for d in receiver.deliveries] == [[new]] * 3
 
 
 async def test_an_exhausted_event_stays_failed_until_it_is_resent(webhook_settings, tmp_path):

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from emrtasks import bootstrap
+from emrtasks.emr import sandbox
 from emrtasks.queue import jobs
 from emrtasks.service import tasks
 from emrtasks.storage import connections, db
@@ -48,14 +49,21 @@ async def test_the_worker_runs_many_tasks_and_each_reaches_the_emr_once(settings
         assert sorted(h["marker"] for h in held) == sorted(a.task_id for a in accepted)
 
 
-async def test_stopping_releases_unfinished_jobs_for_reconciliation(settings):
+async def test_stopping_releases_a_job_waiting_on_the_emr_for_reconciliation(settings, monkeypatch):
     settings = settings.model_copy(update={"worker_grace_seconds": 0.1})
+    reached, never = asyncio.Event(), asyncio.Event()
+
+    async def slow_emr(adapter):
+        reached.set()
+        await never.wait()  # the EMR never answers: only the worker's stop ends the call
+
+    monkeypatch.setattr(sandbox.SandboxAdapter, "_wait", slow_emr)
     async with bootstrap.runtime(settings) as rt:
-        tenant = await make_tenant(rt, latency_ms=5000)
+        tenant = await make_tenant(rt)
         async with db.read(rt.engine) as conn:
             connection = await connections.get_connection(conn, tenant.connection_a)
         accepted = await tasks.accept_task(rt.ctx, connection, dict(SUBJECT_TASK))
-        await asyncio.sleep(0.3)  # the job is now waiting on the slow EMR
+        await asyncio.wait_for(reached.wait(), timeout=30)
     async with bootstrap.runtime(settings, run_worker=False) as rt, db.read(rt.engine) as conn:
         row = await jobs.get_job(conn, accepted.job_id)
     assert row["state"] == jobs.QUEUED

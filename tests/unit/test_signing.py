@@ -1,9 +1,15 @@
-"""Standard Webhooks v1 signing: the spec's test vector, and verification with the official package."""
+"""Webhook signing: Standard Webhooks v1 (the spec's test vector, verification with the official package)
+and Cobalt's `cobalt-verification` (a vector from Node's `createHmac`, verification with Python's hmac)."""
 
 import base64
+import hashlib
+import hmac
 import json
+import re
+import textwrap
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -177,6 +183,81 @@ def test_headers_hold_exactly_the_standard_webhooks_headers_plus_attempt_type_an
         "webhook-timestamp": "1700000000",
         "webhook-signature": signing.sign(secret, "evt_01", 1700000000, BODY),
         "webhook-attempt": "3",
+        "cobalt-verification": signing.cobalt_signature(secret, BODY),
         "content-type": "application/json",
         "user-agent": "emrtasks/1.2.3",
     }
+
+
+# Cobalt's documented verifier, run in Node 20 on the spec secret and the compact form of the spec
+# payload: crypto.createHmac("sha256", secret).update(JSON.stringify({test: 2432232314})).digest("hex")
+COBALT_BODY = b'{"test":2432232314}'
+COBALT_VECTOR = "78dd34208881d421fa3a5c6234cab4568e4b390c903fc1a2668d1e71c68fb9c9"
+
+
+def _python_cobalt_verify(secret: str, body: bytes, signature: str) -> bool:
+    """Cobalt's check in Python: hex HMAC-SHA256 of the body keyed with the secret string's UTF-8."""
+    expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature)
+
+
+def test_cobalt_signature_matches_what_nodes_create_hmac_gives_for_the_same_key_and_body() -> None:
+    assert signing.cobalt_signature(SPEC_SECRET, COBALT_BODY) == COBALT_VECTOR
+
+
+def test_cobalt_signature_is_keyed_with_the_whole_secret_string_not_its_decoded_bytes() -> None:
+    decoded_key = base64.b64decode(SPEC_SECRET.removeprefix("whsec_"))
+    keyed_by_bytes = hmac.new(decoded_key, COBALT_BODY, hashlib.sha256).hexdigest()
+    assert signing.cobalt_signature(SPEC_SECRET, COBALT_BODY) != keyed_by_bytes
+
+
+def test_cobalt_signature_is_64_lowercase_hex_characters_with_no_prefix() -> None:
+    signature = signing.cobalt_signature(signing.new_secret(), BODY)
+    assert len(signature) == 64
+    assert set(signature) <= set("0123456789abcdef")
+
+
+def test_the_cobalt_header_verifies_with_python_hmac_and_the_secret() -> None:
+    secret = signing.new_secret()
+    assert _python_cobalt_verify(secret, BODY, make_headers([secret])["cobalt-verification"])
+
+
+def test_the_cobalt_header_fails_for_a_tampered_body_or_another_secret() -> None:
+    secret = signing.new_secret()
+    header = make_headers([secret])["cobalt-verification"]
+    assert not _python_cobalt_verify(secret, BODY.replace(b"tsk_1", b"tsk_2"), header)
+    assert not _python_cobalt_verify(signing.new_secret(), BODY, header)
+
+
+def test_during_rotation_the_cobalt_header_is_signed_with_the_newest_secret_only() -> None:
+    newest, previous = signing.new_secret(), signing.new_secret()
+    header = make_headers([newest, previous])["cobalt-verification"]
+    assert _python_cobalt_verify(newest, BODY, header)
+    assert not _python_cobalt_verify(previous, BODY, header)
+    assert " " not in header
+
+
+def test_the_cobalt_header_does_not_depend_on_the_timestamp_or_attempt() -> None:
+    secret = signing.new_secret()
+    first = make_headers([secret], timestamp=1700000000)["cobalt-verification"]
+    later = make_headers([secret], timestamp=1700000999, msg_id="evt_02")["cobalt-verification"]
+    assert first == later == signing.cobalt_signature(secret, BODY)
+
+
+def _docs_cobalt_check() -> object:
+    """The Python check shown in docs/webhooks.md under "Cobalt clients", run as written."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "webhooks.md").read_text()
+    section = doc.split("## Cobalt clients", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match is not None
+    namespace: dict[str, object] = {}
+    exec(textwrap.dedent(match.group(1)), namespace)  # the block is indented under a list item
+    return namespace["cobalt_verified"]
+
+
+def test_the_python_check_in_the_docs_verifies_our_header_and_refuses_another_secret() -> None:
+    check = _docs_cobalt_check()
+    secret = signing.new_secret()
+    header = make_headers([secret])["cobalt-verification"]
+    assert check(BODY, header, secret) is True  # type: ignore[operator]
+    assert check(BODY, header, signing.new_secret()) is False  # type: ignore[operator]

@@ -21,6 +21,8 @@ from emrtasks.api.routes import (
     tasks,
     webhooks,
 )
+from emrtasks.observability import asgi as observed
+from emrtasks.observability import telemetry as observability_telemetry
 from emrtasks.service.context import Context
 
 DESCRIPTION = """Create tasks in any clinic's EMR through one API (compatible with Cobalt's Create Task).
@@ -31,7 +33,13 @@ Authenticate with the headers `client_id` and `client_secret` (the client app) a
 """
 
 
-def create_app(ctx: Context, *, max_body_bytes: int = 1_048_576, bench_routes: bool = False) -> FastAPI:
+def create_app(
+    ctx: Context,
+    *,
+    max_body_bytes: int = 1_048_576,
+    bench_routes: bool = False,
+    telemetry: observability_telemetry.Telemetry | None = None,
+) -> FastAPI:
     app = FastAPI(
         title="emrtasks",
         version=emrtasks.__version__,
@@ -51,6 +59,8 @@ def create_app(ctx: Context, *, max_body_bytes: int = 1_048_576, bench_routes: b
     errors.install(app)
     app.add_middleware(request_id.RequestId)
     app.add_middleware(NoStore)
+    if telemetry is not None:  # outermost: the time and status the client saw
+        app.add_middleware(observed.Observe, metrics=telemetry.metrics, tracing=telemetry.tracing)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -8,6 +8,7 @@ from fastapi.security import APIKeyHeader
 
 from emrtasks.api import bodies, request_id
 from emrtasks.domain import errors, tasks
+from emrtasks.observability import logs
 from emrtasks.service import audit, auth
 from emrtasks.service.context import Context
 
@@ -32,6 +33,7 @@ async def get_client(
     client_secret: Annotated[str | None, Security(_client_secret)],
 ) -> tasks.Client:
     client = await auth.authenticate_client(ctx, client_id, client_secret)
+    logs.CLIENT_ID.set(client.id)
     ctx.request_limits.client(client.id, ctx.clock)  # 429 past the client's rate limit
     return client
 
@@ -49,6 +51,7 @@ async def get_connection(
 
 async def _connection(ctx: Context, client: tasks.Client, access_token: str | None) -> tasks.Connection:
     connection = await auth.authenticate_connection(ctx, client, access_token)
+    logs.CONNECTION_ID.set(connection.id)
     ctx.request_limits.connection(connection.id, ctx.clock)  # 429 past the connection's rate limit
     return connection
 
@@ -62,6 +65,7 @@ async def connection_of(request: Request) -> tasks.Connection:
     ctx: Context = request.app.state.ctx
     headers = request.headers
     client = await auth.authenticate_client(ctx, headers.get("client_id"), headers.get("client_secret"))
+    logs.CLIENT_ID.set(client.id)
     ctx.request_limits.client(client.id, ctx.clock)
     return await _connection(ctx, client, headers.get("access_token"))
 

@@ -1,22 +1,22 @@
 """Every failure becomes the contract's error body: refusals, bad query strings, unknown routes, a lost
-database.
+database (storage raises it as the domain's `errors.Outage`), a transaction lost to a concurrent one
+(`errors.Contention`, answered 503 like an outage: nothing was written, a retry succeeds).
 """
 
 import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from emrtasks.api.responses import JSON
 from emrtasks.domain import errors
-from emrtasks.storage import db
 
 log = logging.getLogger("emrtasks.api")
 
 _DB_DOWN = "The service is temporarily unavailable: its database cannot be reached. Please retry."
+_CONTENTION = "The service was busy with a conflicting change and wrote nothing. Please retry."
 _HTTP_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
@@ -35,9 +35,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.Problem, _on_problem)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_bad_request)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _on_http)  # type: ignore[arg-type]
-    app.add_exception_handler(sa_exc.DBAPIError, _on_database_error)
-    app.add_exception_handler(sa_exc.TimeoutError, _on_database_down)  # no pooled connection came free
-    app.add_exception_handler(OSError, _on_database_down)  # the driver could not connect at all
+    app.add_exception_handler(errors.Outage, _on_database_down)
+    app.add_exception_handler(errors.Contention, _on_contention)
     app.add_exception_handler(Exception, _on_crash)
 
 
@@ -74,14 +73,17 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(found)
 
 
-async def _on_database_error(request: Request, exc: Exception) -> JSON:
-    """A lost or refused connection is an outage (503); any other database error is our bug (500)."""
-    return await (_on_database_down if db.is_outage(exc) else _on_crash)(request, exc)
-
-
 async def _on_database_down(_request: Request, exc: Exception) -> JSON:
-    log.error("database unavailable: %s", type(exc).__name__)
+    cause = exc.__cause__ or exc
+    log.error("database unavailable: %s", type(cause).__name__)
     return render(errors.unavailable(_DB_DOWN, 2))
+
+
+async def _on_contention(_request: Request, exc: Exception) -> JSON:
+    """A transaction that lost to concurrent ones more often than the service runs it again: nothing
+    was written, and the same request succeeds in a moment."""
+    log.warning("database contention: %s", exc)
+    return render(errors.unavailable(_CONTENTION, 1))
 
 
 async def _on_crash(_request: Request, exc: Exception) -> JSON:

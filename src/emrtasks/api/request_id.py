@@ -7,6 +7,8 @@ Plain ASGI, not Starlette's BaseHTTPMiddleware: that one costs a task per reques
 import os
 from typing import Any
 
+from emrtasks.observability import logs
+
 SCOPE_KEY = "emrtasks.request_id"
 _HEADER = b"x-request-id"
 _ALLOWED = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_.:")
@@ -27,6 +29,7 @@ class RequestId:
             return
         request_id = _given(scope["headers"]) or os.urandom(12).hex()
         scope[SCOPE_KEY] = request_id
+        logs.REQUEST_ID.set(request_id)  # this request's task only: each request runs in its own
         echoed = (_HEADER, request_id.encode())
 
         async def send_with_id(message: Any) -> None:

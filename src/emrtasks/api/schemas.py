@@ -22,7 +22,9 @@ def _text(description: str, pattern: str, **kwargs: Any) -> Any:
 
 
 class FieldErrorBody(BaseModel):
-    field: str | None = Field(description="The field at fault, e.g. `subject` or `notify_list[1]`.")
+    field: str | None = Field(
+        description="The field at fault, e.g. `subject` or `notify_list[1]`; on a 401, the header."
+    )
     code: str = Field(description="missing_field, invalid_type, unexpected_field, too_long, ...")
     message: str
 
@@ -226,9 +228,11 @@ class WebhookRegistration(BaseModel):
 
 class WebhookCreated(BaseModel):
     success: bool = True
+    message: str = "Webhook registered successfully"
     webhook_id: str
     webhook_url: str
     webhook_secret: str = Field(description="whsec_...; shown once, verify deliveries with it")
+    webhook_secret_key: str = Field(description="The same secret, under the name Cobalt's guide uses")
 
 
 class WebhookOut(BaseModel):
@@ -241,7 +245,8 @@ class WebhookOut(BaseModel):
 
 class WebhookList(BaseModel):
     success: bool = True
-    webhook_urls: list[WebhookOut]
+    webhook_url: str | None = Field(description="The first of webhook_urls (Cobalt's field); null when none")
+    webhook_urls: list[WebhookOut] = Field(description="Oldest first; deleted URLs are not listed")
 
 
 class Message(BaseModel):

@@ -1,4 +1,6 @@
-"""The one error type the service raises for a request it refuses; the API renders it as the contract body."""
+"""The one error type the service raises for a request it refuses (`Problem`), which the API renders as the
+contract body; `Outage`, which storage raises when the database is out of reach; and `Contention`, which
+it raises when a concurrent transaction made ours fail (a deadlock, a serialization failure)."""
 
 import math
 from dataclasses import dataclass, field
@@ -31,6 +33,17 @@ class Problem(Exception):
 
     def __str__(self) -> str:
         return f"{self.status} {self.error}: {self.message}"
+
+
+class Outage(Exception):
+    """The database cannot be reached right now (refused, lost or restarting; no pooled connection came
+    free). Nobody erred: the same request may succeed in a moment. The driver's error is the cause."""
+
+
+class Contention(Exception):
+    """A concurrent transaction made this one fail (PostgreSQL chose it as a deadlock's victim, or
+    found it could not be serialized). Everything it did was rolled back, and the same work succeeds
+    when run again: callers that can run their transaction again do (`db.retry_contention`)."""
 
 
 MAX_ERRORS = 50
@@ -66,8 +79,25 @@ INVALID_TOKEN = "Invalid access token."  # noqa: S105 - a message, not a secret
 LOGIN_REQUIRED = "Account link expired. Please go through the integration setup again."
 
 
-def unauthorized(message: str) -> Problem:
-    return Problem(401, "unauthorized", message)
+def unauthorized(message: str, *headers: FieldError) -> Problem:
+    """Cobalt's 401 (`message`), with an `errors` entry for each header missing or rejected."""
+    return Problem(401, "unauthorized", message, headers)
+
+
+def missing_headers(**given: str | None) -> tuple[FieldError, ...]:
+    """An entry for each header given empty or not at all, e.g. `missing_headers(client_id=...)`."""
+    return tuple(
+        FieldError(name, "missing_header", f"Missing header: {name}.") for name, v in given.items() if not v
+    )
+
+
+def rejected_header(name: str, why: str) -> FieldError:
+    return FieldError(name, "invalid_credential", why)
+
+
+UNKNOWN_CLIENT = rejected_header("client_id", "client_id is not an active client.")
+WRONG_SECRET = rejected_header("client_secret", "client_secret does not match the client's secret.")
+WRONG_TOKEN = rejected_header("access_token", "access_token is not an active access token of this client.")
 
 
 def not_found(what: str) -> Problem:

@@ -11,6 +11,7 @@ from emrtasks.emr import (
     eclinicalworks,
     elation,
     fhir,
+    gnuhealth,
     healthie,
     openemr,
     sandbox,
@@ -26,6 +27,7 @@ MODULES: Mapping[str, base.EmrModule] = {
     canvas.NAME: canvas,  # type: ignore[dict-item]
     healthie.NAME: healthie,  # type: ignore[dict-item]
     openemr.NAME: openemr,  # type: ignore[dict-item]
+    gnuhealth.NAME: gnuhealth,  # type: ignore[dict-item]
 }
 
 

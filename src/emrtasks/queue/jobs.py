@@ -42,6 +42,8 @@ class Job:
     payload: Mapping[str, Any] = field(default_factory=dict)
     group_key: str | None = None
     group_limit: int | None = None
+    trace_context: str | None = None
+    """The W3C traceparent of the span that queued it: its attempts continue that trace."""
 
 
 async def enqueue(
@@ -57,6 +59,7 @@ async def enqueue(
     group_key: str | None = None,
     group_limit: int | None = None,
     run_at: datetime | None = None,
+    trace_context: str | None = None,
 ) -> None:
     await conn.execute(
         _INSERT,
@@ -73,6 +76,7 @@ async def enqueue(
             "reconcile": False,
             "group_key": group_key,
             "group_limit": group_limit,
+            "trace_context": trace_context,
             "created_at": now,
             "updated_at": now,
         },
@@ -214,6 +218,32 @@ async def expedite(conn: Connection, job_id: str, *, now: datetime) -> bool:
     return bool(result.rowcount == 1)
 
 
+async def requeue(
+    conn: Connection, job_id: str, *, now: datetime, reconcile: bool, more_attempts: int
+) -> bool:
+    """A finished job queued again, due now, with `more_attempts` past the ones it has used (a person
+    decided it should run again); `reconcile`: its first attempt looks before it writes. False if it
+    is still queued or running."""
+    statement = (
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.state.not_in((QUEUED, RUNNING)))
+        .values(
+            state=QUEUED,
+            run_at=now,
+            reconcile=reconcile,
+            max_attempts=jobs.c.attempts + more_attempts,
+            lease_expires_at=None,
+            locked_by=None,
+            finished_at=None,
+            updated_at=now,
+        )
+    )
+    result = await conn.execute(statement)
+    if result.rowcount == 1:
+        await notify.notify(conn)
+    return bool(result.rowcount == 1)
+
+
 async def finish(
     conn: Connection,
     job: Job,
@@ -339,6 +369,7 @@ _JOB_COLUMNS = (
     jobs.c.payload,
     jobs.c.group_key,
     jobs.c.group_limit,
+    jobs.c.trace_context,
 )
 
 
@@ -369,4 +400,5 @@ def _to_job(row: Any) -> Job:
         payload=row["payload"] or {},
         group_key=row["group_key"],
         group_limit=row["group_limit"],
+        trace_context=row["trace_context"],
     )

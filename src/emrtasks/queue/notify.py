@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import make_url, text
 
-from emrtasks.storage import db, pg
+from emrtasks.storage import db
 from emrtasks.storage.db import Connection
 
 CHANNEL = "emrtasks_jobs"
@@ -25,12 +25,9 @@ async def notify(conn: Connection) -> None:
     """Inside an enqueueing transaction: listeners hear it when (and only if) it commits. Once per
     transaction is enough (PostgreSQL folds repeats anyway), which saves a round trip per job when a
     group commit enqueues many."""
-    if conn.dialect.name != "postgresql":
+    if conn.dialect.name != "postgresql" or conn.notified:
         return
-    if isinstance(conn, pg.PgConnection):
-        if conn.notified:
-            return
-        conn.notified = True
+    conn.notified = True
     await conn.execute(_NOTIFY)
 
 

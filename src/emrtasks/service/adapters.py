@@ -18,6 +18,7 @@ from emrtasks import emr
 from emrtasks.domain import directory, outcomes, rules, tasks
 from emrtasks.emr import base
 from emrtasks.emr import http as emr_http
+from emrtasks.service import telemetry as service_telemetry
 from emrtasks.storage import connections, crypto, db, rate_limits
 
 log = logging.getLogger("emrtasks.adapters")
@@ -42,7 +43,9 @@ class Adapters:
         cipher: crypto.Cipher | None = None,
         engine: AsyncEngine | None = None,
         directory_ttl_seconds: float = 300.0,
+        telemetry: service_telemetry.Telemetry = service_telemetry.NONE,
     ) -> None:
+        self._telemetry = telemetry
         self.deps = dataclasses.replace(deps, save_credentials=self.save_credentials)
         self._cipher = cipher
         self._engine = engine
@@ -58,6 +61,7 @@ class Adapters:
         module = emr.module_for(connection.emr)
         config = self.config_of(connection)
         adapter = base.guarded(module.build(connection, config, self._deps_for(module, connection, config)))
+        adapter = service_telemetry.observed(adapter, connection.emr, self._telemetry)
         self._built[connection.id] = (connection, adapter)
         self._directories.pop(connection.id, None)
         return adapter
@@ -72,7 +76,8 @@ class Adapters:
         from this config, not cached, its rotated secrets handed to `save_credentials` instead of stored."""
         module = emr.module_for(connection.emr)
         deps = dataclasses.replace(self.deps, save_credentials=save_credentials)
-        return base.guarded(module.build(connection, base.with_defaults(module.SETTINGS, config), deps))
+        built = base.guarded(module.build(connection, base.with_defaults(module.SETTINGS, config), deps))
+        return service_telemetry.observed(built, connection.emr, self._telemetry)
 
     def config_of(self, connection: tasks.Connection) -> dict[str, Any]:
         """The connection's EMR settings with its secrets decrypted, defaults filled in."""

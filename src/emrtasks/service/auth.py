@@ -20,7 +20,8 @@ GENERATION_POLL_SECONDS = 0.5
 
 async def authenticate_client(ctx: Context, client_id: str | None, secret: str | None) -> tasks.Client:
     if not client_id or not secret:
-        raise errors.unauthorized(errors.INVALID_CLIENT)
+        missing = errors.missing_headers(client_id=client_id, client_secret=secret)
+        raise errors.unauthorized(errors.INVALID_CLIENT, *missing)
     await _follow_changes(ctx)
     key = ("client", f"{client_id}:{ids.hash_secret(secret)}")
     cached = _cached(ctx, key)
@@ -29,27 +30,27 @@ async def authenticate_client(ctx: Context, client_id: str | None, secret: str |
     async with db.read(ctx.engine) as conn:
         found = await credentials.client_credentials(conn, client_id)
     if found is None or found.state != credentials.ACTIVE:
-        raise errors.unauthorized(errors.INVALID_CLIENT)
+        raise errors.unauthorized(errors.INVALID_CLIENT, errors.UNKNOWN_CLIENT)
     now = ctx.clock()
     if ids.secret_matches(secret, found.secret_hash):
         _remember(ctx, key, found.client)
     elif _previous_matches(secret, found.previous_secret_hash, found.previous_secret_expires_at, now):
         _remember(ctx, key, found.client, until=found.previous_secret_expires_at, now=now)
     else:
-        raise errors.unauthorized(errors.INVALID_CLIENT)
+        raise errors.unauthorized(errors.INVALID_CLIENT, errors.WRONG_SECRET)
     return found.client
 
 
 async def authenticate_connection(ctx: Context, client: tasks.Client, token: str | None) -> tasks.Connection:
     if not token:
-        raise errors.unauthorized(errors.INVALID_TOKEN)
+        raise errors.unauthorized(errors.INVALID_TOKEN, *errors.missing_headers(access_token=token))
     await _follow_changes(ctx)
     key = ("connection", ids.hash_secret(token))
     connection = _cached(ctx, key)
     if not isinstance(connection, tasks.Connection):
         connection = await _load_connection(ctx, key)
     if connection.client_id != client.id:
-        raise errors.unauthorized(errors.INVALID_TOKEN)
+        raise errors.unauthorized(errors.INVALID_TOKEN, errors.WRONG_TOKEN)
     if connection.status == tasks.CONNECTION_LOGIN_REQUIRED:
         raise errors.login_required()
     return connection
@@ -59,14 +60,14 @@ async def _load_connection(ctx: Context, key: tuple[str, str]) -> tasks.Connecti
     async with db.read(ctx.engine) as conn:
         found = await credentials.connection_by_token_hash(conn, key[1])
     if found is None or found.state != credentials.ACTIVE:
-        raise errors.unauthorized(errors.INVALID_TOKEN)
+        raise errors.unauthorized(errors.INVALID_TOKEN, errors.WRONG_TOKEN)
     now = ctx.clock()
     if found.token_hash == key[1]:
         _remember(ctx, key, found.connection)
     elif found.previous_token_expires_at is not None and now < found.previous_token_expires_at:
         _remember(ctx, key, found.connection, until=found.previous_token_expires_at, now=now)
     else:
-        raise errors.unauthorized(errors.INVALID_TOKEN)
+        raise errors.unauthorized(errors.INVALID_TOKEN, errors.WRONG_TOKEN)
     return found.connection
 
 

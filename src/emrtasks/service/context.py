@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from emrtasks.service import adapters as service_adapters
 from emrtasks.service import limits, throttle
+from emrtasks.service import telemetry as service_telemetry
 from emrtasks.storage import crypto, db
 from emrtasks.webhooks import http1, ssrf
 
@@ -58,6 +59,8 @@ class Context:
     limiter: limits.RateLimiter = field(default_factory=limits.RateLimiter)
     request_limits: throttle.RequestLimits = field(default_factory=throttle.RequestLimits)
     """Requests per second per client and per connection (off unless configured)."""
+    telemetry: service_telemetry.Telemetry = service_telemetry.NONE
+    """Metrics and traces of EMR calls, webhook attempts and jobs (observes nothing unless switched on)."""
     writer: db.GroupCommitter = field(init=False)
     """Hot write paths commit through it, many callers per transaction: what we acknowledge."""
     relaxed_writer: db.GroupCommitter = field(init=False)

@@ -249,6 +249,7 @@ async def _write_outcome(
         data=data,
     )
     code = reasons[0]["code"] if reasons else None
+    trace_context = ctx.telemetry.trace_context()  # this attempt's span: the deliveries continue it
 
     async def work(conn: Connection) -> None:
         if not await jobs.finish(conn, job, _JOB_STATE[status], now=now, error_code=code):
@@ -273,7 +274,7 @@ async def _write_outcome(
             body=events.serialize(body),
             now=now,
         )
-        await webhooks.fan_out(ctx, conn, connection.client_id, event_id, now)
+        await webhooks.fan_out(ctx, conn, connection.client_id, event_id, now, trace_context=trace_context)
         if code == outcomes.LOGIN_REQUIRED:
             await login_required.record(ctx, conn, connection.id, now)  # its event once per break
 

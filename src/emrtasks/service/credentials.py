@@ -215,13 +215,13 @@ async def revoke_access_token(
     """`DELETE /v1/access-token`: a client app deletes its own clinic link, whatever the
     connection's status (a connection whose EMR login broke can be revoked too)."""
     if not access_token:
-        raise errors.unauthorized(errors.INVALID_TOKEN)
+        raise errors.unauthorized(errors.INVALID_TOKEN, *errors.missing_headers(access_token=access_token))
     async with db.read(ctx.engine) as conn:
         found = await credentials.connection_by_token_hash(conn, ids.hash_secret(access_token))
     if found is None or found.state == credentials.DELETED or found.connection.client_id != client_id:
-        raise errors.unauthorized(errors.INVALID_TOKEN)
+        raise errors.unauthorized(errors.INVALID_TOKEN, errors.WRONG_TOKEN)
     if found.token_hash != ids.hash_secret(access_token):
         expires = found.previous_token_expires_at
         if expires is None or ctx.clock() >= expires:
-            raise errors.unauthorized(errors.INVALID_TOKEN)
+            raise errors.unauthorized(errors.INVALID_TOKEN, errors.WRONG_TOKEN)
     return await delete_connection(ctx, origin, found.connection.id, client_id=client_id)

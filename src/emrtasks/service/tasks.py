@@ -68,6 +68,7 @@ async def _accept(
     audit_row = audit.row(
         origin, "task.accept", now, targets={"task_id": accepted.task_id, "job_id": accepted.job_id}
     )
+    trace_context = ctx.telemetry.trace_context()  # the request's span: the job's attempts continue it
 
     async def work(conn: Connection) -> None:
         await stored_tasks.insert_task(
@@ -88,6 +89,7 @@ async def _accept(
             task_id=accepted.task_id,
             group_key=connection.id,
             group_limit=service_adapters.max_concurrency(connection),
+            trace_context=trace_context,
         )
         await stored_audit.insert_row(conn, audit_row)
         if idempotency_record is not None:

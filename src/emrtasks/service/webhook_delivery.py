@@ -67,15 +67,18 @@ async def run_delivery(ctx: Context, job: jobs.Job) -> None:
         attempt=attempt_number,
         user_agent=f"emrtasks/{emrtasks.__version__}",
     )
-    result = await delivery.post(
-        ctx.webhook_client,
-        endpoint["url"],
-        body,
-        headers,
-        timeout_seconds=ctx.webhooks.timeout_seconds,
-        resolver=ctx.resolver,
-        allow_private=ctx.webhooks.allow_private,
-    )
+    with ctx.telemetry.span("webhook attempt", {"webhook.attempt": attempt_number}) as note:
+        result = await delivery.post(
+            ctx.webhook_client,
+            endpoint["url"],
+            body,
+            headers,
+            timeout_seconds=ctx.webhooks.timeout_seconds,
+            resolver=ctx.resolver,
+            allow_private=ctx.webhooks.allow_private,
+        )
+        note("webhook.outcome", attempt_outcome(result))
+    ctx.telemetry.webhook_attempt(attempt_outcome(result), result.duration_ms / 1000)
     decision = _decide(ctx, job, endpoint, result, now)
     try:
         await _record(ctx, job, found, attempt_number, result, decision, now)
@@ -83,7 +86,15 @@ async def run_delivery(ctx: Context, job: jobs.Job) -> None:
         log.warning("delivery job %s lost its lease; attempt not recorded", job.id)
 
 
+def attempt_outcome(result: delivery.Result) -> str:
+    """`delivered` (2xx), `failed` (another answer) or `error` (no answer: refused, timed out, cut)."""
+    if result.delivered:
+        return "delivered"
+    return "error" if result.status_code is None else "failed"
+
+
 def _active_secrets(ctx: Context, endpoint: dict[str, Any], now: datetime) -> list[str]:
+    """The current secret, then the previous one while its overlap lasts (newest first)."""
     secrets = [ctx.cipher.decrypt(endpoint["secret"], webhooks.secret_at(endpoint["id"], "secret"))]
     expires = endpoint["previous_secret_expires_at"]
     if endpoint["previous_secret"] and expires and expires > now:

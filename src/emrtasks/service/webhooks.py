@@ -29,7 +29,15 @@ async def register(
         secret, endpoint_id = signing.new_secret(), ids.new_id("wh")
         change.targets["webhook_id"] = endpoint_id
         await _insert_endpoint(ctx, change, client, endpoint_id, url, secret)
-    return {"success": True, "webhook_id": endpoint_id, "webhook_url": url, "webhook_secret": secret}
+    # Cobalt documents three shapes for this answer; the flat one, with the guide's names beside it.
+    return {
+        "success": True,
+        "message": "Webhook registered successfully",
+        "webhook_id": endpoint_id,
+        "webhook_url": url,
+        "webhook_secret": secret,
+        "webhook_secret_key": secret,
+    }
 
 
 async def _insert_endpoint(
@@ -66,6 +74,12 @@ def _too_many_endpoints(limit: int) -> errors.Problem:
 
 def _already_registered() -> errors.Problem:
     return errors.Problem(409, "already_registered", "This webhook URL is already registered.")
+
+
+async def configuration(ctx: Context, client: domain_tasks.Client) -> dict[str, Any]:
+    """`GET /v1/webhook`: every URL (oldest first) and, as Cobalt answers, the first one alone."""
+    listed = await list_endpoints(ctx, client)
+    return {"success": True, "webhook_url": listed[0]["url"] if listed else None, "webhook_urls": listed}
 
 
 async def list_endpoints(ctx: Context, client: domain_tasks.Client) -> list[dict[str, Any]]:
@@ -140,7 +154,9 @@ async def recover(
 ) -> dict[str, Any]:
     targets = {"webhook_id": audit.safe_id(endpoint_id)}
     async with audit.changing(ctx, origin, "webhook.recover", targets) as change:
-        return await _recover(ctx, change, client, endpoint_id, body)
+        # Many deliveries' rows in one transaction, against workers recording attempts in theirs:
+        # PostgreSQL may pick it as a deadlock's victim, and then it is simply run again.
+        return await db.retry_contention(lambda: _recover(ctx, change, client, endpoint_id, body))
 
 
 async def _recover(
@@ -215,25 +231,50 @@ async def resend_event(
 ) -> dict[str, Any]:
     now = ctx.clock()
     targets = {"event_id": audit.safe_id(event_id)}
-    async with audit.changing(ctx, origin, "event.resend", targets) as change, db.write(ctx.engine) as conn:
-        if not ids.plausible(event_id) or not await stored_events.event_belongs_to(conn, event_id, client.id):
-            raise errors.not_found("Event")
-        endpoints = await stored.list_endpoints(conn, client.id, active_only=True)
-        if not endpoints:
-            raise errors.Problem(400, "no_webhook_endpoint", "No active webhook endpoint to send to.")
-        for endpoint in endpoints:
-            await schedule_delivery(ctx, conn, event_id, endpoint["id"], client.id, now, "manual")
-        await change.write(conn, now)
+    async with audit.changing(ctx, origin, "event.resend", targets) as change:
+
+        async def transaction() -> list[dict[str, Any]]:
+            async with db.write(ctx.engine) as conn:
+                if not ids.plausible(event_id) or not await stored_events.event_belongs_to(
+                    conn, event_id, client.id
+                ):
+                    raise errors.not_found("Event")
+                endpoints = await stored.list_endpoints(conn, client.id, active_only=True)
+                if not endpoints:
+                    raise errors.Problem(400, "no_webhook_endpoint", "No active webhook endpoint to send to.")
+                for endpoint in endpoints:
+                    await schedule_delivery(ctx, conn, event_id, endpoint["id"], client.id, now, "manual")
+                await change.write(conn, now)
+                return endpoints
+
+        endpoints = await db.retry_contention(transaction)
     ctx.wake()
     return {"success": True, "event_id": event_id, "webhook_ids": [e["id"] for e in endpoints]}
 
 
-async def fan_out(ctx: Context, conn: Connection, client_id: str, event_id: str, now: datetime) -> int:
-    """Inside the transaction that writes an event: one delivery per active endpoint (the outbox)."""
+async def fan_out(
+    ctx: Context,
+    conn: Connection,
+    client_id: str,
+    event_id: str,
+    now: datetime,
+    *,
+    trace_context: str | None = None,
+) -> int:
+    """Inside the transaction that writes an event: one delivery per active endpoint (the outbox).
+    `trace_context`: the trace the deliveries continue (the caller's: the work runs in a batch)."""
     count = 0
     for endpoint in await stored.list_endpoints(conn, client_id, active_only=True):
         count += await schedule_delivery(
-            ctx, conn, event_id, endpoint["id"], client_id, now, "scheduled", new=True
+            ctx,
+            conn,
+            event_id,
+            endpoint["id"],
+            client_id,
+            now,
+            "scheduled",
+            new=True,
+            trace_context=trace_context,
         )
     return count
 
@@ -248,6 +289,7 @@ async def schedule_delivery(
     trigger: str,
     *,
     new: bool = False,
+    trace_context: str | None = None,
 ) -> int:
     """Queue a delivery of the event to the endpoint, due now (`new`: the event was written in this
     transaction, so it has no delivery yet).
@@ -281,6 +323,7 @@ async def schedule_delivery(
         group_key=endpoint_id,
         group_limit=ctx.webhooks.endpoint_concurrency,
         run_at=now + timedelta(seconds=ctx.webhooks.schedule[0]),
+        trace_context=trace_context,
     )
     if existing:  # a new job for it: any older resend mark is answered by this job
         await stored.update_delivery(

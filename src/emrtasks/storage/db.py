@@ -3,21 +3,26 @@
 `create_engine` makes SQLAlchemy's async engine for a URL. The transactions `read` and `write` open
 run on the fastest path each database allows: a SQLite file inline on the event loop
 (storage/sqlite.py), PostgreSQL on an asyncpg pool of its own (storage/pg.py), anything else
-(a `:memory:` SQLite) through SQLAlchemy. Statements registered with `hot` run straight on the
-driver (storage/direct.py). Every connection offers `execute` and `dialect` (`Connection`).
+(a `:memory:` SQLite) through SQLAlchemy: one object per engine says how (`_Transactions`).
+Statements registered with `hot` run straight on the driver (storage/direct.py). Every connection
+offers `execute`, `dialect` and `notified` (`Connection`).
+A database out of reach leaves these functions as the domain's `errors.Outage`, a transaction that a
+concurrent one made fail (deadlock, serialization failure) as `errors.Contention`, whatever the driver.
 """
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import exc, text
 from sqlalchemy.engine import CursorResult, Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.base import Executable
 
+from emrtasks.domain import errors
 from emrtasks.storage import direct, pg, sqlite
 
 hot = direct.hot  # mark a statement built once for the driver-direct path (storage/direct.py)
@@ -26,11 +31,14 @@ T = TypeVar("T")
 
 
 class Connection(Protocol):
-    """What the storage modules use of a connection: an `AsyncConnection`, an inline SQLite one or
-    a PostgreSQL one of ours."""
+    """What the storage and queue modules use of a connection: an inline SQLite one, a PostgreSQL one
+    (storage/pg.py) or SQLAlchemy's, each of ours."""
 
     @property
     def dialect(self) -> Dialect: ...
+
+    notified: bool
+    """Whether this transaction has sent its NOTIFY already (queue/notify.py): one is enough."""
 
     async def execute(
         self, statement: Executable, parameters: Any = None
@@ -71,68 +79,108 @@ async def write(engine: AsyncEngine, *, durable: bool = True) -> AsyncIterator[C
     On SQLite, writers of one process take turns on an asyncio lock first: SQLite lets one writer
     in at a time anyway, and a writer that waits in SQLite's busy handler sleeps in steps of
     milliseconds, which is what made every write slow under load."""
-    inline = sqlite.inline(engine)
-    if inline is not None:
-        async with sqlite.writer_turn(engine):
-            with inline.engine.connect() as sync:
-                sync = sync.execution_options(**{sqlite.WRITE: True, sqlite.DURABLE: durable})
-                await sqlite.begin_write(sync, inline.synchronous)
-                try:
-                    yield sqlite.InlineConnection(sync)
-                except BaseException:
-                    sync.rollback()
-                    raise
-                sync.commit()
-        return
-    if engine.dialect.name == "postgresql":
-        async with pg.connection(engine) as on_pg:
-            transaction = await on_pg.begin()
-            try:
-                yield on_pg
-            except BaseException:
-                with contextlib.suppress(Exception):  # a lost connection cannot roll back
-                    await on_pg.end(transaction, commit=False)
-                raise
-            await on_pg.end(transaction, commit=True)
-        return
-    async with sqlite.writer_turn(engine), engine.connect() as conn:
-        conn = await conn.execution_options(**{sqlite.WRITE: True, sqlite.DURABLE: durable})
-        async with conn.begin():
+    with _outages_as_domain_errors():
+        async with _transactions(engine).write(engine, durable) as conn:
             yield conn
 
 
 @asynccontextmanager
 async def read(engine: AsyncEngine) -> AsyncIterator[Connection]:
-    inline = sqlite.inline(engine)
-    if inline is not None:
-        with inline.engine.connect() as sync, sync.begin():
-            yield sqlite.InlineConnection(sync)
-        return
-    if engine.dialect.name == "postgresql":
-        # No BEGIN and ROLLBACK round trips: under READ COMMITTED every statement reads its own
-        # snapshot inside a transaction too, so a read-only transaction would buy nothing.
-        async with pg.connection(engine) as on_pg:
-            yield on_pg
-        return
-    async with engine.connect() as conn, conn.begin():
-        yield conn
+    """A transaction that only reads (on PostgreSQL none at all: see storage/pg.py)."""
+    with _outages_as_domain_errors():
+        async with _transactions(engine).read() as conn:
+            yield conn
+
+
+@asynccontextmanager
+async def autocommit(engine: AsyncEngine) -> AsyncIterator[Connection]:
+    """For one statement that commits by itself: on PostgreSQL without BEGIN and COMMIT (one round
+    trip), elsewhere in a transaction of its own whose commit may skip the fsync."""
+    with _outages_as_domain_errors():
+        async with _transactions(engine).autocommit(engine) as conn:
+            yield conn
 
 
 async def ping(engine: AsyncEngine) -> None:
+    """One round trip to the database: raises `errors.Outage` if it cannot be reached."""
+    with _outages_as_domain_errors():
+        await _transactions(engine).ping()
+
+
+@contextlib.contextmanager
+def _outages_as_domain_errors() -> Iterator[None]:
+    try:
+        yield
+    except (exc.DBAPIError, OSError) as error:
+        if is_contention(error):
+            raise errors.Contention(_sqlstate_of(error)) from error
+        if is_outage(error):
+            raise errors.Outage(type(error).__name__) from error
+        raise
+    except exc.TimeoutError as error:  # no pooled connection came free in time
+        raise errors.Outage(type(error).__name__) from error
+
+
+class _Transactions(Protocol):
+    """How one database opens the transactions above: sqlite.Inline, pg.Transactions, _Through."""
+
+    def write(self, owner: AsyncEngine, durable: bool) -> AbstractAsyncContextManager[Connection]: ...
+
+    def read(self) -> AbstractAsyncContextManager[Connection]: ...
+
+    def autocommit(self, owner: AsyncEngine) -> AbstractAsyncContextManager[Connection]: ...
+
+    async def ping(self) -> None: ...
+
+
+def _transactions(engine: AsyncEngine) -> _Transactions:
+    # Chosen at each call, as cheap as a cache (a dict lookup), and nothing to keep an engine alive.
     inline = sqlite.inline(engine)
     if inline is not None:
-        with inline.engine.connect() as sync:
-            sync.execute(text("SELECT 1"))
-        return
+        return inline
     if engine.dialect.name == "postgresql":
-        async with pg.connection(engine) as on_pg:
-            await on_pg.execute(_PING)
-        return
-    async with engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
+        return pg.Transactions(engine)
+    return _Through(engine)
 
 
-_PING = hot(text("SELECT 1"))
+class _Through:
+    """Any other database (a `:memory:` SQLite): through SQLAlchemy's own async engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @asynccontextmanager
+    async def write(self, owner: AsyncEngine, durable: bool) -> AsyncIterator[Connection]:
+        async with sqlite.writer_turn(owner), self._engine.connect() as conn:
+            conn = await conn.execution_options(**{sqlite.WRITE: True, sqlite.DURABLE: durable})
+            async with conn.begin():
+                yield _Plain(conn)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Connection]:
+        async with self._engine.connect() as conn, conn.begin():
+            yield _Plain(conn)
+
+    def autocommit(self, owner: AsyncEngine) -> AbstractAsyncContextManager[Connection]:
+        return self.write(owner, durable=False)
+
+    async def ping(self) -> None:
+        async with self._engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+
+class _Plain:
+    """An `AsyncConnection` as a `Connection`."""
+
+    __slots__ = ("_conn", "dialect", "notified")
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self.dialect = conn.dialect
+        self.notified = False
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[*tuple[Any, ...]]:
+        return await self._conn.execute(statement, parameters)
 
 
 async def after_migrations(engine: AsyncEngine) -> None:
@@ -142,13 +190,49 @@ async def after_migrations(engine: AsyncEngine) -> None:
         await engine.dispose()
 
 
+# SQLSTATE 40P01 (deadlock detected) and 40001 (serialization failure): PostgreSQL rolled the
+# transaction back because of another one; run again, it succeeds.
+_CONTENTION_STATES = ("40P01", "40001")
+_CONTENTION_TRIES = 3
+
+
+def is_contention(error: BaseException) -> bool:
+    """Whether a database error means a concurrent transaction made this one fail."""
+    return isinstance(error, errors.Contention) or _sqlstate_of(error) in _CONTENTION_STATES
+
+
+def _sqlstate_of(error: BaseException) -> str:
+    cause: BaseException | None = error
+    for _ in range(4):
+        if cause is None:
+            break
+        state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if state:
+            return str(state)
+        cause = getattr(cause, "orig", None) or cause.__cause__
+    return ""
+
+
+async def retry_contention(transaction: Callable[[], Awaitable[T]], tries: int = _CONTENTION_TRIES) -> T:
+    """Run `transaction` (a whole transaction, opened by the callable) again when a concurrent one
+    made it fail, up to `tries` times, after a short random pause; then let `errors.Contention` go."""
+    for attempt in range(1, tries + 1):
+        try:
+            return await transaction()
+        except errors.Contention:
+            if attempt == tries:
+                raise
+            await asyncio.sleep(random.uniform(0.005, 0.02) * attempt)
+    raise AssertionError("unreachable")
+
+
 # SQLSTATE class 08 (connection exception) and 57P01-57P03 (shutting down, restarting, starting up).
 _OUTAGE_STATES = ("08", "57P01", "57P02", "57P03")
 
 
 def is_outage(error: BaseException) -> bool:
     """Whether a database error means the database is unreachable right now, not that we erred."""
-    if isinstance(error, exc.OperationalError | exc.InterfaceError | OSError):
+    if isinstance(error, errors.Outage | exc.OperationalError | exc.InterfaceError | OSError):
         return True
     if getattr(error, "connection_invalidated", False):
         return True
@@ -170,6 +254,9 @@ class GroupCommitter:
     One commit (one fsync on SQLite, one round trip on PostgreSQL) then serves many requests. If a
     batch fails, its works are run again one transaction each, so one caller's error (a unique key,
     a lost lease) reaches that caller alone. Works must touch only the database: they may run twice.
+
+    A work run alone that a concurrent transaction makes fail (a deadlock) is run again
+    (`retry_contention`): batches lock rows in whatever order their callers came.
     """
 
     def __init__(self, engine: AsyncEngine, max_batch: int = 128, *, durable: bool = True) -> None:
@@ -226,9 +313,12 @@ class GroupCommitter:
                 future.set_result(result)
 
     async def _alone(self, work: Callable[[Connection], Awaitable[Any]], future: asyncio.Future[Any]) -> None:
-        try:
+        async def transaction() -> Any:
             async with write(self._engine, durable=self._durable) as conn:
-                result = await work(conn)
+                return await work(conn)
+
+        try:
+            result = await retry_contention(transaction)
         except BaseException as exc:
             if not future.done():
                 future.set_exception(exc)

@@ -7,7 +7,8 @@ driver's errors are raised as SQLAlchemy's exception types. What is skipped is S
 per-execution machinery (cache keys, execution contexts, events, and on PostgreSQL its asyncio
 adaptation), which cost more than the statements themselves (docs/performance.md). `db.read` and
 `db.write` connections use it on SQLite files (storage/db.py) and PostgreSQL (storage/pg.py); any
-other statement runs through SQLAlchemy as usual, in the same transaction.
+other statement runs through SQLAlchemy as usual, in the same transaction. What it takes from
+SQLAlchemy's private parts, it takes through storage/internals.py.
 """
 
 import re
@@ -15,10 +16,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy.engine import CursorResult, Dialect
-from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from emrtasks.storage import internals
+
+# Keyed by id(): the entry keeps its statement alive, so no other object can take that id meanwhile.
 _HOT: dict[int, tuple[Executable, dict[tuple[str, ...], "Plan"]]] = {}
 
 S = Any  # a statement; typed loosely so hot() returns what it was given
@@ -28,6 +31,11 @@ def hot(statement: S) -> S:
     """Register a statement built once (a module constant) for the direct path; returns it."""
     _HOT[id(statement)] = (statement, {})
     return statement
+
+
+def registered() -> list[Executable]:
+    """Every statement registered with `hot()` so far (the modules that build them are imported)."""
+    return [statement for statement, _plans in _HOT.values()]
 
 
 class Plan:
@@ -51,10 +59,10 @@ class Plan:
         self.compiled = compiled
         self.sql = compiled.string
         self.expanding = bool(compiled.literal_execute_params or compiled.post_compile_params)
-        self.processors: Mapping[str, Any] = compiled._bind_processors
-        columns = compiled._result_columns
+        self.processors: Mapping[str, Any] = internals.bind_processors(compiled)
+        columns = internals.result_columns(compiled)
         self.keys = [column.keyname for column in columns]
-        self.result_processors = [column.type._cached_result_processor(dialect, None) for column in columns]
+        self.result_processors = [internals.result_processor(column.type, dialect) for column in columns]
         self.returns_rows = bool(columns) or compiled.isplaintext
         # Each positional parameter: the caller's key, its bind processor, and the value bound in
         # the statement itself (a literal such as state == 'running') when the caller gives none.
@@ -62,7 +70,7 @@ class Plan:
             bind = compiled.binds[name]
             if bind.required and bind.key not in names:  # SQLAlchemy would refuse it too
                 raise ValueError(f"A value is required for bind parameter {bind.key!r}")
-        constants = compiled.construct_params({}, escape_names=False, _check=False)
+        constants = internals.constant_parameters(compiled)
         self.slots: list[tuple[str, Any, Any]] = [
             (compiled.binds[name].key, self.processors.get(name), constants.get(name))
             for name in (compiled.positiontup or ())
@@ -76,14 +84,11 @@ class Plan:
                 value = given.get(key, constant)
                 arguments.append(processor(value) if processor else value)
             return self.sql, arguments
-        values: Any = self.compiled.construct_params(dict(parameters or {}), escape_names=False)
-        sql, processors = self.sql, self.processors
-        order: Sequence[str] = self.compiled.positiontup or ()
-        if self.expanding:
-            expanded = self.compiled._process_parameters_for_postcompile(values)
-            sql, values, order = expanded.statement, expanded.parameters, expanded.positiontup or ()
-            processors = {**processors, **expanded.processors}
-        return sql, [processors[k](values[k]) if k in processors else values[k] for k in order]
+        values = self.compiled.construct_params(dict(parameters or {}), escape_names=False)
+        expanded = internals.expand_postcompile(self.compiled, values)
+        values, order = expanded.parameters, expanded.positiontup or ()
+        processors = {**self.processors, **expanded.processors}
+        return expanded.statement, [processors[k](values[k]) if k in processors else values[k] for k in order]
 
     def rows(self, records: Sequence[Any]) -> list[tuple[Any, ...]]:
         processors = self.result_processors
@@ -94,16 +99,6 @@ class Plan:
         ]
 
 
-class Result(IteratorResult[Any]):
-    def __init__(self, keys: Sequence[str], rows: list[tuple[Any, ...]], rowcount: int) -> None:
-        super().__init__(SimpleResultMetaData(keys), iter(rows))
-        self.rowcount = rowcount
-
-
-_STATUS_COUNT = re.compile(r"(\d+)$")
-_Rows = CursorResult[*tuple[Any, ...]]
-
-
 Rows = CursorResult[*tuple[Any, ...]]
 STATUS_COUNT = re.compile(r"(\d+)$")
 
@@ -111,7 +106,7 @@ STATUS_COUNT = re.compile(r"(\d+)$")
 def plan_for(statement: Executable, parameters: Mapping[str, Any] | None, dialect: Dialect) -> Plan | None:
     """The compiled plan of a hot statement for these parameter names, or None (not hot)."""
     entry = _HOT.get(id(statement))
-    if entry is None or entry[0] is not statement or not isinstance(parameters, Mapping | None):
+    if entry is None or not isinstance(parameters, Mapping | None):
         return None  # not hot, or many rows at once
     key = (dialect.name, *sorted(parameters)) if parameters else (dialect.name,)
     plan = entry[1].get(key)
@@ -120,9 +115,11 @@ def plan_for(statement: Executable, parameters: Mapping[str, Any] | None, dialec
     return plan
 
 
-def rows_result(plan: Plan, records: Sequence[Any]) -> Rows:
-    return cast(Rows, Result(plan.keys, plan.rows(records), len(records)))
+def rows_result(plan: Plan, records: Sequence[Any], keys: Sequence[str] = ()) -> Rows:
+    """The rows as a result, keyed by the statement's columns, or (a textual statement, which names
+    none) by the `keys` the driver reported."""
+    return cast(Rows, internals.Result(plan.keys or keys, plan.rows(records), len(records)))
 
 
 def count_result(rowcount: int) -> Rows:
-    return cast(Rows, Result((), [], rowcount))
+    return cast(Rows, internals.Result((), [], rowcount))

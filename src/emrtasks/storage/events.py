@@ -3,11 +3,12 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import ColumnElement, exists, func, insert, not_, select
 
 from emrtasks.storage import db
+from emrtasks.storage import webhooks as stored_webhooks
 from emrtasks.storage.db import Connection
-from emrtasks.storage.tables import events
+from emrtasks.storage.tables import deliveries, events
 
 
 async def insert_event(
@@ -50,14 +51,24 @@ async def list_events(
     offset: int,
     limit: int,
     newest_first: bool,
+    since: datetime | None = None,
+    before: datetime | None = None,
+    delivery_status: str | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    where = [events.c.client_id == client_id]
+    """`since` inclusive, `before` exclusive; `delivery_status` as `_delivered` defines it."""
+    where: list[ColumnElement[bool]] = [events.c.client_id == client_id]
     if connection_id is not None:
         where.append(events.c.connection_id == connection_id)
     if job_id is not None:
         where.append(events.c.job_id == job_id)
     if event_type is not None:
         where.append(events.c.type == event_type)
+    if since is not None:
+        where.append(events.c.created_at >= since)
+    if before is not None:
+        where.append(events.c.created_at < before)
+    if delivery_status is not None:
+        where.append(_delivered(delivery_status))
     total = (await conn.execute(select(func.count()).select_from(events).where(*where))).scalar()
     order = (
         (events.c.created_at.desc(), events.c.id.desc())
@@ -67,6 +78,23 @@ async def list_events(
     query = select(events).where(*where).order_by(*order).offset(offset).limit(limit)
     rows = (await conn.execute(query)).mappings().all()
     return [dict(r) for r in rows], int(total or 0)
+
+
+def _any_delivery(status: str) -> ColumnElement[bool]:
+    return exists().where(deliveries.c.event_id == events.c.id, deliveries.c.status == status)
+
+
+def _delivered(status: str) -> ColumnElement[bool]:
+    """An event's status across its deliveries: pending while any is pending, else failed if any
+    failed, else success (as the listing shows it); an event with no delivery matches none."""
+    pending, failed, success = (
+        _any_delivery(s) for s in (stored_webhooks.PENDING, stored_webhooks.FAILED, stored_webhooks.SUCCESS)
+    )
+    if status == stored_webhooks.PENDING:
+        return pending
+    if status == stored_webhooks.FAILED:
+        return failed & not_(pending)
+    return success & not_(pending) & not_(failed)
 
 
 async def event_belongs_to(conn: Connection, event_id: str, client_id: str) -> bool:

@@ -21,13 +21,12 @@ from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import exc
-from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
+from sqlalchemy import exc, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.base import Executable
 
-from emrtasks.storage import direct
+from emrtasks.storage import direct, internals
 
 
 class PgConnection:
@@ -50,7 +49,8 @@ class PgConnection:
         sql, arguments = plan.arguments(parameters)
         try:
             if plan.returns_rows:
-                return direct.rows_result(plan, await self._raw.fetch(sql, *arguments))
+                records = await self._raw.fetch(sql, *arguments)
+                return direct.rows_result(plan, records, list(records[0].keys()) if records else ())
             status = await self._raw.execute(sql, *arguments)
         except Exception as error:
             raise await self._translated(error, sql) from error
@@ -114,7 +114,7 @@ def translated(error: Exception, sql: str, dialect: Dialect) -> Exception:
     """SQLAlchemy's exception for an asyncpg error, as its own execution would have raised it."""
     dbapi = dialect.loaded_dbapi
     try:
-        AsyncAdapt_asyncpg_connection._handle_exception_no_connection(dbapi, error)
+        internals.raise_asyncpg_error_as_dbapi(dbapi, error)
     except dbapi.Error as adapted:
         return cast(Exception, exc.DBAPIError.instance(sql, None, adapted, dbapi.Error, hide_parameters=True))
     except Exception as other:  # not an asyncpg error (an OSError): as it is
@@ -184,7 +184,7 @@ _ASYNCPG_CONNECT = frozenset(inspect.signature(asyncpg.connect).parameters) - {"
 
 def _codecs(dialect: Dialect) -> Any:
     """The JSON codecs SQLAlchemy's asyncpg dialect installs: JSON in as text, out as objects."""
-    loads = getattr(dialect, "_json_deserializer", None) or json.loads
+    loads = internals.json_deserializer(dialect) or json.loads
 
     async def init(connection: asyncpg.Connection) -> None:
         await connection.set_type_codec(
@@ -203,6 +203,46 @@ def _codecs(dialect: Dialect) -> Any:
         )
 
     return init
+
+
+class Transactions:
+    """The transactions of `db.read`, `db.write` and `db.ping` on PostgreSQL, on asyncpg."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @asynccontextmanager
+    async def write(self, owner: AsyncEngine, durable: bool) -> AsyncIterator[PgConnection]:
+        # Every PostgreSQL commit is durable: `durable` is SQLite's.
+        async with connection(self._engine) as on_pg:
+            transaction = await on_pg.begin()
+            try:
+                yield on_pg
+            except BaseException:
+                with contextlib.suppress(Exception):  # a lost connection cannot roll back
+                    await on_pg.end(transaction, commit=False)
+                raise
+            await on_pg.end(transaction, commit=True)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[PgConnection]:
+        # No BEGIN and ROLLBACK round trips: under READ COMMITTED every statement reads its own
+        # snapshot inside a transaction too, so a read-only transaction would buy nothing.
+        async with connection(self._engine) as on_pg:
+            yield on_pg
+
+    @asynccontextmanager
+    async def autocommit(self, owner: AsyncEngine) -> AsyncIterator[PgConnection]:
+        # No transaction: the statement commits by itself, one round trip, not BEGIN, it, COMMIT.
+        async with connection(self._engine) as on_pg:
+            yield on_pg
+
+    async def ping(self) -> None:
+        async with connection(self._engine) as on_pg:
+            await on_pg.execute(_PING)
+
+
+_PING = direct.hot(text("SELECT 1"))
 
 
 @asynccontextmanager

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Integer, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from emrtasks.storage import db, pg
+from emrtasks.storage import db
 from emrtasks.storage.tables import UTCDateTime
 
 # A window older than the stored one (a process whose clock lags) counts in the stored one.
@@ -41,13 +41,8 @@ async def take(
     """Take one call from the scope's budget: None if granted, else the seconds until it refills."""
     start = window_start(now, per_seconds)
     parameters = {"scope_key": scope_key, "window_start": start, "calls": calls}
-    if engine.dialect.name == "postgresql":
-        # One statement commits by itself: one round trip, not BEGIN, statement and COMMIT.
-        async with pg.connection(engine) as conn:
-            granted = (await conn.execute(_TAKE, parameters)).first()
-    else:
-        async with db.write(engine, durable=False) as conn:  # a power cut may forget a few counts
-            granted = (await conn.execute(_TAKE, parameters)).first()
+    async with db.autocommit(engine) as conn:  # a power cut may forget a few counts (SQLite)
+        granted = (await conn.execute(_TAKE, parameters)).first()
     if granted is not None:
         return None
     return max((start + timedelta(seconds=per_seconds) - now).total_seconds(), 0.001)

@@ -16,11 +16,13 @@ import os
 import sqlite3
 import time
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import event, exc
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -37,12 +39,13 @@ class InlineConnection:
     """A sync SQLAlchemy connection to a SQLite file, awaited like an `AsyncConnection`; hot
     statements run on its sqlite3 connection directly (storage/direct.py)."""
 
-    __slots__ = ("_dbapi", "_sync", "dialect")
+    __slots__ = ("_dbapi", "_sync", "dialect", "notified")
 
     def __init__(self, sync: SyncConnection) -> None:
         self._sync = sync
         self._dbapi: Any = sync.connection.dbapi_connection
         self.dialect = sync.dialect
+        self.notified = False  # SQLite has no NOTIFY; part of every connection all the same
 
     async def execute(self, statement: Executable, parameters: Any = None) -> direct.Rows:
         plan = direct.plan_for(statement, parameters, self.dialect)
@@ -52,7 +55,8 @@ class InlineConnection:
         try:
             cursor = self._dbapi.execute(sql, arguments)
             if plan.returns_rows:
-                return direct.rows_result(plan, cursor.fetchall())
+                keys = [column[0] for column in cursor.description or ()]
+                return direct.rows_result(plan, cursor.fetchall(), keys)
             return direct.count_result(cursor.rowcount)
         except sqlite3.Error as error:
             raise exc.DBAPIError.instance(sql, None, error, sqlite3.Error, hide_parameters=True) from error
@@ -166,9 +170,36 @@ def _driver_sql(connection: SyncConnection, sql: str) -> None:
 
 
 class Inline:
+    """The transactions of `db.read`, `db.write` and `db.ping` on a SQLite file, on the loop's thread."""
+
     def __init__(self, engine: Engine, synchronous: str) -> None:
         self.engine = engine
         self.synchronous = synchronous
+
+    @asynccontextmanager
+    async def write(self, owner: AsyncEngine, durable: bool) -> AsyncIterator[InlineConnection]:
+        async with writer_turn(owner):
+            with self.engine.connect() as sync:
+                sync = sync.execution_options(**{WRITE: True, DURABLE: durable})
+                await begin_write(sync, self.synchronous)
+                try:
+                    yield InlineConnection(sync)
+                except BaseException:
+                    sync.rollback()
+                    raise
+                sync.commit()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[InlineConnection]:
+        with self.engine.connect() as sync, sync.begin():
+            yield InlineConnection(sync)
+
+    def autocommit(self, owner: AsyncEngine) -> contextlib.AbstractAsyncContextManager[InlineConnection]:
+        return self.write(owner, durable=False)  # its own transaction; a power cut may undo it
+
+    async def ping(self) -> None:
+        with self.engine.connect() as sync:
+            sync.execute(text("SELECT 1"))
 
 
 # The inline engine of each SQLite async engine that has one.

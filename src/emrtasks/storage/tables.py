@@ -158,6 +158,9 @@ jobs = Table(
     # Jobs sharing a group (a webhook endpoint, later an EMR connection) run at most group_limit at once.
     Column("group_key", String(_ID)),
     Column("group_limit", Integer),
+    # The W3C traceparent of whoever queued the job (only while tracing is on): a worker in another
+    # process continues that trace.
+    Column("trace_context", String(64)),
     Index(None, "state", "run_at"),
     Index(None, "task_id"),
     Index(None, "group_key", "state"),
@@ -380,4 +383,33 @@ audit_events = Table(
     Index(None, "at"),
     Index(None, "client_id", "at"),
     Index(None, "action", "at"),
+)
+
+# People who use the operator console (/console): an email, an Argon2id hash of their password, a role
+# (`viewer` reads, `admin` also acts). Disabled operators keep their row (the audit trail names them).
+operators = Table(
+    "operators",
+    metadata,
+    Column("id", String(_ID), primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("disabled_at", UTCDateTime),
+    Column("last_login_at", UTCDateTime),
+)
+
+# One signed-in console session, found by the hash of its cookie's random token (never stored in
+# clear). It ends when idle too long (last_seen_at), at expires_at whatever its use, or at sign-out.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", String(_ID), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("operator_id", String(_ID), ForeignKey("operators.id"), nullable=False, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
 )

@@ -1,2 +1,2 @@
-"""HTML pages served beside the JSON API: `link/`, the clinic-facing Link flow. Pages call services,
-never storage."""
+"""HTML pages served beside the JSON API: `link/`, the clinic-facing Link flow, and `console/`, the
+operators' console. Pages call services, never storage."""

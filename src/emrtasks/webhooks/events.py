@@ -6,7 +6,7 @@ The body is serialised once, when the event is written, and those bytes are what
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 import orjson
 
@@ -14,7 +14,8 @@ TASK_CREATED = "task.created"
 TASK_FAILED = "task.failed"
 TASK_UNKNOWN = "task.unknown"
 LOGIN_REQUIRED = "login_required"
-TYPES = (TASK_CREATED, TASK_FAILED, TASK_UNKNOWN, LOGIN_REQUIRED)
+EventType = Literal["task.created", "task.failed", "task.unknown", "login_required"]
+TYPES: tuple[str, ...] = get_args(EventType)
 
 
 def iso(moment: datetime) -> str:
@@ -80,4 +81,6 @@ def failure_reason(reasons: Sequence[Mapping[str, str]]) -> str:
 
 
 def serialize(body: Mapping[str, Any]) -> str:
+    """Compact, keys in order, non-ASCII as is: the text `JSON.stringify` gives back for it, so a
+    Cobalt verifier that re-serialises the parsed body signs these very bytes."""
     return orjson.dumps(body).decode()

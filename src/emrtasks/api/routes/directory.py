@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from emrtasks.api import deps, schemas
+from emrtasks.api import deps, query, schemas
 from emrtasks.api.deps import ConnectionDep, Ctx
 from emrtasks.api.responses import JSON
 from emrtasks.service import audit, directory
@@ -17,18 +17,18 @@ _EMR = (502, 503)  # the EMR failed to answer, or asks us to slow down (Retry-Af
 @router.get(
     "/users",
     summary="The EMR's users: valid assignee_user_id and notify_list values",
-    responses={200: {"model": schemas.UsersResponse}, **schemas.errors(*_AUTH, *_EMR)},
+    responses={200: {"model": schemas.UsersResponse}, **schemas.errors(400, *_AUTH, *_EMR)},
 )
-async def list_users(ctx: Ctx, connection: ConnectionDep) -> JSON:
+async def list_users(ctx: Ctx, connection: ConnectionDep, _query: query.Checked) -> JSON:
     return JSON({"success": True, "users": await directory.users(ctx, connection)})
 
 
 @router.get(
     "/phone-call-types",
     summary="The EMR's phone call types: valid phone_call_type_id values",
-    responses={200: {"model": schemas.CallTypesResponse}, **schemas.errors(*_AUTH, *_EMR)},
+    responses={200: {"model": schemas.CallTypesResponse}, **schemas.errors(400, *_AUTH, *_EMR)},
 )
-async def list_call_types(ctx: Ctx, connection: ConnectionDep) -> JSON:
+async def list_call_types(ctx: Ctx, connection: ConnectionDep, _query: query.Checked) -> JSON:
     found = await directory.call_types(ctx, connection)
     return JSON({"success": True, "phone_call_types": found})
 
@@ -42,6 +42,7 @@ async def list_patients(
     request: Request,
     ctx: Ctx,
     connection: ConnectionDep,
+    _query: query.Checked,
     mrn: Annotated[str | None, Query(max_length=255)] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 50,

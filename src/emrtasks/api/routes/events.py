@@ -1,15 +1,26 @@
 """`GET /v1/webhook-events`: the events recorded for the client, for polling (no endpoint needed)."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 
-from emrtasks.api import deps, schemas
+from emrtasks.api import deps, query, schemas
 from emrtasks.api.deps import ClientDep, Ctx, OptionalConnectionDep
 from emrtasks.api.responses import JSON
 from emrtasks.service import audit, event_log
+from emrtasks.webhooks import events
 
 router = APIRouter(prefix="/v1", tags=["events"])
+
+
+def _day_query(description: str) -> Any:
+    """A day written YYYY-MM-DD (in UTC); the calendar itself is checked by the service."""
+    extra = {"format": "date"}
+    return Query(
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description=f"{description} (YYYY-MM-DD, UTC).",
+        json_schema_extra=extra,
+    )
 
 
 @router.get(
@@ -23,20 +34,24 @@ async def list_events(
     ctx: Ctx,
     client: ClientDep,
     connection: OptionalConnectionDep,
-    job_id: Annotated[str | None, Query(max_length=64)] = None,
-    event_type: Annotated[str | None, Query(max_length=64)] = None,
+    _query: query.Checked,
+    job_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    event_type: events.EventType | None = None,
+    delivery_status: Literal["pending", "success", "failed"] | None = None,
+    start_date: Annotated[str | None, _day_query("The first day, included")] = None,
+    end_date: Annotated[str | None, _day_query("The last day, included")] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 50,
     sort: Literal["created_at", "-created_at"] = "-created_at",
 ) -> JSON:
     origin = deps.origin(request, client=client, connection=connection)
+    filters = event_log.Filters(job_id, event_type, delivery_status, start_date, end_date)
     async with audit.recorded(ctx, origin, "events.read", {"job_id": audit.safe_id(job_id)}):
         found, pagination = await event_log.list_events(
             ctx,
             client,
             connection,
-            job_id=job_id,
-            event_type=event_type,
+            filters,
             page=page,
             page_size=page_size,
             newest_first=sort == "-created_at",

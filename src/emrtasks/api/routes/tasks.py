@@ -5,6 +5,7 @@ from fastapi import APIRouter, Request
 from emrtasks.api import deps, patterns, schemas
 from emrtasks.api.deps import ConnectionDep, Ctx
 from emrtasks.api.responses import JSON
+from emrtasks.observability import logs
 from emrtasks.service import audit, directory, tasks
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
@@ -46,6 +47,8 @@ async def create_task(request: Request) -> JSON:
     idempotency_key = request.headers.get("idempotency-key")
     origin = deps.origin(request, connection=connection)
     accepted = await tasks.accept_task(request.app.state.ctx, connection, body, idempotency_key, origin)
+    logs.TASK_ID.set(accepted.task_id)
+    logs.JOB_ID.set(accepted.job_id)
     headers = {"Idempotent-Replayed": "true"} if accepted.replayed else None
     return JSON(accepted.as_public(), status_code=202, headers=headers)
 

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Request
 
-from emrtasks.api import deps, schemas
+from emrtasks.api import deps, query, schemas
 from emrtasks.api.deps import ClientDep, Ctx, JsonBody
 from emrtasks.api.responses import JSON
 from emrtasks.service import webhooks
@@ -26,10 +26,10 @@ async def register_webhook(request: Request, ctx: Ctx, client: ClientDep, body: 
 @router.get(
     "/webhook",
     summary="The client's webhook URLs (no secrets)",
-    responses={200: {"model": schemas.WebhookList}, **schemas.errors(401)},
+    responses={200: {"model": schemas.WebhookList}, **schemas.errors(400, 401)},
 )
-async def list_webhooks(ctx: Ctx, client: ClientDep) -> JSON:
-    return JSON({"success": True, "webhook_urls": await webhooks.list_endpoints(ctx, client)})
+async def list_webhooks(ctx: Ctx, client: ClientDep, _query: query.Checked) -> JSON:
+    return JSON(await webhooks.configuration(ctx, client))
 
 
 @router.delete(

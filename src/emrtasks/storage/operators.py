@@ -1,0 +1,75 @@
+"""Console operators and their sessions: rows only; hashing and expiry rules live in service/operators.py."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from emrtasks.storage.db import Connection
+from emrtasks.storage.tables import console_sessions, operators
+
+
+async def insert_operator(conn: Connection, **values: Any) -> None:
+    await conn.execute(insert(operators).values(**values))
+
+
+async def get_by_email(conn: Connection, email: str) -> dict[str, Any] | None:
+    row = (await conn.execute(select(operators).where(operators.c.email == email))).mappings().first()
+    return dict(row) if row else None
+
+
+async def get_operator(conn: Connection, operator_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(select(operators).where(operators.c.id == operator_id))).mappings().first()
+    return dict(row) if row else None
+
+
+async def list_operators(conn: Connection) -> list[dict[str, Any]]:
+    query = select(operators).order_by(operators.c.created_at, operators.c.id)
+    return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def update_operator(conn: Connection, operator_id: str, **values: Any) -> None:
+    await conn.execute(update(operators).where(operators.c.id == operator_id).values(**values))
+
+
+async def insert_session(conn: Connection, **values: Any) -> None:
+    await conn.execute(insert(console_sessions).values(**values))
+
+
+async def session_by_token_hash(conn: Connection, token_hash: str) -> dict[str, Any] | None:
+    """The session and its operator's email, role and disabled_at, in one row."""
+    query = (
+        select(
+            console_sessions,
+            operators.c.email,
+            operators.c.role,
+            operators.c.disabled_at,
+        )
+        .join(operators, operators.c.id == console_sessions.c.operator_id)
+        .where(console_sessions.c.token_hash == token_hash)
+    )
+    row = (await conn.execute(query)).mappings().first()
+    return dict(row) if row else None
+
+
+async def touch_session(conn: Connection, session_id: str, now: datetime) -> None:
+    query = update(console_sessions).where(console_sessions.c.id == session_id).values(last_seen_at=now)
+    await conn.execute(query)
+
+
+async def end_session(conn: Connection, session_id: str, now: datetime) -> None:
+    query = (
+        update(console_sessions)
+        .where(console_sessions.c.id == session_id, console_sessions.c.ended_at.is_(None))
+        .values(ended_at=now)
+    )
+    await conn.execute(query)
+
+
+async def end_sessions_of(conn: Connection, operator_id: str, now: datetime) -> None:
+    query = (
+        update(console_sessions)
+        .where(console_sessions.c.operator_id == operator_id, console_sessions.c.ended_at.is_(None))
+        .values(ended_at=now)
+    )
+    await conn.execute(query)
