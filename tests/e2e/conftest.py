@@ -30,8 +30,15 @@ class Service:
         self.log_dir = log_dir
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.upgraded = False
 
     def cli(self, *args: str) -> dict[str, str]:
+        if not self.upgraded:  # operator commands never make a database: `db upgrade` does, once
+            self.upgraded = True
+            self._run("db", "upgrade")
+        return json.loads(self._run(*args))
+
+    def _run(self, *args: str) -> bytes:
         done = subprocess.run(
             [sys.executable, "-m", "emrtasks.cli", *args],
             env=self.env,
@@ -40,7 +47,7 @@ class Service:
             check=False,
         )
         assert done.returncode == 0, done.stderr.decode()
-        return json.loads(done.stdout)
+        return done.stdout
 
     def connect(
         self, emr: str, config: dict[str, object], *, name: str = "e2e", **options: str

@@ -54,7 +54,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     """Name the database and key file, refuse to start a new deployment by accident, check the
     database answers, then run the command."""
     target = database.target_of(settings)
-    database.announce(target)
+    database.announce(target, as_log=settings.log_format == "json")
     await database.check(target, f"emrtasks {args.path}", creates=args.creates_database)
     result: int = await args.run(settings, args)
     return result

@@ -2,6 +2,7 @@
 command run in the wrong directory says so instead of quietly making a new, empty deployment, and a
 bad or unreachable database is one line naming the setting, not a traceback."""
 
+import logging
 import sqlite3
 import sys
 from dataclasses import dataclass
@@ -72,8 +73,13 @@ def target_of(settings: Settings) -> Target:
     return Target(url, None if settings.encryption_key else Path(settings.key_file))
 
 
-def announce(target: Target) -> None:
-    print(target.describe(), file=sys.stderr)
+def announce(target: Target, *, as_log: bool = False) -> None:
+    """On stderr, as a plain line; `as_log` (EMRTASKS_LOG_FORMAT=json): as one of the log's lines, so
+    every line a process writes there reads as JSON."""
+    if as_log:
+        logging.getLogger("emrtasks.cli").info("%s", target.describe())
+    else:
+        print(target.describe(), file=sys.stderr)
 
 
 async def check(target: Target, command: str, *, creates: bool) -> None:
