@@ -180,7 +180,7 @@ class GnuHealthWebAdapter:
             found = await self._api.find_task(marker)
             if isinstance(found, outcomes.Created):
                 return found
-            if await page.locator(".modal:visible").count():
+            if await screens.step("looking for a dialog", page.locator(".modal:visible").count()):
                 raise screens.StepFailed("a dialog after saving")
             await asyncio.sleep(0.25)  # SAO saves asynchronously after the click
         raise screens.StepFailed("no appointment with the marker after saving")
