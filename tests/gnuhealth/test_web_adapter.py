@@ -2,6 +2,7 @@
 that dies just after Save leaves the outcome to the lookup by marker, and the appointment is never
 written twice."""
 
+import dataclasses
 from typing import Any
 
 import httpx
@@ -9,7 +10,8 @@ import pytest
 
 from emrtasks.domain import outcomes, tasks
 from emrtasks.emr import base, gnuhealth_web, screens
-from emrtasks.service import create_task
+from emrtasks.service import create_task, screen_evidence
+from emrtasks.storage import crypto
 from tests.gnuhealth import test_adapter
 
 
@@ -53,3 +55,29 @@ async def test_a_browser_killed_after_save_is_looked_up_by_marker_and_never_writ
         test_adapter.as_doctor(sao), [("comments", "ilike", "%[emrtasks task_ghw_killed]%")]
     )
     assert [str(a["id"]) for a in found] == [second.emr_task_id]
+
+
+async def test_a_step_that_fails_keeps_the_screen_encrypted_for_the_operator(sao, tmp_path):
+    """The patient named in the request is not the one SAO's search shows: the write stops before Save,
+    and the screenshot and page text of that moment are kept, readable only with the key."""
+    pool = screens.BrowserPool()
+    keeper = screen_evidence.Keeper(tmp_path, crypto.Cipher(crypto.parse_key(crypto.new_key())), 60.0)
+    connection = tasks.Connection("con_ghe", "cli_ghe", "gnuhealth_web", "gnuhealth_web", None, "active", {})
+    settings = base.with_defaults(gnuhealth_web.SETTINGS, test_adapter.config(sao))
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            deps = base.AdapterDeps(sandbox_store=None, http=client)
+            api = gnuhealth_web.gnuhealth.build(connection, settings, deps)
+            adapter = gnuhealth_web.GnuHealthWebAdapter(settings, api, pool, keeper.keep)
+            patient = await create_task.resolve_patient(adapter, test_adapter.REQUEST.patient_mrn)
+            assert not isinstance(patient, outcomes.Rejected), patient
+            renamed = dataclasses.replace(patient, last_name="Nobody")
+            outcome = await adapter.create_task(test_adapter.REQUEST, renamed, "task_ghw_evidence")
+    finally:
+        await pool.close()
+    assert isinstance(outcome, outcomes.RetryLater), outcome
+    [kept] = [p.name for p in tmp_path.iterdir()]
+    assert kept in outcome.description
+    found = keeper.read(kept)
+    assert found["screenshot"].startswith(b"\x89PNG") and "Thompson, Ava" in found["text"]
+    assert "Thompson" not in (tmp_path / kept).read_text()

@@ -54,7 +54,8 @@ def build(
     connection: tasks.Connection, config: Mapping[str, Any], deps: base.AdapterDeps
 ) -> "GnuHealthWebAdapter":
     api = gnuhealth.build(connection, config, deps)
-    return GnuHealthWebAdapter(base.with_defaults(SETTINGS, config), api, screens.pool())
+    settings = base.with_defaults(SETTINGS, config)
+    return GnuHealthWebAdapter(settings, api, screens.pool(), deps.keep_evidence)
 
 
 def comments(request: tasks.TaskRequest, marker: str) -> str:
@@ -64,8 +65,13 @@ def comments(request: tasks.TaskRequest, marker: str) -> str:
 
 class GnuHealthWebAdapter:
     def __init__(
-        self, config: Mapping[str, Any], api: gnuhealth.GnuHealthAdapter, browsers: screens.BrowserPool
+        self,
+        config: Mapping[str, Any],
+        api: gnuhealth.GnuHealthAdapter,
+        browsers: screens.BrowserPool,
+        keep_evidence: screens.KeepEvidence | None = None,
     ) -> None:
+        self._keep_evidence = keep_evidence
         self.rules = RULES
         self._api = api
         self._browsers = browsers
@@ -121,12 +127,12 @@ class GnuHealthWebAdapter:
                 try:
                     await self._fill(page, request, patient, marker, professional)
                 except screens.StepFailed as exc:
-                    return screens.before_submit(exc)
+                    return screens.before_submit(exc, await screens.evidence(page, exc, self._keep_evidence))
                 try:
                     await screens.step("saving the appointment", page.locator("#save:visible").click())
                     return await self._saved(page, marker)
                 except screens.StepFailed as exc:
-                    return screens.after_submit(exc)
+                    return screens.after_submit(exc, await screens.evidence(page, exc, self._keep_evidence))
         except screens.LoginRefused as exc:
             return outcomes.Rejected(outcomes.LOGIN_REQUIRED, str(exc))
         except screens.StepFailed as exc:  # logging in or opening a tab: nothing was submitted

@@ -12,6 +12,7 @@ what is absent (the package, or Chromium at `EMRTASKS_BROWSER_PATH`, by default 
 """
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +22,8 @@ from typing import Any
 
 from emrtasks.domain import outcomes
 
+log = logging.getLogger("emrtasks.emr")
+EVIDENCE_SECONDS = 10.0
 BROWSER_PATH_VARIABLE = "EMRTASKS_BROWSER_PATH"
 DEFAULT_BROWSER_PATH = "/usr/bin/chromium"
 STEP_SECONDS = 30.0
@@ -69,16 +72,35 @@ async def step(what: str, pending: Awaitable[Any], seconds: float = STEP_SECONDS
         raise StepFailed(f"{what} ({type(exc).__name__})") from exc
 
 
-def before_submit(exc: StepFailed) -> outcomes.RetryLater:
+KeepEvidence = Callable[[str, bytes, str], Awaitable[str]]
+"""Keeps a failed step's name, the page's screenshot and its text (encrypted); the kept file's name."""
+
+
+async def evidence(page: Any, exc: StepFailed, keep: KeepEvidence | None) -> str:
+    """The page as it was when a step failed, kept for the operator: a sentence naming the kept file,
+    or "" when nothing could be kept (no keeper, or the browser is gone)."""
+    if keep is None:
+        return ""
+    try:
+        shot = await asyncio.wait_for(page.screenshot(full_page=True), EVIDENCE_SECONDS)
+        text = await asyncio.wait_for(page.inner_text("body"), EVIDENCE_SECONDS)
+        name = await keep(exc.what, shot, str(text))
+    except Exception as error:  # evidence is a courtesy: its failure never changes the outcome
+        log.warning("screen evidence could not be kept (%s)", type(error).__name__)
+        return ""
+    return f" The screen was kept as {name}."
+
+
+def before_submit(exc: StepFailed, kept: str = "") -> outcomes.RetryLater:
     return outcomes.RetryLater(
-        outcomes.EMR_UNAVAILABLE, f"The EMR's screens did not answer as expected: {exc.what}."
+        outcomes.EMR_UNAVAILABLE, f"The EMR's screens did not answer as expected: {exc.what}.{kept}"
     )
 
 
-def after_submit(exc: StepFailed) -> outcomes.Unknown:
+def after_submit(exc: StepFailed, kept: str = "") -> outcomes.Unknown:
     return outcomes.Unknown(
         outcomes.OUTCOME_UNKNOWN,
-        f"The EMR's screens did not confirm the saved record ({exc.what}); it is looked up by marker.",
+        f"The EMR's screens did not confirm the saved record ({exc.what}); it is looked up by marker.{kept}",
     )
 
 
