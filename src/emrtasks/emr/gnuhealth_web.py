@@ -165,6 +165,7 @@ class GnuHealthWebAdapter:
     ) -> None:
         url = f"{self._root}/#{self._database}/model/gnuhealth.appointment"
         await screens.step("opening the appointments", page.goto(url))
+        await screens.step("reloading the web client", page.reload())  # one tab, whatever came before
         await screens.step("clicking New", page.locator("#new_:visible").click())
         await _pick(page, "patient", patient.mrn, f"{patient.last_name}, {patient.first_name}")
         await _pick(page, "healthprof", professional.split(",")[0], professional)

@@ -29,9 +29,8 @@ DEFAULT_BROWSER_PATH = "/usr/bin/chromium"
 STEP_SECONDS = 30.0
 """The longest one step (a page load, a click and what it triggers) may take."""
 MAX_CONCURRENCY = 1
-RENEW_AFTER_SECONDS = 0.0
-"""A kept login idle this long is made again. 0: every task logs in afresh, as a second task on a
-page SAO has already used for one did not find its fields again (to be looked into)."""
+RENEW_AFTER_SECONDS = 240.0
+"""A kept login idle this long is made again (Tryton ends a session idle 5 minutes by default)."""
 
 
 def browser_path() -> str:
