@@ -37,3 +37,48 @@ async def test_a_task_without_a_browser_is_rejected_with_the_reason(monkeypatch)
         outcome = await adapter.create_task(request, patient, "task_s")
     assert isinstance(outcome, outcomes.Rejected), outcome
     assert "no Chromium at /nonexistent/chromium" in outcome.description
+
+
+async def test_a_kept_login_is_reused_and_made_again_once_idle_too_long():
+    if screens.missing() is not None:
+        pytest.skip(screens.missing() or "")
+    now = [0.0]
+    logins: list[object] = []
+
+    async def log_in(page: object) -> None:
+        logins.append(page)
+
+    pool = screens.BrowserPool(renew_after=240.0, clock=lambda: now[0])
+    try:
+        async with pool.page("emr|db|frontdesk", log_in) as first:
+            pass
+        now[0] = 200.0
+        async with pool.page("emr|db|frontdesk", log_in) as again:
+            pass
+        now[0] = 500.0  # idle 300 s since the last use
+        async with pool.page("emr|db|frontdesk", log_in) as renewed:
+            pass
+    finally:
+        await pool.close()
+    assert again is first and renewed is not first
+    assert logins == [first, renewed]
+
+
+async def test_a_refused_login_is_never_tried_again():
+    if screens.missing() is not None:
+        pytest.skip(screens.missing() or "")
+    tries: list[object] = []
+
+    async def log_in(page: object) -> None:
+        tries.append(page)
+        raise screens.LoginRefused("refused")
+
+    pool = screens.BrowserPool()
+    try:
+        for _ in range(2):
+            with pytest.raises(screens.LoginRefused):
+                async with pool.page("emr|db|reception", log_in):
+                    pass
+    finally:
+        await pool.close()
+    assert len(tries) == 1
