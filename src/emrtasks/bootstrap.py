@@ -23,7 +23,17 @@ from emrtasks.observability import server as metrics_server
 from emrtasks.observability import telemetry as observability_telemetry
 from emrtasks.queue import notify
 from emrtasks.queue import worker as queue_worker
-from emrtasks.service import adapters, auth, create_task, keys, tasks, throttle, webhook_delivery, webhooks
+from emrtasks.service import (
+    adapters,
+    auth,
+    create_task,
+    keys,
+    screen_evidence,
+    tasks,
+    throttle,
+    webhook_delivery,
+    webhooks,
+)
 from emrtasks.service import telemetry as service_telemetry
 from emrtasks.service.context import Context, Policy, WebhookPolicy
 from emrtasks.storage import credentials, crypto, db, migrate
@@ -125,7 +135,15 @@ def build_context(
 ) -> Context:
     cipher = load_cipher(settings)
     signer = key_ring(settings, engine, cipher)
-    deps = base.AdapterDeps(sandbox_store=sandbox_store.SandboxStore(engine), http=emr_http, signer=signer)
+    evidence = screen_evidence.Keeper(
+        Path(settings.screen_evidence_dir), cipher, settings.screen_evidence_seconds
+    )
+    deps = base.AdapterDeps(
+        sandbox_store=sandbox_store.SandboxStore(engine),
+        http=emr_http,
+        signer=signer,
+        keep_evidence=evidence.keep,
+    )
     policy = Policy(
         task_max_attempts=settings.task_max_attempts,
         retry_base_seconds=settings.retry_base_seconds,

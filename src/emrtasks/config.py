@@ -153,6 +153,13 @@ class Settings(BaseSettings):
     console_session_max_seconds: float = Field(
         default=43200.0, gt=0, description="A console session ends this long after sign-in, however used."
     )
+    screen_evidence_dir: str = Field(
+        default="./screen-evidence",
+        description="Where a failed screen-driving step's screenshot and page text are kept, encrypted.",
+    )
+    screen_evidence_seconds: float = Field(
+        default=604800.0, gt=0, description="Screen evidence older than this is deleted (7 days)."
+    )
 
     metrics_address: str | None = Field(
         default=None,

@@ -12,6 +12,7 @@ from emrtasks.emr import (
     elation,
     fhir,
     gnuhealth,
+    gnuhealth_web,
     healthie,
     openemr,
     sandbox,
@@ -28,6 +29,7 @@ MODULES: Mapping[str, base.EmrModule] = {
     healthie.NAME: healthie,  # type: ignore[dict-item]
     openemr.NAME: openemr,  # type: ignore[dict-item]
     gnuhealth.NAME: gnuhealth,  # type: ignore[dict-item]
+    gnuhealth_web.NAME: gnuhealth_web,  # type: ignore[dict-item]
 }
 
 

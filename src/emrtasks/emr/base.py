@@ -187,6 +187,9 @@ class AdapterDeps:
     signer: signing.Signer | None = None
     """The deployment's current signing key, for SMART Backend Services client assertions (keys are
     kept by the service; an adapter never reads them from the database)."""
+    keep_evidence: Callable[[str, bytes, str], Awaitable[str]] | None = None
+    """For adapters that drive screens: keeps a failed step's name, screenshot and page text encrypted
+    for the operator; the kept file's name."""
 
 
 CONNECTION_SCOPE = "connection"
