@@ -16,7 +16,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from emrtasks.config import Settings
-from emrtasks.emr import base
+from emrtasks.emr import base, screens
 from emrtasks.observability import logs as observability_logs
 from emrtasks.observability import metrics as observability_metrics
 from emrtasks.observability import server as metrics_server
@@ -135,6 +135,7 @@ def build_context(
 ) -> Context:
     cipher = load_cipher(settings)
     signer = key_ring(settings, engine, cipher)
+    screens.use_browser(settings.browser_path)
     evidence = screen_evidence.Keeper(
         Path(settings.screen_evidence_dir), cipher, settings.screen_evidence_seconds
     )

@@ -153,6 +153,10 @@ class Settings(BaseSettings):
     console_session_max_seconds: float = Field(
         default=43200.0, gt=0, description="A console session ends this long after sign-in, however used."
     )
+    browser_path: str = Field(
+        default="/usr/bin/chromium",
+        description="The Chromium (or Chrome) binary that screen-driving adapters (gnuhealth_web) run.",
+    )
     screen_evidence_dir: str = Field(
         default="./screen-evidence",
         description="Where a failed screen-driving step's screenshot and page text are kept, encrypted.",

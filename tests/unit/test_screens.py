@@ -11,7 +11,7 @@ CONFIG = {"url": "http://127.0.0.1:9", "database": "health", "username": "frontd
 
 
 def test_a_missing_chromium_is_named_with_the_setting_that_points_at_one(monkeypatch):
-    monkeypatch.setenv(screens.BROWSER_PATH_VARIABLE, "/nonexistent/chromium")
+    monkeypatch.setitem(screens._browser, "path", "/nonexistent/chromium")
     problems = gnuhealth_web.check_config(CONFIG)
     assert any("no Chromium at /nonexistent/chromium" in p and "EMRTASKS_BROWSER_PATH" in p for p in problems)
 
@@ -20,12 +20,12 @@ def test_the_config_is_accepted_when_the_browser_is_there(monkeypatch, tmp_path)
     pytest.importorskip("playwright.async_api", reason="Playwright is not installed")
     browser = tmp_path / "chromium"
     browser.write_text("")
-    monkeypatch.setenv(screens.BROWSER_PATH_VARIABLE, str(browser))
+    monkeypatch.setitem(screens._browser, "path", str(browser))
     assert gnuhealth_web.check_config(CONFIG) == []
 
 
 async def test_a_task_without_a_browser_is_rejected_with_the_reason(monkeypatch):
-    monkeypatch.setenv(screens.BROWSER_PATH_VARIABLE, "/nonexistent/chromium")
+    monkeypatch.setitem(screens._browser, "path", "/nonexistent/chromium")
     connection = tasks.Connection("con_s", "cli_s", "gnuhealth_web", "gnuhealth_web", None, "active", {})
     deps = base.AdapterDeps(sandbox_store=None, http=None)
     with pytest.raises(ValueError):  # the JSON-RPC side needs the shared client: built with one below

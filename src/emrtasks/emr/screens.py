@@ -13,7 +13,6 @@ what is absent (the package, or Chromium at `EMRTASKS_BROWSER_PATH`, by default 
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -33,8 +32,16 @@ RENEW_AFTER_SECONDS = 240.0
 """A kept login idle this long is made again (Tryton ends a session idle 5 minutes by default)."""
 
 
+_browser = {"path": DEFAULT_BROWSER_PATH}
+
+
+def use_browser(path: str) -> None:
+    """The Chromium binary this process drives (bootstrap passes EMRTASKS_BROWSER_PATH)."""
+    _browser["path"] = path
+
+
 def browser_path() -> str:
-    return os.environ.get(BROWSER_PATH_VARIABLE) or DEFAULT_BROWSER_PATH
+    return _browser["path"]
 
 
 def missing() -> str | None:
