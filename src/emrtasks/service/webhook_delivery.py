@@ -14,7 +14,7 @@ from typing import Any
 
 import emrtasks
 from emrtasks.domain import ids
-from emrtasks.queue import jobs
+from emrtasks.queue import jobs, lease
 from emrtasks.service import webhooks
 from emrtasks.service.context import Context
 from emrtasks.storage import db
@@ -36,13 +36,6 @@ class _Decision:
     if_failing_since: Any = stored.ANY
 
 
-_CRASH_ALLOWANCE = 3
-
-
-class _LeaseLost(Exception):
-    pass
-
-
 async def run_delivery(ctx: Context, job: jobs.Job) -> None:
     async with db.read(ctx.engine) as conn:
         context = await stored.delivery_context(conn, str(job.payload.get("delivery_id", "")))
@@ -50,7 +43,7 @@ async def run_delivery(ctx: Context, job: jobs.Job) -> None:
         await _finish_only(ctx, job, "MISSING_DELIVERY")
         return
     found, event, endpoint = context
-    if job.attempts > job.max_attempts + _CRASH_ALLOWANCE:  # every attempt crashed before recording
+    if lease.crashed_out(job.attempts, job.max_attempts):  # every attempt crashed before recording
         await _give_up(ctx, job, found, "DELIVERY_CRASHED")
         return
     if endpoint is None or endpoint["status"] != stored.ACTIVE:
@@ -82,7 +75,7 @@ async def run_delivery(ctx: Context, job: jobs.Job) -> None:
     decision = _decide(ctx, job, endpoint, result, now)
     try:
         await _record(ctx, job, found, attempt_number, result, decision, now)
-    except _LeaseLost:
+    except lease.LeaseLost:
         log.warning("delivery job %s lost its lease; attempt not recorded", job.id)
 
 
@@ -129,7 +122,7 @@ def _decide(
             error_code="EXHAUSTED",
             if_failing_since=seen,
         )
-    delay = retry_delay(schedule[job.attempts], result)
+    delay = retry_delay(schedule[job.attempts], result, ctx.rng)
     return _Decision(stored.PENDING, None, now + timedelta(seconds=delay), changes, if_failing_since=seen)
 
 
@@ -177,7 +170,7 @@ async def _record(
         else:
             moved = await jobs.finish(conn, job, decision.job_state, now=now, error_code=decision.error_code)
         if not moved:
-            raise _LeaseLost
+            raise lease.LeaseLost
         # A resend asked for during this attempt (read after the job's row is ours, so a request
         # racing this transaction is either seen here or finds the job no longer running): the
         # next attempt is due now, or, when this job ends here, a new job follows it.
