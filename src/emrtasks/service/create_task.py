@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from emrtasks.domain import directory, ids, outcomes
+from emrtasks.domain import directory, ids, outcomes, states
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.emr import base
 from emrtasks.queue import jobs, lease, retry
@@ -134,7 +134,7 @@ async def resolve_patient(adapter: base.Adapter, mrn: str) -> directory.Patient 
 class SettleDecision:
     """What one attempt makes of its task and job, decided without I/O; `_record` writes it."""
 
-    status: str | None
+    status: states.TaskStatus | None
     """The task's final status (`created`, `failed`, `unknown`); None: the job runs again."""
     reasons: tuple[dict[str, str], ...] = ()
     emr_task_id: str | None = None

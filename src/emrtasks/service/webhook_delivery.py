@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import emrtasks
-from emrtasks.domain import ids
+from emrtasks.domain import ids, states
 from emrtasks.queue import jobs, lease
 from emrtasks.service import webhooks
 from emrtasks.service.context import Context
@@ -27,8 +27,8 @@ log = logging.getLogger("emrtasks.webhooks")
 
 @dataclass(frozen=True)
 class _Decision:
-    delivery_status: str
-    job_state: str | None = None  # None: retry at `retry_at`
+    delivery_status: states.DeliveryStatus
+    job_state: states.JobState | None = None  # None: retry at `retry_at`
     retry_at: datetime | None = None
     endpoint_changes: dict[str, Any] | None = None
     error_code: str | None = None
