@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from emrtasks.queue.jobs import Job
-from emrtasks.service import webhook_delivery
 from emrtasks.service.context import WebhookPolicy
 from emrtasks.service.webhook_delivery import _decide, retry_delay
 from emrtasks.webhooks.delivery import Result
@@ -36,8 +35,9 @@ def result(status: int | None, retry_after: float | None = None) -> Result:
     return Result(status, 12, None, error, retry_after)
 
 
-def ctx(**policy: Any) -> Any:
-    return types.SimpleNamespace(webhooks=WebhookPolicy(**policy))
+def ctx(rng: Any = None, **policy: Any) -> Any:
+    """The decision's context: the webhook policy and the rng its jitter comes from."""
+    return types.SimpleNamespace(webhooks=WebhookPolicy(**policy), rng=rng or random.Random())
 
 
 def job(attempts: int) -> Job:
@@ -54,10 +54,8 @@ def endpoint(failing_since: datetime | None = None) -> dict[str, Any]:
 
 
 @pytest.fixture
-def no_jitter(monkeypatch: pytest.MonkeyPatch) -> FixedJitter:
-    jitter = FixedJitter(1.0)
-    monkeypatch.setattr(webhook_delivery, "random", jitter)
-    return jitter
+def no_jitter() -> FixedJitter:
+    return FixedJitter(1.0)
 
 
 def test_default_schedule_is_svix_eight_attempts() -> None:
@@ -157,7 +155,7 @@ def test_decide_a_failure_after_five_days_of_failures_disables_the_endpoint(fail
 
 def test_decide_a_failure_just_under_five_days_is_retried(no_jitter: FixedJitter) -> None:
     failing_since = NOW - FIVE_DAYS + timedelta(seconds=1)
-    decision = _decide(ctx(), job(2), endpoint(failing_since=failing_since), result(500), NOW)
+    decision = _decide(ctx(no_jitter), job(2), endpoint(failing_since=failing_since), result(500), NOW)
     assert decision.delivery_status == "pending"
     assert decision.job_state is None
     assert decision.retry_at == NOW + timedelta(seconds=SCHEDULE[2])
@@ -171,7 +169,7 @@ def test_decide_a_timeout_counts_as_a_failure_for_disabling() -> None:
 
 
 def test_decide_the_first_failure_sets_failing_since_to_now(no_jitter: FixedJitter) -> None:
-    decision = _decide(ctx(), job(1), endpoint(), result(500), NOW)
+    decision = _decide(ctx(no_jitter), job(1), endpoint(), result(500), NOW)
     assert decision.delivery_status == "pending"
     assert decision.job_state is None
     assert decision.endpoint_changes == {"failing_since": NOW}
@@ -182,7 +180,7 @@ def test_decide_the_first_failure_sets_failing_since_to_now(no_jitter: FixedJitt
 def test_decide_a_failure_is_retried_after_the_next_step_of_the_schedule(
     attempts: int, no_jitter: FixedJitter
 ) -> None:
-    decision = _decide(ctx(), job(attempts), endpoint(), result(503), NOW)
+    decision = _decide(ctx(no_jitter), job(attempts), endpoint(), result(503), NOW)
     assert decision.delivery_status == "pending"
     assert decision.job_state is None
     assert decision.retry_at == NOW + timedelta(seconds=SCHEDULE[attempts])
@@ -198,14 +196,14 @@ def test_decide_the_retry_time_is_within_jitter_of_the_step(attempts: int) -> No
 
 
 def test_decide_a_retry_honours_retry_after_up_to_twice_the_step(no_jitter: FixedJitter) -> None:
-    decision = _decide(ctx(), job(2), endpoint(), result(429, retry_after=450), NOW)
+    decision = _decide(ctx(no_jitter), job(2), endpoint(), result(429, retry_after=450), NOW)
     assert decision.retry_at == NOW + timedelta(seconds=450)
-    capped = _decide(ctx(), job(2), endpoint(), result(429, retry_after=10_000), NOW)
+    capped = _decide(ctx(no_jitter), job(2), endpoint(), result(429, retry_after=10_000), NOW)
     assert capped.retry_at == NOW + timedelta(seconds=600)
 
 
 def test_decide_a_redirect_is_a_failure_that_is_retried(no_jitter: FixedJitter) -> None:
-    decision = _decide(ctx(), job(1), endpoint(), result(302), NOW)
+    decision = _decide(ctx(no_jitter), job(1), endpoint(), result(302), NOW)
     assert decision.delivery_status == "pending"
     assert decision.retry_at == NOW + timedelta(seconds=5)
 

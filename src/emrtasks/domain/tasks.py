@@ -4,14 +4,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-PROCESSING = "processing"
-CREATED = "created"
-FAILED = "failed"
-UNKNOWN = "unknown"
+from emrtasks.domain import states
+
+PROCESSING = states.TaskStatus.PROCESSING
+CREATED = states.TaskStatus.CREATED
+FAILED = states.TaskStatus.FAILED
+UNKNOWN = states.TaskStatus.UNKNOWN
 TERMINAL = frozenset({CREATED, FAILED, UNKNOWN})
 
-CONNECTION_ACTIVE = "active"
-CONNECTION_LOGIN_REQUIRED = "login_required"
+CONNECTION_ACTIVE = states.ConnectionStatus.ACTIVE
+CONNECTION_LOGIN_REQUIRED = states.ConnectionStatus.LOGIN_REQUIRED
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class Connection:
     emr: str
     rules: str
     reference_id: str | None
-    status: str
+    status: states.ConnectionStatus
     settings: Mapping[str, Any]
     credentials: str | None = None
     """The EMR secrets of this connection, encrypted; decrypted only to build its adapter."""

@@ -16,16 +16,17 @@ from typing import Any
 from sqlalchemy import bindparam, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from emrtasks.domain import states
 from emrtasks.queue import notify
 from emrtasks.storage import db
 from emrtasks.storage.db import Connection
 from emrtasks.storage.tables import jobs
 
-QUEUED = "queued"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-UNKNOWN = "unknown"
+QUEUED = states.JobState.QUEUED
+RUNNING = states.JobState.RUNNING
+SUCCEEDED = states.JobState.SUCCEEDED
+FAILED = states.JobState.FAILED
+UNKNOWN = states.JobState.UNKNOWN
 LEASE_EXPIRED = "LEASE_EXPIRED"
 
 
@@ -247,7 +248,7 @@ async def requeue(
 async def finish(
     conn: Connection,
     job: Job,
-    state: str,
+    state: states.JobState,
     *,
     now: datetime,
     error_code: str | None = None,

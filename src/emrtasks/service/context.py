@@ -1,6 +1,7 @@
 """What every use case needs, built once by bootstrap: the engine, the clock, adapters, the retry policy."""
 
 import asyncio
+import random
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,6 +62,8 @@ class Context:
     """Requests per second per client and per connection (off unless configured)."""
     telemetry: service_telemetry.Telemetry = service_telemetry.NONE
     """Metrics and traces of EMR calls, webhook attempts and jobs (observes nothing unless switched on)."""
+    rng: random.Random = field(default_factory=random.Random)
+    """The jitter of retry delays: a seeded one makes a run's schedule repeatable."""
     writer: db.GroupCommitter = field(init=False)
     """Hot write paths commit through it, many callers per transaction: what we acknowledge."""
     relaxed_writer: db.GroupCommitter = field(init=False)

@@ -5,18 +5,20 @@ first looks the task up by marker; only a certain "absent" lets the create run a
 the task's outcome, the job's state and the event in one transaction, fenced on the job's attempt.
 """
 
+import functools
 import logging
+import random
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from emrtasks.domain import directory, ids, outcomes
+from emrtasks.domain import directory, ids, outcomes, states
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.emr import base
-from emrtasks.queue import jobs, retry
+from emrtasks.queue import jobs, lease, retry
 from emrtasks.service import adapters as service_adapters
 from emrtasks.service import login_required, webhooks
-from emrtasks.service.context import Context
+from emrtasks.service.context import Context, Policy
 from emrtasks.storage import connections, db
 from emrtasks.storage import events as stored_events
 from emrtasks.storage import tasks as stored_tasks
@@ -24,9 +26,6 @@ from emrtasks.storage.db import Connection
 from emrtasks.webhooks import events
 
 log = logging.getLogger("emrtasks.create_task")
-
-# Attempts past max_attempts come only from workers that died mid-job; stop re-running such a job.
-_CRASH_ALLOWANCE = 3
 
 
 @dataclass(frozen=True)
@@ -36,10 +35,6 @@ class _Attempt:
     """The outcome came from the marker lookup, not from a create."""
     may_have_written: bool = False
     """A RetryLater that leaves the earlier write in doubt: the next attempt must look first."""
-
-
-class _LeaseLost(Exception):
-    pass
 
 
 async def run_create_task(ctx: Context, job: jobs.Job) -> None:
@@ -52,14 +47,16 @@ async def run_create_task(ctx: Context, job: jobs.Job) -> None:
             await jobs.finish(conn, job, jobs.FAILED, now=ctx.clock(), error_code="MISSING_TASK")
         return
     try:
-        if job.attempts > job.max_attempts + _CRASH_ALLOWANCE:
+        if lease.crashed_out(job.attempts, job.max_attempts):
             # Every attempt since the limit died before settling (a crash, an adapter that cannot
             # be built): stop, and leave it for a person, since an earlier attempt may have written.
             attempt = _Attempt(outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, _CRASHES), settled_by_lookup=True)
         else:
             attempt = await _attempt(ctx, job, task, connection)
-        await _settle(ctx, job, task, connection, attempt)
-    except _LeaseLost:
+        now = ctx.clock()
+        decision = _decide(attempt, job, policy=ctx.policy, now=now, rng=ctx.rng)
+        await _record(ctx, job, task, connection, decision, now)
+    except lease.LeaseLost:
         log.warning("job %s attempt %d lost its lease; result discarded", job.id, job.attempts)
 
 
@@ -80,7 +77,7 @@ async def _attempt(
             return _Attempt(patient)
         request = stored_tasks.to_request(task)
         if not await jobs.still_held(ctx.engine, job, now=ctx.clock()):
-            raise _LeaseLost  # another worker has the job now; it will look before writing
+            raise lease.LeaseLost  # another worker has the job now; it will look before writing
         return _Attempt(await adapter.create_task(request, patient, marker=task["id"]))
     except outcomes.AdapterError as exc:
         return _Attempt(exc.outcome)
@@ -89,7 +86,7 @@ async def _attempt(
 async def _look_up(adapter: base.Adapter, task: dict[str, Any], job: jobs.Job) -> _Attempt | None:
     if not adapter.rules.finds_by_marker:
         return _Attempt(outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, _NO_LOOKUP), True)
-    if job.attempts > job.max_attempts + _CRASH_ALLOWANCE:
+    if lease.crashed_out(job.attempts, job.max_attempts):
         return _Attempt(outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, _CRASHES), True)
     try:
         found = await find_written(adapter, task)
@@ -133,91 +130,82 @@ async def resolve_patient(adapter: base.Adapter, mrn: str) -> directory.Patient 
     return found[0]
 
 
-async def _settle(
-    ctx: Context,
-    job: jobs.Job,
-    task: dict[str, Any],
-    connection: domain_tasks.Connection,
+@dataclass(frozen=True)
+class SettleDecision:
+    """What one attempt makes of its task and job, decided without I/O; `_record` writes it."""
+
+    status: states.TaskStatus | None
+    """The task's final status (`created`, `failed`, `unknown`); None: the job runs again."""
+    reasons: tuple[dict[str, str], ...] = ()
+    emr_task_id: str | None = None
+    retry_at: datetime | None = None
+    reconcile: bool = False
+    """The next attempt looks the task up by marker before writing (an earlier one may have)."""
+    refund_attempt: bool = False
+    """The EMR's budget ran out: this attempt does not count against `max_attempts`."""
+    hold_group: bool = False
+    """The EMR asked this connection to slow down: its other queued jobs wait until `retry_at` too."""
+    error_code: str | None = None
+    error: str | None = None
+
+
+def _decide(
     attempt: _Attempt,
-) -> None:
+    job: jobs.Job,
+    *,
+    policy: Policy,
+    now: datetime,
+    rng: random.Random,
+) -> SettleDecision:
+    """The settling of one attempt as a value: pure, its randomness and clock passed in."""
     outcome = attempt.outcome
     last = job.attempts >= job.max_attempts
     if isinstance(outcome, outcomes.Created):
-        await _finish_created(ctx, job, task, connection, outcome.emr_task_id)
-    elif isinstance(outcome, outcomes.Rejected):
+        return SettleDecision(domain_tasks.CREATED, emr_task_id=outcome.emr_task_id)
+    if isinstance(outcome, outcomes.Rejected):
         reason = {"code": outcome.code, "description": outcome.description}
-        await _finish(ctx, job, task, connection, domain_tasks.FAILED, [reason])
-    elif isinstance(outcome, outcomes.RetryLater) and (not last or outcome.budget):
-        await _retry(ctx, job, outcome, reconcile=attempt.may_have_written)
-    elif isinstance(outcome, outcomes.RetryLater) and not attempt.may_have_written:
+        return SettleDecision(domain_tasks.FAILED, (reason,), error_code=outcome.code)
+    if isinstance(outcome, outcomes.RetryLater) and (not last or outcome.budget):
+        return _retry(job, outcome, policy, now, rng, reconcile=attempt.may_have_written)
+    if isinstance(outcome, outcomes.RetryLater) and not attempt.may_have_written:
         reason = {"code": outcomes.EMR_UNAVAILABLE, "description": _gave_up(job, outcome)}
-        await _finish(ctx, job, task, connection, domain_tasks.FAILED, [reason])
-    elif isinstance(outcome, outcomes.Unknown) and not (last or attempt.settled_by_lookup):
-        await _retry(ctx, job, outcome, reconcile=True)
-    else:
-        description = f"{_UNKNOWN_TEXT} {outcome.description}"
-        reason = {"code": outcomes.OUTCOME_UNKNOWN, "description": description}
-        await _finish(ctx, job, task, connection, domain_tasks.UNKNOWN, [reason])
+        return SettleDecision(domain_tasks.FAILED, (reason,), error_code=outcomes.EMR_UNAVAILABLE)
+    if isinstance(outcome, outcomes.Unknown) and not (last or attempt.settled_by_lookup):
+        return _retry(job, outcome, policy, now, rng, reconcile=True)
+    description = f"{_UNKNOWN_TEXT} {outcome.description}"
+    reason = {"code": outcomes.OUTCOME_UNKNOWN, "description": description}
+    return SettleDecision(domain_tasks.UNKNOWN, (reason,), error_code=outcomes.OUTCOME_UNKNOWN)
 
 
-async def _retry(
-    ctx: Context, job: jobs.Job, outcome: outcomes.RetryLater | outcomes.Unknown, *, reconcile: bool
-) -> None:
+def _retry(
+    job: jobs.Job,
+    outcome: outcomes.RetryLater | outcomes.Unknown,
+    policy: Policy,
+    now: datetime,
+    rng: random.Random,
+    *,
+    reconcile: bool,
+) -> SettleDecision:
     retry_after = outcome.retry_after if isinstance(outcome, outcomes.RetryLater) else None
     budget = isinstance(outcome, outcomes.RetryLater) and outcome.budget
     delay = retry.backoff_seconds(
         job.attempts,
-        base=ctx.policy.retry_base_seconds,
-        cap=ctx.policy.retry_max_seconds,
+        base=policy.retry_base_seconds,
+        cap=policy.retry_max_seconds,
         retry_after=retry_after,
+        rng=rng,
     )
     if budget and retry_after is not None:
         delay = retry_after  # the budget refills then, not before: no cap, no jitter
-    now = ctx.clock()
-
-    async def work(conn: Connection) -> None:
-        if not await jobs.reschedule(
-            conn,
-            job,
-            run_at=now + timedelta(seconds=delay),
-            now=now,
-            reconcile=reconcile,
-            error_code=outcome.code,
-            error=outcome.description,
-            refund_attempt=budget,
-        ):
-            raise _LeaseLost
-        if retry_after and job.group_key:
-            # The EMR asked this connection to slow down: hold its other queued jobs too.
-            await jobs.defer_group(conn, job.group_key, now + timedelta(seconds=delay))
-
-    await ctx.relaxed_writer.run(work)
-
-
-async def _finish_created(
-    ctx: Context,
-    job: jobs.Job,
-    task: dict[str, Any],
-    connection: domain_tasks.Connection,
-    emr_task_id: str,
-) -> None:
-    data = events.task_created_data(task, emr_task_id)
-    await _write_outcome(
-        ctx, job, task, connection, domain_tasks.CREATED, events.TASK_CREATED, data, emr_task_id
+    return SettleDecision(
+        None,
+        retry_at=now + timedelta(seconds=delay),
+        reconcile=reconcile,
+        refund_attempt=budget,
+        hold_group=bool(retry_after and job.group_key),
+        error_code=outcome.code,
+        error=outcome.description,
     )
-
-
-async def _finish(
-    ctx: Context,
-    job: jobs.Job,
-    task: dict[str, Any],
-    connection: domain_tasks.Connection,
-    status: str,
-    reasons: list[dict[str, str]],
-) -> None:
-    event_type = events.TASK_FAILED if status == domain_tasks.FAILED else events.TASK_UNKNOWN
-    data = events.task_failed_data(task, reasons)
-    await _write_outcome(ctx, job, task, connection, status, event_type, data, None, reasons)
 
 
 _JOB_STATE = {
@@ -227,39 +215,35 @@ _JOB_STATE = {
 }
 
 
-async def _write_outcome(
+async def _record(
     ctx: Context,
     job: jobs.Job,
     task: dict[str, Any],
     connection: domain_tasks.Connection,
-    status: str,
-    event_type: str,
-    data: dict[str, Any],
-    emr_task_id: str | None,
-    reasons: list[dict[str, str]] | None = None,
+    decision: SettleDecision,
+    now: datetime,
 ) -> None:
-    now = ctx.clock()
+    """Write a decision: the job moved (fenced on its attempt), and for a final status the task's
+    outcome, its event and the event's deliveries, all in one transaction."""
+    if decision.status is None:
+        await ctx.relaxed_writer.run(functools.partial(_write_retry, job, decision, now))
+        return
     event_id = ids.new_id("evt")
-    body = events.envelope(
-        event_id=event_id,
-        event_type=event_type,
-        reference_id=connection.reference_id,
-        job_id=job.id,
-        created=now,
-        data=data,
-    )
-    code = reasons[0]["code"] if reasons else None
+    body = _event_body(job, task, connection, decision, event_id, now)
     trace_context = ctx.telemetry.trace_context()  # this attempt's span: the deliveries continue it
+    reasons = list(decision.reasons) or None
 
     async def work(conn: Connection) -> None:
-        if not await jobs.finish(conn, job, _JOB_STATE[status], now=now, error_code=code):
-            raise _LeaseLost
+        assert decision.status is not None
+        state = _JOB_STATE[decision.status]
+        if not await jobs.finish(conn, job, state, now=now, error_code=decision.error_code):
+            raise lease.LeaseLost
         await stored_tasks.finish_task(
             conn,
             task["id"],
-            status=status,
+            status=decision.status,
             now=now,
-            emr_task_id=emr_task_id,
+            emr_task_id=decision.emr_task_id,
             failure_reason=events.failure_reason(reasons) if reasons else None,
             reasons=reasons,
         )
@@ -268,18 +252,64 @@ async def _write_outcome(
             event_id=event_id,
             client_id=connection.client_id,
             connection_id=connection.id,
-            event_type=event_type,
+            event_type=_event_type(decision),
             job_id=job.id,
             task_id=task["id"],
             body=events.serialize(body),
             now=now,
         )
         await webhooks.fan_out(ctx, conn, connection.client_id, event_id, now, trace_context=trace_context)
-        if code == outcomes.LOGIN_REQUIRED:
+        if decision.error_code == outcomes.LOGIN_REQUIRED:
             await login_required.record(ctx, conn, connection.id, now)  # its event once per break
 
     await ctx.relaxed_writer.run(work)
     ctx.wake()  # its webhook deliveries are due now
+
+
+async def _write_retry(job: jobs.Job, decision: SettleDecision, now: datetime, conn: Connection) -> None:
+    assert decision.retry_at is not None
+    if not await jobs.reschedule(
+        conn,
+        job,
+        run_at=decision.retry_at,
+        now=now,
+        reconcile=decision.reconcile,
+        error_code=decision.error_code,
+        error=decision.error,
+        refund_attempt=decision.refund_attempt,
+    ):
+        raise lease.LeaseLost
+    if decision.hold_group and job.group_key:
+        await jobs.defer_group(conn, job.group_key, decision.retry_at)
+
+
+def _event_type(decision: SettleDecision) -> str:
+    if decision.status == domain_tasks.CREATED:
+        return events.TASK_CREATED
+    return events.TASK_FAILED if decision.status == domain_tasks.FAILED else events.TASK_UNKNOWN
+
+
+def _event_body(
+    job: jobs.Job,
+    task: dict[str, Any],
+    connection: domain_tasks.Connection,
+    decision: SettleDecision,
+    event_id: str,
+    now: datetime,
+) -> dict[str, Any]:
+    if decision.status == domain_tasks.CREATED:
+        assert decision.emr_task_id is not None
+        data = events.task_created_data(task, decision.emr_task_id)
+    else:
+        data = events.task_failed_data(task, list(decision.reasons))
+    return events.envelope(
+        event_id=event_id,
+        event_type=_event_type(decision),
+        reference_id=connection.reference_id,
+        job_id=job.id,
+        created=now,
+        data=data,
+    )
 
 
 def _gave_up(job: jobs.Job, outcome: outcomes.RetryLater) -> str:

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import emrtasks
-from emrtasks.domain import ids
-from emrtasks.queue import jobs
+from emrtasks.domain import ids, states
+from emrtasks.queue import jobs, lease
 from emrtasks.service import webhooks
 from emrtasks.service.context import Context
 from emrtasks.storage import db
@@ -27,20 +27,13 @@ log = logging.getLogger("emrtasks.webhooks")
 
 @dataclass(frozen=True)
 class _Decision:
-    delivery_status: str
-    job_state: str | None = None  # None: retry at `retry_at`
+    delivery_status: states.DeliveryStatus
+    job_state: states.JobState | None = None  # None: retry at `retry_at`
     retry_at: datetime | None = None
     endpoint_changes: dict[str, Any] | None = None
     error_code: str | None = None
     # The endpoint's failing period the changes were decided on (stored.ANY: whatever it is now).
     if_failing_since: Any = stored.ANY
-
-
-_CRASH_ALLOWANCE = 3
-
-
-class _LeaseLost(Exception):
-    pass
 
 
 async def run_delivery(ctx: Context, job: jobs.Job) -> None:
@@ -50,7 +43,7 @@ async def run_delivery(ctx: Context, job: jobs.Job) -> None:
         await _finish_only(ctx, job, "MISSING_DELIVERY")
         return
     found, event, endpoint = context
-    if job.attempts > job.max_attempts + _CRASH_ALLOWANCE:  # every attempt crashed before recording
+    if lease.crashed_out(job.attempts, job.max_attempts):  # every attempt crashed before recording
         await _give_up(ctx, job, found, "DELIVERY_CRASHED")
         return
     if endpoint is None or endpoint["status"] != stored.ACTIVE:
@@ -82,7 +75,7 @@ async def run_delivery(ctx: Context, job: jobs.Job) -> None:
     decision = _decide(ctx, job, endpoint, result, now)
     try:
         await _record(ctx, job, found, attempt_number, result, decision, now)
-    except _LeaseLost:
+    except lease.LeaseLost:
         log.warning("delivery job %s lost its lease; attempt not recorded", job.id)
 
 
@@ -130,7 +123,7 @@ def _decide(
             error_code="EXHAUSTED",
             if_failing_since=seen,
         )
-    delay = retry_delay(schedule[job.attempts], result)
+    delay = retry_delay(schedule[job.attempts], result, ctx.rng)
     return _Decision(stored.PENDING, None, now + timedelta(seconds=delay), changes, if_failing_since=seen)
 
 
@@ -178,7 +171,7 @@ async def _record(
         else:
             moved = await jobs.finish(conn, job, decision.job_state, now=now, error_code=decision.error_code)
         if not moved:
-            raise _LeaseLost
+            raise lease.LeaseLost
         # A resend asked for during this attempt (read after the job's row is ours, so a request
         # racing this transaction is either seen here or finds the job no longer running): the
         # next attempt is due now, or, when this job ends here, a new job follows it.

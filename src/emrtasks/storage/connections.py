@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Row, bindparam, delete, insert, select, update
 
+from emrtasks.domain import states
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.storage import db
 from emrtasks.storage.db import Connection
@@ -75,7 +76,7 @@ def _to_connection(row: Row[Any]) -> domain_tasks.Connection:
         emr=row.emr,
         rules=row.rules,
         reference_id=row.reference_id,
-        status=row.status,
+        status=states.ConnectionStatus(row.status),
         settings=settings,
         credentials=row.credentials,
     )

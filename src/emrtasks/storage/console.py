@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
 
+from emrtasks.domain import states
 from emrtasks.storage.db import Connection
 from emrtasks.storage.tables import (
     audit_events,
@@ -44,7 +45,7 @@ async def queued_jobs(conn: Connection) -> list[tuple[str, int, datetime]]:
     """(kind, how many are queued, when the oldest of them was enqueued)."""
     query = (
         select(jobs.c.kind, func.count(), func.min(jobs.c.created_at))
-        .where(jobs.c.state == "queued")
+        .where(jobs.c.state == states.JobState.QUEUED)
         .group_by(jobs.c.kind)
         .order_by(jobs.c.kind)
     )
@@ -70,7 +71,7 @@ async def connections_needing_login(conn: Connection) -> list[dict[str, Any]]:
     c = connections.c
     query = (
         select(c.id, c.client_id, c.emr, c.reference_id, c.updated_at)
-        .where(c.status == "login_required", c.deleted_at.is_(None))
+        .where(c.status == states.ConnectionStatus.LOGIN_REQUIRED, c.deleted_at.is_(None))
         .order_by(c.updated_at)
     )
     return [dict(r) for r in (await conn.execute(query)).mappings()]
@@ -81,7 +82,12 @@ async def troubled_endpoints(conn: Connection) -> list[dict[str, Any]]:
     w = webhook_endpoints.c
     query = (
         select(w.id, w.client_id, w.url, w.status, w.disabled_reason, w.failing_since)
-        .where(or_(w.status == "disabled", and_(w.status == "active", w.failing_since.is_not(None))))
+        .where(
+            or_(
+                w.status == states.EndpointStatus.DISABLED,
+                and_(w.status == states.EndpointStatus.ACTIVE, w.failing_since.is_not(None)),
+            )
+        )
         .order_by(w.client_id, w.id)
     )
     return [dict(r) for r in (await conn.execute(query)).mappings()]
@@ -176,7 +182,7 @@ async def list_endpoints(conn: Connection) -> list[dict[str, Any]]:
     w = webhook_endpoints.c
     query = (
         select(w.id, w.client_id, w.url, w.status, w.disabled_reason, w.failing_since, w.created_at)
-        .where(w.status != "deleted")
+        .where(w.status != states.EndpointStatus.DELETED)
         .order_by(w.client_id, w.created_at, w.id)
     )
     return [dict(r) for r in (await conn.execute(query)).mappings()]
@@ -186,7 +192,13 @@ async def reopen_unknown_task(conn: Connection, task_id: str, now: datetime) -> 
     """An `unknown` task back to `processing`; False if it is not `unknown` (another operator was first)."""
     moved = await conn.execute(
         update(tasks)
-        .where(tasks.c.id == task_id, tasks.c.status == "unknown")
-        .values(status="processing", failure_reason=None, reasons=[], emr_task_id=None, updated_at=now)
+        .where(tasks.c.id == task_id, tasks.c.status == states.TaskStatus.UNKNOWN)
+        .values(
+            status=states.TaskStatus.PROCESSING,
+            failure_reason=None,
+            reasons=[],
+            emr_task_id=None,
+            updated_at=now,
+        )
     )
     return bool(moved.rowcount == 1)

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, text, update
 
+from emrtasks.domain import states
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.storage import db
 from emrtasks.storage.db import Connection
@@ -155,7 +156,7 @@ async def connection_by_token_hash(conn: Connection, token_hash: str) -> Connect
             emr=row.emr,
             rules=row.rules,
             reference_id=row.reference_id,
-            status=row.status,
+            status=states.ConnectionStatus(row.status),
             settings=row.settings or {},
             credentials=row.credentials,
         ),
@@ -175,7 +176,7 @@ async def end_pending_work(
     ended = 0
     if connection_ids:
         task_jobs = select(jobs.c.id).where(
-            jobs.c.connection_id.in_(connection_ids), jobs.c.state == "queued"
+            jobs.c.connection_id.in_(connection_ids), jobs.c.state == states.JobState.QUEUED
         )
         job_ids = [row.id for row in (await conn.execute(task_jobs)).all()]
         ended += await _end_jobs(conn, job_ids, now, "CONNECTION_DELETED")
@@ -189,7 +190,9 @@ async def end_pending_work(
                     updated_at=now,
                 )
             )
-    pending = select(deliveries.c.id, deliveries.c.job_id).where(deliveries.c.status == "pending")
+    pending = select(deliveries.c.id, deliveries.c.job_id).where(
+        deliveries.c.status == states.DeliveryStatus.PENDING
+    )
     if connection_ids and endpoint_ids:
         pending = pending.where(
             deliveries.c.endpoint_id.in_(endpoint_ids)
@@ -209,7 +212,7 @@ async def end_pending_work(
         await conn.execute(
             update(deliveries)
             .where(deliveries.c.id.in_([row.id for row in found]))
-            .values(status="failed", resend_requested=False, updated_at=now)
+            .values(status=states.DeliveryStatus.FAILED, resend_requested=False, updated_at=now)
         )
     return ended
 
@@ -219,9 +222,9 @@ async def _end_jobs(conn: Connection, job_ids: list[str], now: datetime, code: s
         return 0
     result = await conn.execute(
         update(jobs)
-        .where(jobs.c.id.in_(job_ids), jobs.c.state == "queued")
+        .where(jobs.c.id.in_(job_ids), jobs.c.state == states.JobState.QUEUED)
         .values(
-            state="failed",
+            state=states.JobState.FAILED,
             finished_at=now,
             updated_at=now,
             last_error_code=code,
@@ -233,7 +236,9 @@ async def _end_jobs(conn: Connection, job_ids: list[str], now: datetime, code: s
 
 async def delete_endpoints(conn: Connection, client_id: str, now: datetime) -> list[str]:
     """A deleted client's webhook endpoints: deleted too (their deliveries stop)."""
-    query = select(endpoints.c.id).where(endpoints.c.client_id == client_id, endpoints.c.status != "deleted")
+    query = select(endpoints.c.id).where(
+        endpoints.c.client_id == client_id, endpoints.c.status != states.EndpointStatus.DELETED
+    )
     found = [row.id for row in (await conn.execute(query)).all()]
     if found:
         await conn.execute(
@@ -241,7 +246,7 @@ async def delete_endpoints(conn: Connection, client_id: str, now: datetime) -> l
             .where(endpoints.c.id.in_(found))
             # A deleted endpoint signs nothing: its secrets go with it, as when one endpoint is deleted.
             .values(
-                status="deleted",
+                status=states.EndpointStatus.DELETED,
                 secret="",
                 previous_secret=None,
                 previous_secret_expires_at=None,

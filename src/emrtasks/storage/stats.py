@@ -7,11 +7,12 @@ from datetime import datetime
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from emrtasks.domain import states
 from emrtasks.storage import db
 from emrtasks.storage.tables import connections, jobs, tasks, webhook_endpoints
 
-_QUEUED = "queued"
-_ACTIVE = "active"
+_QUEUED = states.JobState.QUEUED
+_ACTIVE = states.EndpointStatus.ACTIVE
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 
+from emrtasks.domain import states
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.storage import db
 from emrtasks.storage.db import Connection
@@ -58,7 +59,7 @@ async def finish_task(
     conn: Connection,
     task_id: str,
     *,
-    status: str,
+    status: states.TaskStatus,
     now: datetime,
     emr_task_id: str | None = None,
     failure_reason: str | None = None,

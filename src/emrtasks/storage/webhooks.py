@@ -6,16 +6,17 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, or_, select, update
 
+from emrtasks.domain import states
 from emrtasks.storage import db
 from emrtasks.storage.db import Connection
 from emrtasks.storage.tables import clients, deliveries, delivery_attempts, events, webhook_endpoints
 
-ACTIVE = "active"
-DISABLED = "disabled"
-DELETED = "deleted"
-PENDING = "pending"
-SUCCESS = "success"
-FAILED = "failed"
+ACTIVE = states.EndpointStatus.ACTIVE
+DISABLED = states.EndpointStatus.DISABLED
+DELETED = states.EndpointStatus.DELETED
+PENDING = states.DeliveryStatus.PENDING
+SUCCESS = states.DeliveryStatus.SUCCESS
+FAILED = states.DeliveryStatus.FAILED
 
 
 async def insert_endpoint(
