@@ -4,7 +4,6 @@ page), the posted form with its CSRF token checked, admin-only actions, and erro
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl
 
 import jinja2
 from fastapi import Request
@@ -13,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from emrtasks.domain import errors
 from emrtasks.service import audit, operators
 from emrtasks.service.context import Context
+from emrtasks.web import forms
 from emrtasks.web.console import guard
 
 MAX_FORM_BYTES = 16 * 1024
@@ -144,22 +144,4 @@ VIEWERS_CANNOT_ACT = errors.Problem(
 
 
 async def read_form(request: Request) -> dict[str, str] | None:
-    """A urlencoded form of bounded size, first value of each name; None for anything else."""
-    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        return None
-    body, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_FORM_BYTES:
-            return None
-        body.append(chunk)
-    try:
-        pairs = parse_qsl(b"".join(body).decode("utf-8"), keep_blank_values=True)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    fields: dict[str, str] = {}
-    for name, value in pairs:
-        if "\x00" in value:
-            return None
-        fields.setdefault(name, value)
-    return fields
+    return await forms.read_form(request, MAX_FORM_BYTES)

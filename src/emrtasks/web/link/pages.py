@@ -6,7 +6,7 @@ OAuth's two routes are in `oauth.py`."""
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 import jinja2
 from fastapi import APIRouter, Request
@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from emrtasks.domain import errors
 from emrtasks.service import audit, link
 from emrtasks.service.context import Context
+from emrtasks.web import forms
 from emrtasks.web.link import guard, words
 
 LIGHTBOX = "lightbox"
@@ -255,25 +256,7 @@ def bad_form(message: str) -> errors.Problem:
 
 
 async def read_form(request: Request) -> dict[str, str] | None:
-    """A urlencoded form of bounded size, first value of each name; None for anything else."""
-    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        return None
-    body, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > _MAX_FORM_BYTES:
-            return None
-        body.append(chunk)
-    try:
-        pairs = parse_qsl(b"".join(body).decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    fields: dict[str, str] = {}
-    for name, value in pairs:
-        if "\x00" in value:
-            return None
-        fields.setdefault(name, value)
-    return fields
+    return await forms.read_form(request, _MAX_FORM_BYTES)
 
 
 @router.post("/link/choose")
