@@ -37,7 +37,7 @@ from emrtasks.service import (
 from emrtasks.service import telemetry as service_telemetry
 from emrtasks.service.context import Context, Policy, WebhookPolicy
 from emrtasks.storage import credentials, crypto, db, migrate
-from emrtasks.storage import sandbox as sandbox_store
+from emrtasks.storage import sandbox as stored_sandbox
 from emrtasks.webhooks import http1
 
 if TYPE_CHECKING:  # OpenTelemetry is loaded only when traces are on
@@ -140,7 +140,7 @@ def build_context(
         Path(settings.screen_evidence_dir), cipher, settings.screen_evidence_seconds
     )
     deps = base.AdapterDeps(
-        sandbox_store=sandbox_store.SandboxStore(engine),
+        sandbox_store=stored_sandbox.SandboxStore(engine),
         http=emr_http,
         signer=signer,
         keep_evidence=evidence.keep,

@@ -28,8 +28,7 @@ import httpx
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from emrtasks.storage import db as storage_db
-from emrtasks.storage import tables
+from emrtasks.storage import db, tables
 from tests.e2e.conftest import free_port
 from tests.receiver import Receiver
 
@@ -316,7 +315,7 @@ async def _all_event_ids(http: httpx.AsyncClient, base: dict[str, str]) -> set[s
 
 
 async def _check(url: str, receiver: Receiver, report: Report) -> None:
-    engine = storage_db.create_engine(url)
+    engine = db.create_engine(url)
     async with engine.connect() as conn:
         rows = (
             await conn.execute(select(tables.tasks.c.id, tables.tasks.c.status, tables.tasks.c.emr_task_id))

@@ -170,7 +170,7 @@ async def test_two_callbacks_with_one_state_at_once_link_once(
     import asyncio
 
     from emrtasks import bootstrap
-    from emrtasks.storage import link as stored
+    from emrtasks.storage import link as stored_link
 
     if settings.database_url.startswith("sqlite"):
         pytest.skip("SQLite runs one write transaction at a time: the two callbacks cannot interleave")
@@ -178,14 +178,14 @@ async def test_two_callbacks_with_one_state_at_once_link_once(
     token = await _token(runtime, tenant)
     back = consent(server, await link.start_oauth(runtime.ctx, token, "drchrono", None, CLINIC))
     both_read = asyncio.Barrier(2)
-    read = stored.get_link_token_by_state
+    read = stored_link.get_link_token_by_state
 
     async def read_then_wait(conn, state_hash):
         found = await read(conn, state_hash)
         await both_read.wait()  # each callback has read the session before either takes it
         return found
 
-    monkeypatch.setattr(stored, "get_link_token_by_state", read_then_wait)
+    monkeypatch.setattr(stored_link, "get_link_token_by_state", read_then_wait)
     async with bootstrap.runtime(settings, run_worker=False) as other:
         other.ctx.adapters.deps = runtime.ctx.adapters.deps
         found = await asyncio.gather(

@@ -343,21 +343,21 @@ async def test_a_link_in_update_mode_keeps_the_connections_limits(runtime, tenan
 
 async def test_two_exchanges_of_one_public_token_at_once_answer_once(runtime, tenant, settings, monkeypatch):
     from emrtasks import bootstrap
-    from emrtasks.storage import link as stored
+    from emrtasks.storage import link as stored_link
 
     if settings.database_url.startswith("sqlite"):
         pytest.skip("SQLite runs one write transaction at a time: the two exchanges cannot interleave")
     token = await _token(runtime, tenant)
     public_token = (await link.submit_credentials(runtime.ctx, token, "sandbox", None, {})).public_token
     both_read = asyncio.Barrier(2)
-    read = stored.get_public_token
+    read = stored_link.get_public_token
 
     async def read_then_wait(conn, token_hash):
         found = await read(conn, token_hash)
         await both_read.wait()  # each exchange has read the token before either spends it
         return found
 
-    monkeypatch.setattr(stored, "get_public_token", read_then_wait)
+    monkeypatch.setattr(stored_link, "get_public_token", read_then_wait)
     client = await _client(runtime, tenant)
     async with bootstrap.runtime(settings, run_worker=False) as other:
         found = await asyncio.gather(

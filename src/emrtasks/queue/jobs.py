@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from emrtasks.domain import states
 from emrtasks.queue import notify
 from emrtasks.storage import db
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import jobs
 
 QUEUED = states.JobState.QUEUED
@@ -48,7 +48,7 @@ class Job:
 
 
 async def enqueue(
-    conn: Connection,
+    conn: DbConnection,
     *,
     job_id: str,
     kind: str,
@@ -142,7 +142,7 @@ _RUNNING_PER_GROUP = db.hot(
 )
 
 
-async def _running_per_group(conn: Connection) -> dict[str, tuple[int, int]]:
+async def _running_per_group(conn: DbConnection) -> dict[str, tuple[int, int]]:
     rows = (await conn.execute(_RUNNING_PER_GROUP)).all()
     return {key: (count, room or 1) for key, count, room in rows}
 
@@ -162,7 +162,7 @@ def _fit(candidates: list[Any], running: dict[str, tuple[int, int]], limit: int)
     return chosen
 
 
-async def defer_group(conn: Connection, group_key: str, until: datetime) -> None:
+async def defer_group(conn: DbConnection, group_key: str, until: datetime) -> None:
     """Hold a group's queued jobs until `until` (an EMR asked one connection to slow down)."""
     await conn.execute(
         update(jobs)
@@ -205,7 +205,7 @@ async def extend_leases(
         await conn.execute(statement)
 
 
-async def expedite(conn: Connection, job_id: str, *, now: datetime) -> bool:
+async def expedite(conn: DbConnection, job_id: str, *, now: datetime) -> bool:
     """Make a queued job due now (a resend asked for while its next retry waits); False if it is
     no longer queued."""
     statement = (
@@ -220,7 +220,7 @@ async def expedite(conn: Connection, job_id: str, *, now: datetime) -> bool:
 
 
 async def requeue(
-    conn: Connection, job_id: str, *, now: datetime, reconcile: bool, more_attempts: int
+    conn: DbConnection, job_id: str, *, now: datetime, reconcile: bool, more_attempts: int
 ) -> bool:
     """A finished job queued again, due now, with `more_attempts` past the ones it has used (a person
     decided it should run again); `reconcile`: its first attempt looks before it writes. False if it
@@ -246,7 +246,7 @@ async def requeue(
 
 
 async def finish(
-    conn: Connection,
+    conn: DbConnection,
     job: Job,
     state: states.JobState,
     *,
@@ -265,7 +265,7 @@ async def finish(
 
 
 async def reschedule(
-    conn: Connection,
+    conn: DbConnection,
     job: Job,
     *,
     run_at: datetime,
@@ -288,7 +288,7 @@ async def reschedule(
     return await _fenced_update(conn, job, now, values)
 
 
-async def _fenced_update(conn: Connection, job: Job, now: datetime, values: Mapping[str, Any]) -> bool:
+async def _fenced_update(conn: DbConnection, job: Job, now: datetime, values: Mapping[str, Any]) -> bool:
     parameters = {"b_id": job.id, "b_attempts": job.attempts, "lease_expires_at": None, "locked_by": None}
     result = await conn.execute(_FENCED, parameters | {"updated_at": now, **values})
     return bool(result.rowcount == 1)
@@ -348,7 +348,7 @@ _HELD = db.hot(
 )
 
 
-async def get_job(conn: Connection, job_id: str, *, lock: bool = False) -> dict[str, Any] | None:
+async def get_job(conn: DbConnection, job_id: str, *, lock: bool = False) -> dict[str, Any] | None:
     """A job's row; `lock`: and hold it until the transaction ends (PostgreSQL; SQLite's writers
     take turns anyway), so a worker settling it waits, or is waited for."""
     query = select(jobs).where(jobs.c.id == job_id)

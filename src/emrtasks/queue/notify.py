@@ -15,13 +15,13 @@ import asyncpg
 from sqlalchemy import make_url, text
 
 from emrtasks.storage import db
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 
 CHANNEL = "emrtasks_jobs"
 log = logging.getLogger("emrtasks.worker")
 
 
-async def notify(conn: Connection) -> None:
+async def notify(conn: DbConnection) -> None:
     """Inside an enqueueing transaction: listeners hear it when (and only if) it commits. Once per
     transaction is enough (PostgreSQL folds repeats anyway), which saves a round trip per job when a
     group commit enqueues many."""

@@ -19,9 +19,9 @@ from typing import Any
 
 from emrtasks.domain import errors, ids
 from emrtasks.service.context import Context
-from emrtasks.storage import audit as stored
+from emrtasks.storage import audit as stored_audit
 from emrtasks.storage import db
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +95,17 @@ def row(
     }
 
 
-async def record_in(conn: Connection, origin: Origin, action: str, now: datetime, **values: Any) -> None:
+async def record_in(conn: DbConnection, origin: Origin, action: str, now: datetime, **values: Any) -> None:
     """Inside the transaction of the work recorded: the row commits with it, or not at all."""
-    await stored.insert_row(conn, row(origin, action, now, **values))
+    await stored_audit.insert_row(conn, row(origin, action, now, **values))
 
 
 async def record(ctx: Context, origin: Origin, action: str, **values: Any) -> None:
     """Through the group commit (durable), batched with every other writer's work."""
     entry = row(origin, action, ctx.clock(), **values)
 
-    async def work(conn: Connection) -> None:
-        await stored.insert_row(conn, entry)
+    async def work(conn: DbConnection) -> None:
+        await stored_audit.insert_row(conn, entry)
 
     await ctx.writer.run(work)
 
@@ -125,7 +125,9 @@ class Change:
     targets: dict[str, str | None]
     written: bool = False
 
-    async def write(self, conn: Connection, now: datetime, *, outcome: str = SUCCESS, **values: Any) -> None:
+    async def write(
+        self, conn: DbConnection, now: datetime, *, outcome: str = SUCCESS, **values: Any
+    ) -> None:
         await record_in(conn, self.origin, self.action, now, targets=self.targets, outcome=outcome, **values)
         self.written = True
 
@@ -173,4 +175,6 @@ async def list_rows(
     ctx: Context, *, since: datetime | None, client_id: str | None, action: str | None, limit: int
 ) -> list[dict[str, Any]]:
     async with db.read(ctx.engine) as conn:
-        return await stored.list_rows(conn, since=since, client_id=client_id, action=action, limit=limit)
+        return await stored_audit.list_rows(
+            conn, since=since, client_id=client_id, action=action, limit=limit
+        )

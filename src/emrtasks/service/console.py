@@ -11,7 +11,7 @@ from emrtasks.domain import tasks as domain_tasks
 from emrtasks.service import audit
 from emrtasks.service.context import Context
 from emrtasks.storage import connections, db
-from emrtasks.storage import console as stored
+from emrtasks.storage import console as stored_console
 from emrtasks.storage import tasks as stored_tasks
 from emrtasks.storage import webhooks as stored_webhooks
 
@@ -61,11 +61,11 @@ async def overview(ctx: Context) -> Overview:
     now = ctx.clock()
     first = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
     async with db.read(ctx.engine) as conn:
-        counted = await stored.tasks_by_hour(conn, first)
-        queued = await stored.queued_jobs(conn)
-        ok, total = await stored.attempt_counts(conn, now - DAY)
-        login_required = await stored.connections_needing_login(conn)
-        troubled = await stored.troubled_endpoints(conn)
+        counted = await stored_console.tasks_by_hour(conn, first)
+        queued = await stored_console.queued_jobs(conn)
+        ok, total = await stored_console.attempt_counts(conn, now - DAY)
+        login_required = await stored_console.connections_needing_login(conn)
+        troubled = await stored_console.troubled_endpoints(conn)
     return Overview(
         now=now,
         hours=_hours(first, counted),
@@ -79,11 +79,11 @@ async def overview(ctx: Context) -> Overview:
 
 def _hours(first: datetime, counted: list[tuple[str, str, int]]) -> list[Hour]:
     starts = [first + timedelta(hours=i) for i in range(24)]
-    by_label: dict[str, dict[str, int]] = {s.strftime(stored.HOUR_FORMAT): {} for s in starts}
+    by_label: dict[str, dict[str, int]] = {s.strftime(stored_console.HOUR_FORMAT): {} for s in starts}
     for label, status, n in counted:
         if label in by_label:
             by_label[label][status] = by_label[label].get(status, 0) + n
-    return [Hour(s, by_label[s.strftime(stored.HOUR_FORMAT)]) for s in starts]
+    return [Hour(s, by_label[s.strftime(stored_console.HOUR_FORMAT)]) for s in starts]
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ async def find_tasks(ctx: Context, wanted: TaskFilter) -> list[dict[str, Any]]:
     if wanted.status is not None and wanted.status not in STATUSES:
         raise errors.Problem(400, "invalid_filter", f"Invalid status: use one of {', '.join(STATUSES)}.")
     async with db.read(ctx.engine) as conn:
-        return await stored.search_tasks(
+        return await stored_console.search_tasks(
             conn,
             client_id=wanted.client_id,
             connection_id=wanted.connection_id,
@@ -143,7 +143,7 @@ async def timeline(ctx: Context, origin: audit.Origin, task_id: str) -> Timeline
                 raise errors.not_found("Task")
             found = Timeline(
                 task=task,
-                jobs=await stored.jobs_of_task(conn, task_id),
+                jobs=await stored_console.jobs_of_task(conn, task_id),
                 events=await _events(conn, task_id),
                 retries=await _retries(conn, task),
                 finds_by_marker=await _finds_by_marker(ctx, conn, task["connection_id"]),
@@ -151,13 +151,13 @@ async def timeline(ctx: Context, origin: audit.Origin, task_id: str) -> Timeline
     return found
 
 
-async def _events(conn: db.Connection, task_id: str) -> list[EventView]:
-    views = [EventView(e) for e in await stored.events_of_task(conn, task_id)]
+async def _events(conn: db.DbConnection, task_id: str) -> list[EventView]:
+    views = [EventView(e) for e in await stored_console.events_of_task(conn, task_id)]
     event_ids = [v.event["id"] for v in views]
     deliveries = await stored_webhooks.delivery_summaries(conn, event_ids)
     attempts = await stored_webhooks.attempts_of(conn, event_ids)
     endpoint_ids = sorted({d["endpoint_id"] for rows in deliveries.values() for d in rows})
-    urls = await stored.endpoint_urls(conn, endpoint_ids)
+    urls = await stored_console.endpoint_urls(conn, endpoint_ids)
     for view in views:
         for delivery in sorted(deliveries.get(view.event["id"], []), key=lambda d: d["created_at"]):
             tried = [
@@ -167,21 +167,21 @@ async def _events(conn: db.Connection, task_id: str) -> list[EventView]:
     return views
 
 
-async def _finds_by_marker(ctx: Context, conn: db.Connection, connection_id: str) -> bool:
+async def _finds_by_marker(ctx: Context, conn: db.DbConnection, connection_id: str) -> bool:
     connection = await connections.get_connection(conn, connection_id)
     return connection is not None and ctx.adapters.for_connection(connection).rules.finds_by_marker
 
 
-async def _retries(conn: db.Connection, task: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = await stored.audit_rows_for(conn, (RETRY_ACTION,), task["connection_id"])
+async def _retries(conn: db.DbConnection, task: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = await stored_console.audit_rows_for(conn, (RETRY_ACTION,), task["connection_id"])
     return [r for r in rows if (r["targets"] or {}).get("task_id") == task["id"]]
 
 
 async def list_connections(ctx: Context) -> list[dict[str, Any]]:
     async with db.read(ctx.engine) as conn:
-        return await stored.list_connections(conn)
+        return await stored_console.list_connections(conn)
 
 
 async def list_endpoints(ctx: Context) -> list[dict[str, Any]]:
     async with db.read(ctx.engine) as conn:
-        return await stored.list_endpoints(conn)
+        return await stored_console.list_endpoints(conn)

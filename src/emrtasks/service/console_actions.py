@@ -11,11 +11,11 @@ from emrtasks.queue import jobs
 from emrtasks.service import admin, audit, credentials, webhooks
 from emrtasks.service.context import Context
 from emrtasks.storage import clients, connections, db
-from emrtasks.storage import console as stored
+from emrtasks.storage import console as stored_console
 from emrtasks.storage import events as stored_events
 from emrtasks.storage import tasks as stored_tasks
 from emrtasks.storage import webhooks as stored_webhooks
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 
 RETRY_ACTION = "task.retry"
 MAX_REASON = 500
@@ -39,7 +39,7 @@ async def resend_event(ctx: Context, origin: audit.Origin, event_id: str) -> dic
     return await webhooks.resend_event(ctx, origin, client, event_id)
 
 
-async def _client(conn: Connection, client_id: str) -> domain_tasks.Client | None:
+async def _client(conn: DbConnection, client_id: str) -> domain_tasks.Client | None:
     found = await clients.get_client_with_hash(conn, client_id)
     return found[0] if found else None
 
@@ -64,7 +64,7 @@ async def retry_unknown(ctx: Context, origin: audit.Origin, task_id: str, reason
         assert connection is not None  # a task's connection row is never removed
         looks_first = ctx.adapters.for_connection(connection).rules.finds_by_marker
         now = ctx.clock()
-        if not await stored.reopen_unknown_task(conn, task_id, now) or not await jobs.requeue(
+        if not await stored_console.reopen_unknown_task(conn, task_id, now) or not await jobs.requeue(
             conn,
             task["job_id"],
             now=now,
@@ -77,7 +77,7 @@ async def retry_unknown(ctx: Context, origin: audit.Origin, task_id: str, reason
     return {"task_id": task_id, "job_id": task["job_id"], "looks_up_first": looks_first}
 
 
-async def _unknown_task(conn: Connection, task_id: str) -> dict[str, Any]:
+async def _unknown_task(conn: DbConnection, task_id: str) -> dict[str, Any]:
     task = await stored_tasks.get_task(conn, task_id) if ids.plausible(task_id) else None
     if task is None:
         raise errors.not_found("Task")
@@ -95,7 +95,7 @@ async def sync_connection(ctx: Context, origin: audit.Origin, connection_id: str
     targets = {"connection_id": audit.safe_id(connection_id)}
     async with audit.recorded(ctx, origin, "connection.sync", targets):
         if not ids.plausible(connection_id):
-            raise errors.not_found("Connection")
+            raise errors.not_found("DbConnection")
         return await admin.sync_directory(ctx, connection_id)
 
 
@@ -103,7 +103,7 @@ async def set_connection_disabled(
     ctx: Context, origin: audit.Origin, connection_id: str, disabled: bool
 ) -> str:
     return await credentials.set_connection_disabled(
-        ctx, origin, _plausible(connection_id, "Connection"), disabled
+        ctx, origin, _plausible(connection_id, "DbConnection"), disabled
     )
 
 

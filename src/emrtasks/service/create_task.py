@@ -22,7 +22,7 @@ from emrtasks.service.context import Context, Policy
 from emrtasks.storage import connections, db
 from emrtasks.storage import events as stored_events
 from emrtasks.storage import tasks as stored_tasks
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 from emrtasks.webhooks import events
 
 log = logging.getLogger("emrtasks.create_task")
@@ -233,7 +233,7 @@ async def _record(
     trace_context = ctx.telemetry.trace_context()  # this attempt's span: the deliveries continue it
     reasons = list(decision.reasons) or None
 
-    async def work(conn: Connection) -> None:
+    async def work(conn: DbConnection) -> None:
         assert decision.status is not None
         state = _JOB_STATE[decision.status]
         if not await jobs.finish(conn, job, state, now=now, error_code=decision.error_code):
@@ -266,7 +266,7 @@ async def _record(
     ctx.wake()  # its webhook deliveries are due now
 
 
-async def _write_retry(job: jobs.Job, decision: SettleDecision, now: datetime, conn: Connection) -> None:
+async def _write_retry(job: jobs.Job, decision: SettleDecision, now: datetime, conn: DbConnection) -> None:
     assert decision.retry_at is not None
     if not await jobs.reschedule(
         conn,

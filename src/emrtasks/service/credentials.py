@@ -15,7 +15,7 @@ from emrtasks.domain import errors, ids
 from emrtasks.service import audit, auth
 from emrtasks.service.context import Context
 from emrtasks.storage import credentials, db
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 from emrtasks.webhooks import events
 
 MAX_OVERLAP_SECONDS = 30 * 24 * 3600
@@ -140,7 +140,7 @@ async def delete_connection(
     async with db.write(ctx.engine) as conn:
         found = await _live_connection(conn, connection_id)
         if client_id is not None and found.connection.client_id != client_id:
-            raise errors.not_found("Connection")
+            raise errors.not_found("DbConnection")
         await credentials.update_connection(conn, connection_id, now, deleted_at=now, credentials=None)
         ended = await credentials.end_pending_work(conn, [connection_id], [], now)
         await _changed(
@@ -157,7 +157,7 @@ async def delete_connection(
 
 
 async def _changed(
-    conn: Connection,
+    conn: DbConnection,
     origin: audit.Origin,
     action: str,
     now: datetime,
@@ -173,22 +173,22 @@ async def _changed(
     )
 
 
-async def _live_client(conn: Connection, client_id: str) -> credentials.ClientCredentials:
+async def _live_client(conn: DbConnection, client_id: str) -> credentials.ClientCredentials:
     found = await credentials.client_credentials(conn, client_id)
     if found is None or found.state == credentials.DELETED:
         raise errors.not_found("Client")
     return found
 
 
-async def _live_connection(conn: Connection, connection_id: str) -> credentials.ConnectionCredentials:
+async def _live_connection(conn: DbConnection, connection_id: str) -> credentials.ConnectionCredentials:
     """Disabled or not, but not deleted: a deleted credential stays deleted."""
     found = await _connection(conn, connection_id)
     if found is None or found.state == credentials.DELETED:
-        raise errors.not_found("Connection")
+        raise errors.not_found("DbConnection")
     return found
 
 
-async def _connection(conn: Connection, connection_id: str) -> credentials.ConnectionCredentials | None:
+async def _connection(conn: DbConnection, connection_id: str) -> credentials.ConnectionCredentials | None:
     token_hash = await credentials.token_hash_of(conn, connection_id)
     if token_hash is None:
         return None

@@ -70,7 +70,7 @@ from emrtasks.emr import base, oauth
 from emrtasks.service import adapters, admin, audit, auth
 from emrtasks.service.context import Context
 from emrtasks.storage import clients, connections, crypto, db
-from emrtasks.storage import link as stored
+from emrtasks.storage import link as stored_link
 from emrtasks.webhooks import events
 
 log = logging.getLogger("emrtasks.link")
@@ -163,7 +163,7 @@ async def _create_link_token(
 ) -> dict[str, Any]:
     fields = _link_body(body)
     async with db.read(ctx.engine) as conn:
-        origins = await stored.get_origins(conn, client.id)
+        origins = await stored_link.get_origins(conn, client.id)
         connection = await _update_mode_connection(conn, client, fields.get("access_token"))
     emr_name = fields.get("emr_name")
     if emr_name is not None:
@@ -186,7 +186,7 @@ async def _create_link_token(
     change.targets["connection_id"] = connection.id if connection else None
     async with db.write(ctx.engine) as conn:
         await change.write(conn, now)
-        await stored.insert_link_token(
+        await stored_link.insert_link_token(
             conn,
             id=link_id,
             token_hash=ids.hash_secret(token),
@@ -229,7 +229,7 @@ async def _exchange(
         raise _field_problem("public_token", "Missing required parameter: public_token", "missing_field")
     now = ctx.clock()
     async with db.write(ctx.engine) as conn:
-        found = await stored.get_public_token(conn, ids.hash_secret(public_token))
+        found = await stored_link.get_public_token(conn, ids.hash_secret(public_token))
         if found is None:
             raise errors.Problem(400, INVALID_PUBLIC_TOKEN, UNKNOWN_PUBLIC_TOKEN)
         if found["client_id"] != client.id:
@@ -239,7 +239,7 @@ async def _exchange(
         if found["expires_at"] <= now:
             raise errors.Problem(400, INVALID_PUBLIC_TOKEN, EXPIRED_PUBLIC_TOKEN)
         sealed = found["access_token"]
-        if not sealed or not await stored.use_public_token(conn, found["id"], now):
+        if not sealed or not await stored_link.use_public_token(conn, found["id"], now):
             raise errors.Problem(400, INVALID_PUBLIC_TOKEN, USED_PUBLIC_TOKEN)  # another exchange won
         change.targets["connection_id"] = found["connection_id"]
         await change.write(conn, now, connection_id=found["connection_id"])
@@ -278,7 +278,7 @@ def _link_body(body: object) -> dict[str, str]:
 
 
 async def _update_mode_connection(
-    conn: db.Connection, client: domain_tasks.Client, access_token: str | None
+    conn: db.DbConnection, client: domain_tasks.Client, access_token: str | None
 ) -> domain_tasks.Connection | None:
     if access_token is None:
         return None
@@ -330,8 +330,8 @@ def check_origin(text: str, *, path_allowed: bool = False) -> str:
 
 async def open_link(ctx: Context, link_token: str) -> LinkView:
     async with db.read(ctx.engine) as conn:
-        row = await stored.get_link_token(conn, ids.hash_secret(link_token or ""))
-        origins = await stored.get_origins(conn, row["client_id"]) if row else ()
+        row = await stored_link.get_link_token(conn, ids.hash_secret(link_token or ""))
+        origins = await stored_link.get_origins(conn, row["client_id"]) if row else ()
     return _view(ctx, row, origins)
 
 
@@ -473,7 +473,7 @@ async def start_oauth(
         "token_url": token_url,
     }
     async with db.write(ctx.engine) as conn:
-        await stored.update_link_token(
+        await stored_link.update_link_token(
             conn,
             row["id"],
             oauth_state_hash=ids.hash_secret(state),
@@ -502,13 +502,13 @@ async def finish_oauth(
 ) -> tuple[LinkView, LinkResult]:
     async with db.write(ctx.engine) as conn:
         state_hash = ids.hash_secret(state or "")
-        row = await stored.get_link_token_by_state(conn, state_hash)
+        row = await stored_link.get_link_token_by_state(conn, state_hash)
         # A state works once: a replayed callback, or one racing it, finds nothing.
         if row is None or not state or not row["oauth_session"]:
             raise errors.Problem(400, "invalid_oauth_state", UNKNOWN_STATE)
-        if not await stored.take_oauth_state(conn, row["id"], state_hash):
+        if not await stored_link.take_oauth_state(conn, row["id"], state_hash):
             raise errors.Problem(400, "invalid_oauth_state", UNKNOWN_STATE)
-        origins = await stored.get_origins(conn, row["client_id"])
+        origins = await stored_link.get_origins(conn, row["client_id"])
     view = _view(ctx, row, origins)
     session = json.loads(
         ctx.cipher.decrypt(row["oauth_session"], _at("link_tokens", row["id"], "oauth_session"))
@@ -552,8 +552,8 @@ def redirect_uri(ctx: Context) -> str:
 
 async def _session(ctx: Context, link_token: str) -> tuple[dict[str, Any], LinkView]:
     async with db.read(ctx.engine) as conn:
-        row = await stored.get_link_token(conn, ids.hash_secret(link_token or ""))
-        origins = await stored.get_origins(conn, row["client_id"]) if row else ()
+        row = await stored_link.get_link_token(conn, ids.hash_secret(link_token or ""))
+        origins = await stored_link.get_origins(conn, row["client_id"]) if row else ()
     view = _view(ctx, row, origins)
     assert row is not None
     return row, view
@@ -694,7 +694,7 @@ async def _refused(
     if message != REFUSED:
         return LinkResult(ok=False, message=message, tries_left=view.tries_left)
     async with db.write(ctx.engine) as conn:
-        tries = await stored.spend_try(conn, row["id"], MAX_TRIES)
+        tries = await stored_link.spend_try(conn, row["id"], MAX_TRIES)
         await change.write(conn, ctx.clock(), outcome=audit.DENIED, connection_id=row["connection_id"])
     if tries is None:
         raise errors.Problem(400, INVALID_LINK_TOKEN, SPENT_LINK_TOKEN)
@@ -718,7 +718,7 @@ async def _finish(
     public, credentials = admin.split_config(ctx, emr_name, config, connection_id)
     public_token, public_id = ids.new_secret("pt"), ids.new_id("pub")
     async with db.write(ctx.engine) as conn:
-        if not await stored.use_link_token(conn, row["id"], now):
+        if not await stored_link.use_link_token(conn, row["id"], now):
             raise errors.Problem(400, INVALID_LINK_TOKEN, USED_LINK_TOKEN)
         if row["connection_id"]:
             access_token = ctx.cipher.decrypt(
@@ -756,7 +756,7 @@ async def _finish(
                 conn, connection=connection, token_hash=ids.hash_secret(access_token), now=now
             )
         await connections.save_directory(conn, connection_id, *_directory_rows(found), now)
-        await stored.insert_public_token(
+        await stored_link.insert_public_token(
             conn,
             id=public_id,
             token_hash=ids.hash_secret(public_token),
@@ -817,13 +817,13 @@ async def set_app(ctx: Context, emr_name: str, config: Mapping[str, Any]) -> Non
         )
     async with db.write(ctx.engine) as conn:
         sealed = ctx.cipher.encrypt(json.dumps(dict(config)), _at("deployment_apps", emr_name, "config"))
-        await stored.set_app(conn, emr_name, sealed, ctx.clock())
+        await stored_link.set_app(conn, emr_name, sealed, ctx.clock())
 
 
 async def list_apps(ctx: Context) -> list[dict[str, Any]]:
     """Each configured app: its EMR, which settings it holds (names only), and its non-secret values."""
     async with db.read(ctx.engine) as conn:
-        found = await stored.list_apps(conn)
+        found = await stored_link.list_apps(conn)
     listed = []
     for name, (sealed, updated) in found.items():
         config = json.loads(ctx.cipher.decrypt(sealed, _at("deployment_apps", name, "config")))
@@ -835,7 +835,7 @@ async def list_apps(ctx: Context) -> list[dict[str, Any]]:
 
 async def _apps(ctx: Context) -> dict[str, dict[str, Any]]:
     async with db.read(ctx.engine) as conn:
-        found = await stored.list_apps(conn)
+        found = await stored_link.list_apps(conn)
     return {
         name: json.loads(ctx.cipher.decrypt(sealed, _at("deployment_apps", name, "config")))
         for name, (sealed, _u) in found.items()
@@ -844,7 +844,7 @@ async def _apps(ctx: Context) -> dict[str, dict[str, Any]]:
 
 async def _app(ctx: Context, emr_name: str) -> dict[str, Any]:
     async with db.read(ctx.engine) as conn:
-        sealed = await stored.get_app(conn, emr_name)
+        sealed = await stored_link.get_app(conn, emr_name)
     where = _at("deployment_apps", emr_name, "config")
     found: dict[str, Any] = json.loads(ctx.cipher.decrypt(sealed, where)) if sealed else {}
     return found
@@ -863,13 +863,13 @@ async def set_allowed_origins(ctx: Context, client_id: str, origins: Sequence[st
     async with db.write(ctx.engine) as conn:
         if await clients.get_client_with_hash(conn, client_id) is None:
             raise errors.not_found("Client")
-        await stored.set_origins(conn, client_id, unique, ctx.clock())
+        await stored_link.set_origins(conn, client_id, unique, ctx.clock())
     return unique
 
 
 async def allowed_origins(ctx: Context, client_id: str) -> tuple[str, ...]:
     async with db.read(ctx.engine) as conn:
-        return await stored.get_origins(conn, client_id)
+        return await stored_link.get_origins(conn, client_id)
 
 
 def _field_problem(name: str, message: str, code: str = "invalid_field") -> errors.Problem:

@@ -12,11 +12,11 @@ from emrtasks.service import webhooks
 from emrtasks.service.context import Context
 from emrtasks.storage import connections
 from emrtasks.storage import events as stored_events
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 from emrtasks.webhooks import events
 
 
-async def record(ctx: Context, conn: Connection, connection_id: str, now: datetime) -> bool:
+async def record(ctx: Context, conn: DbConnection, connection_id: str, now: datetime) -> bool:
     """Inside a write transaction: mark the connection and write its event; False if already broken."""
     if not await connections.break_login(conn, connection_id, now):
         return False

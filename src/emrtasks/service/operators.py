@@ -16,7 +16,7 @@ from emrtasks.domain import errors, ids
 from emrtasks.service import audit
 from emrtasks.service.context import Context
 from emrtasks.storage import db, rate_limits
-from emrtasks.storage import operators as stored
+from emrtasks.storage import operators as stored_operators
 
 VIEWER = "viewer"
 ADMIN = "admin"
@@ -81,9 +81,9 @@ async def create_operator(ctx: Context, email: str, password: str, role: str = V
     hashed = await asyncio.to_thread(_hasher.hash, password)
     operator_id, now = ids.new_id("op"), ctx.clock()
     async with db.write(ctx.engine) as conn:
-        if await stored.get_by_email(conn, email) is not None:
+        if await stored_operators.get_by_email(conn, email) is not None:
             raise errors.Problem(409, "already_exists", f"An operator with the email {email} exists.")
-        await stored.insert_operator(
+        await stored_operators.insert_operator(
             conn, id=operator_id, email=email, password_hash=hashed, role=role, created_at=now, updated_at=now
         )
     return {"operator_id": operator_id, "email": email, "role": role}
@@ -91,7 +91,7 @@ async def create_operator(ctx: Context, email: str, password: str, role: str = V
 
 async def list_operators(ctx: Context) -> list[dict[str, Any]]:
     async with db.read(ctx.engine) as conn:
-        found = await stored.list_operators(conn)
+        found = await stored_operators.list_operators(conn)
     return [
         {
             "operator_id": row["id"],
@@ -110,14 +110,16 @@ async def set_disabled(ctx: Context, origin: audit.Origin, email: str, disabled:
     email = normalized_email(email)
     action = "operator.disable" if disabled else "operator.enable"
     async with audit.changing(ctx, origin, action) as change, db.write(ctx.engine) as conn:
-        found = await stored.get_by_email(conn, email)
+        found = await stored_operators.get_by_email(conn, email)
         if found is None:
             raise errors.not_found("Operator")
         change.targets["operator_id"] = found["id"]
         now = ctx.clock()
-        await stored.update_operator(conn, found["id"], disabled_at=now if disabled else None, updated_at=now)
+        await stored_operators.update_operator(
+            conn, found["id"], disabled_at=now if disabled else None, updated_at=now
+        )
         if disabled:
-            await stored.end_sessions_of(conn, found["id"], now)
+            await stored_operators.end_sessions_of(conn, found["id"], now)
         await change.write(conn, now)
     return {"operator_id": found["id"], "email": email, "state": "disabled" if disabled else "active"}
 
@@ -134,7 +136,7 @@ async def sign_in(
     key = email.strip().lower()
     await _throttle(ctx, policy, key, origin.source_address)
     async with db.read(ctx.engine) as conn:
-        found = await stored.get_by_email(conn, key)
+        found = await stored_operators.get_by_email(conn, key)
     if not await _password_matches(found, password):
         targets = {"operator_id": found["id"] if found else None}
         await audit.record(ctx, origin, "console.sign_in", targets=targets, outcome=audit.DENIED)
@@ -176,7 +178,7 @@ async def _open_session(
     session = Session(session_id, found["id"], found["email"], found["role"])
     origin = session.origin(origin.source_address, origin.request_id)
     async with db.write(ctx.engine) as conn:
-        await stored.insert_session(
+        await stored_operators.insert_session(
             conn,
             id=session_id,
             token_hash=ids.hash_secret(token),
@@ -185,7 +187,7 @@ async def _open_session(
             last_seen_at=now,
             expires_at=now + timedelta(seconds=policy.max_seconds),
         )
-        await stored.update_operator(conn, found["id"], last_login_at=now)
+        await stored_operators.update_operator(conn, found["id"], last_login_at=now)
         await audit.record_in(conn, origin, "console.sign_in", now, targets={"operator_id": found["id"]})
     return token, session
 
@@ -196,13 +198,13 @@ async def session_of(ctx: Context, policy: SessionPolicy, token: str | None) -> 
     if not token or len(token) > 128:
         return None
     async with db.read(ctx.engine) as conn:
-        row = await stored.session_by_token_hash(conn, ids.hash_secret(token))
+        row = await stored_operators.session_by_token_hash(conn, ids.hash_secret(token))
     now = ctx.clock()
     if row is None or not _live(row, policy, now):
         return None
     if (now - row["last_seen_at"]).total_seconds() >= _TOUCH_AFTER_SECONDS:
         async with db.write(ctx.engine, durable=False) as conn:  # a lost touch only shortens the session
-            await stored.touch_session(conn, row["id"], now)
+            await stored_operators.touch_session(conn, row["id"], now)
     return Session(row["id"], row["operator_id"], row["email"], row["role"])
 
 
@@ -215,7 +217,7 @@ def _live(row: dict[str, Any], policy: SessionPolicy, now: datetime) -> bool:
 async def sign_out(ctx: Context, session: Session, origin: audit.Origin) -> None:
     now = ctx.clock()
     async with db.write(ctx.engine) as conn:
-        await stored.end_session(conn, session.session_id, now)
+        await stored_operators.end_session(conn, session.session_id, now)
         await audit.record_in(
             conn, origin, "console.sign_out", now, targets={"operator_id": session.operator_id}
         )

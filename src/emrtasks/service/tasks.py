@@ -17,7 +17,7 @@ from emrtasks.service.context import Context
 from emrtasks.storage import audit as stored_audit
 from emrtasks.storage import db, idempotency
 from emrtasks.storage import tasks as stored_tasks
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 from emrtasks.webhooks import events
 
 CREATE_TASK = "create_task"
@@ -70,7 +70,7 @@ async def _accept(
     )
     trace_context = ctx.telemetry.trace_context()  # the request's span: the job's attempts continue it
 
-    async def work(conn: Connection) -> None:
+    async def work(conn: DbConnection) -> None:
         await stored_tasks.insert_task(
             conn,
             task_id=accepted.task_id,

@@ -18,8 +18,8 @@ from emrtasks.queue import jobs, lease
 from emrtasks.service import webhooks
 from emrtasks.service.context import Context
 from emrtasks.storage import db
-from emrtasks.storage import webhooks as stored
-from emrtasks.storage.db import Connection
+from emrtasks.storage import webhooks as stored_webhooks
+from emrtasks.storage.db import DbConnection
 from emrtasks.webhooks import delivery, signing
 
 log = logging.getLogger("emrtasks.webhooks")
@@ -32,13 +32,13 @@ class _Decision:
     retry_at: datetime | None = None
     endpoint_changes: dict[str, Any] | None = None
     error_code: str | None = None
-    # The endpoint's failing period the changes were decided on (stored.ANY: whatever it is now).
-    if_failing_since: Any = stored.ANY
+    # The endpoint's failing period the changes were decided on (stored_webhooks.ANY: whatever it is now).
+    if_failing_since: Any = stored_webhooks.ANY
 
 
 async def run_delivery(ctx: Context, job: jobs.Job) -> None:
     async with db.read(ctx.engine) as conn:
-        context = await stored.delivery_context(conn, str(job.payload.get("delivery_id", "")))
+        context = await stored_webhooks.delivery_context(conn, str(job.payload.get("delivery_id", "")))
     if context is None:
         await _finish_only(ctx, job, "MISSING_DELIVERY")
         return
@@ -46,7 +46,7 @@ async def run_delivery(ctx: Context, job: jobs.Job) -> None:
     if lease.crashed_out(job.attempts, job.max_attempts):  # every attempt crashed before recording
         await _give_up(ctx, job, found, "DELIVERY_CRASHED")
         return
-    if endpoint is None or endpoint["status"] != stored.ACTIVE:
+    if endpoint is None or endpoint["status"] != stored_webhooks.ACTIVE:
         await _give_up(ctx, job, found, "ENDPOINT_DISABLED")
         return
     now = ctx.clock()
@@ -104,7 +104,7 @@ def _decide(
 ) -> _Decision:
     if result.delivered:
         healed: dict[str, Any] | None = {"failing_since": None} if endpoint["failing_since"] else None
-        return _Decision(stored.SUCCESS, jobs.SUCCEEDED, endpoint_changes=healed)
+        return _Decision(stored_webhooks.SUCCESS, jobs.SUCCEEDED, endpoint_changes=healed)
     if result.status_code == 410:
         return _disable(endpoint, "The endpoint answered 410 Gone.", "ENDPOINT_GONE")
     seen = endpoint["failing_since"]
@@ -117,14 +117,16 @@ def _decide(
     schedule = ctx.webhooks.schedule
     if job.attempts >= len(schedule):
         return _Decision(
-            stored.FAILED,
+            stored_webhooks.FAILED,
             jobs.FAILED,
             endpoint_changes=changes,
             error_code="EXHAUSTED",
             if_failing_since=seen,
         )
     delay = retry_delay(schedule[job.attempts], result, ctx.rng)
-    return _Decision(stored.PENDING, None, now + timedelta(seconds=delay), changes, if_failing_since=seen)
+    return _Decision(
+        stored_webhooks.PENDING, None, now + timedelta(seconds=delay), changes, if_failing_since=seen
+    )
 
 
 # Standard Webhooks: 429, 502 and 504 throttle; 503 says when to come back too.
@@ -143,8 +145,8 @@ _DISABLING = frozenset({"ENDPOINT_GONE", "ENDPOINT_FAILING"})
 
 def _disable(endpoint: dict[str, Any], reason: str, code: str) -> _Decision:
     log.warning("webhook endpoint %s disabled: %s", endpoint["id"], reason)
-    changes = {"status": stored.DISABLED, "disabled_reason": reason}
-    return _Decision(stored.FAILED, jobs.FAILED, endpoint_changes=changes, error_code=code)
+    changes = {"status": stored_webhooks.DISABLED, "disabled_reason": reason}
+    return _Decision(stored_webhooks.FAILED, jobs.FAILED, endpoint_changes=changes, error_code=code)
 
 
 async def _record(
@@ -156,7 +158,7 @@ async def _record(
     decision: _Decision,
     now: datetime,
 ) -> None:
-    async def work(conn: Connection) -> None:
+    async def work(conn: DbConnection) -> None:
         if decision.job_state is None:
             assert decision.retry_at is not None
             moved = await jobs.reschedule(
@@ -175,10 +177,10 @@ async def _record(
         # A resend asked for during this attempt (read after the job's row is ours, so a request
         # racing this transaction is either seen here or finds the job no longer running): the
         # next attempt is due now, or, when this job ends here, a new job follows it.
-        resend = await stored.take_resend_request(conn, found["id"])
+        resend = await stored_webhooks.take_resend_request(conn, found["id"])
         if resend and decision.job_state is None:
             await jobs.expedite(conn, job.id, now=now)
-        await stored.insert_attempt(
+        await stored_webhooks.insert_attempt(
             conn,
             id=ids.new_id("att"),
             delivery_id=found["id"],
@@ -192,7 +194,7 @@ async def _record(
             response_body=result.response_body,
             error=result.error,
         )
-        await stored.update_delivery(
+        await stored_webhooks.update_delivery(
             conn,
             found["id"],
             now,
@@ -201,7 +203,7 @@ async def _record(
             last_attempt_at=now,
         )
         if decision.endpoint_changes:
-            await stored.update_endpoint(
+            await stored_webhooks.update_endpoint(
                 conn,
                 found["endpoint_id"],
                 now,
@@ -222,7 +224,9 @@ async def _give_up(ctx: Context, job: jobs.Job, found: dict[str, Any], code: str
         if await jobs.finish(conn, job, jobs.FAILED, now=now, error_code=code):
             # Given up: a resend asked for meanwhile is not carried out (the endpoint is disabled,
             # or every attempt crashed); the delivery stays resendable.
-            await stored.update_delivery(conn, found["id"], now, status=stored.FAILED, resend_requested=False)
+            await stored_webhooks.update_delivery(
+                conn, found["id"], now, status=stored_webhooks.FAILED, resend_requested=False
+            )
 
 
 async def _finish_only(ctx: Context, job: jobs.Job, code: str) -> None:

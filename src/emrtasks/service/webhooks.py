@@ -13,8 +13,8 @@ from emrtasks.service import audit
 from emrtasks.service.context import Context
 from emrtasks.storage import crypto, db
 from emrtasks.storage import events as stored_events
-from emrtasks.storage import webhooks as stored
-from emrtasks.storage.db import Connection
+from emrtasks.storage import webhooks as stored_webhooks
+from emrtasks.storage.db import DbConnection
 from emrtasks.webhooks import events, signing, ssrf
 
 DELIVER_WEBHOOK = "deliver_webhook"
@@ -45,13 +45,15 @@ async def _insert_endpoint(
 ) -> None:
     try:
         async with db.write(ctx.engine) as conn:
-            await stored.lock_client(conn, client.id)  # two registrations at once count one after the other
-            registered = await stored.list_endpoints(conn, client.id)
+            await stored_webhooks.lock_client(
+                conn, client.id
+            )  # two registrations at once count one after the other
+            registered = await stored_webhooks.list_endpoints(conn, client.id)
             if any(e["url"] == url for e in registered):
                 raise _already_registered()
             if len(registered) >= ctx.webhooks.max_endpoints:
                 raise _too_many_endpoints(ctx.webhooks.max_endpoints)
-            await stored.insert_endpoint(
+            await stored_webhooks.insert_endpoint(
                 conn,
                 endpoint_id=endpoint_id,
                 client_id=client.id,
@@ -84,7 +86,7 @@ async def configuration(ctx: Context, client: domain_tasks.Client) -> dict[str, 
 
 async def list_endpoints(ctx: Context, client: domain_tasks.Client) -> list[dict[str, Any]]:
     async with db.read(ctx.engine) as conn:
-        rows = await stored.list_endpoints(conn, client.id)
+        rows = await stored_webhooks.list_endpoints(conn, client.id)
     return [_public(row) for row in rows]
 
 
@@ -94,11 +96,11 @@ async def delete(ctx: Context, origin: audit.Origin, client: domain_tasks.Client
         await _owned(conn, client, endpoint_id)
         await change.write(conn, ctx.clock())
         # The secrets go with it: a deleted endpoint signs nothing, and nothing is kept to leak.
-        await stored.update_endpoint(
+        await stored_webhooks.update_endpoint(
             conn,
             endpoint_id,
             ctx.clock(),
-            status=stored.DELETED,
+            status=stored_webhooks.DELETED,
             secret="",
             previous_secret=None,
             previous_secret_expires_at=None,
@@ -119,7 +121,7 @@ async def rotate_secret(
     ):
         endpoint = await _owned(conn, client, endpoint_id)
         await change.write(conn, now)
-        await stored.update_endpoint(
+        await stored_webhooks.update_endpoint(
             conn,
             endpoint_id,
             now,
@@ -141,10 +143,15 @@ async def enable(
     async with audit.changing(ctx, origin, "webhook.enable", targets) as change, db.write(ctx.engine) as conn:
         await _owned(conn, client, endpoint_id)
         await change.write(conn, ctx.clock())
-        await stored.update_endpoint(
-            conn, endpoint_id, ctx.clock(), status=stored.ACTIVE, disabled_reason=None, failing_since=None
+        await stored_webhooks.update_endpoint(
+            conn,
+            endpoint_id,
+            ctx.clock(),
+            status=stored_webhooks.ACTIVE,
+            disabled_reason=None,
+            failing_since=None,
         )
-        endpoint = await stored.get_endpoint(conn, endpoint_id)
+        endpoint = await stored_webhooks.get_endpoint(conn, endpoint_id)
     assert endpoint is not None
     return _public(endpoint)
 
@@ -168,12 +175,12 @@ async def _recover(
     most = ctx.webhooks.recover_max_events
     async with db.write(ctx.engine) as conn:
         endpoint = await _owned(conn, client, endpoint_id)
-        if endpoint["status"] != stored.ACTIVE:
+        if endpoint["status"] != stored_webhooks.ACTIVE:
             raise errors.Problem(
                 400, "endpoint_disabled", "This webhook endpoint is disabled; enable it first."
             )
         after = await _after_event(conn, client, after_event_id)
-        found = await stored.events_since(conn, client.id, since, after=after, limit=most + 1)
+        found = await stored_webhooks.events_since(conn, client.id, since, after=after, limit=most + 1)
         scheduled = 0
         for event_id, _created in found[:most]:
             scheduled += await schedule_delivery(ctx, conn, event_id, endpoint_id, client.id, now, "recover")
@@ -215,7 +222,7 @@ def _recover_fields(body: object) -> tuple[object, str | None]:
 
 
 async def _after_event(
-    conn: Connection, client: domain_tasks.Client, event_id: str | None
+    conn: DbConnection, client: domain_tasks.Client, event_id: str | None
 ) -> tuple[datetime, str] | None:
     if event_id is None:
         return None
@@ -239,7 +246,7 @@ async def resend_event(
                     conn, event_id, client.id
                 ):
                     raise errors.not_found("Event")
-                endpoints = await stored.list_endpoints(conn, client.id, active_only=True)
+                endpoints = await stored_webhooks.list_endpoints(conn, client.id, active_only=True)
                 if not endpoints:
                     raise errors.Problem(400, "no_webhook_endpoint", "No active webhook endpoint to send to.")
                 for endpoint in endpoints:
@@ -254,7 +261,7 @@ async def resend_event(
 
 async def fan_out(
     ctx: Context,
-    conn: Connection,
+    conn: DbConnection,
     client_id: str,
     event_id: str,
     now: datetime,
@@ -264,7 +271,7 @@ async def fan_out(
     """Inside the transaction that writes an event: one delivery per active endpoint (the outbox).
     `trace_context`: the trace the deliveries continue (the caller's: the work runs in a batch)."""
     count = 0
-    for endpoint in await stored.list_endpoints(conn, client_id, active_only=True):
+    for endpoint in await stored_webhooks.list_endpoints(conn, client_id, active_only=True):
         count += await schedule_delivery(
             ctx,
             conn,
@@ -281,7 +288,7 @@ async def fan_out(
 
 async def schedule_delivery(
     ctx: Context,
-    conn: Connection,
+    conn: DbConnection,
     event_id: str,
     endpoint_id: str,
     client_id: str,
@@ -298,17 +305,17 @@ async def schedule_delivery(
     whose attempt is running right now is marked, and its job sends once more right after that
     attempt: the running attempt may fail, or may have been sent before whatever the client is
     recovering from, so a resend asked for now never folds into it."""
-    existing = None if new else await stored.find_delivery(conn, event_id, endpoint_id)
+    existing = None if new else await stored_webhooks.find_delivery(conn, event_id, endpoint_id)
     if existing and existing["job_id"]:
         if await jobs.expedite(conn, existing["job_id"], now=now):
-            await stored.update_delivery(conn, existing["id"], now, status=stored.PENDING)
+            await stored_webhooks.update_delivery(conn, existing["id"], now, status=stored_webhooks.PENDING)
             return 1
         # Locked: a worker recording this job's attempt now either finished first (then the job
         # is not running, and a new one is queued below) or reads the mark after we commit.
         job = await jobs.get_job(conn, existing["job_id"], lock=True)
         if job and job["state"] == jobs.RUNNING:
-            await stored.update_delivery(
-                conn, existing["id"], now, status=stored.PENDING, resend_requested=True
+            await stored_webhooks.update_delivery(
+                conn, existing["id"], now, status=stored_webhooks.PENDING, resend_requested=True
             )
             return 1
     delivery_id = existing["id"] if existing else ids.new_id("dlv")
@@ -326,11 +333,11 @@ async def schedule_delivery(
         trace_context=trace_context,
     )
     if existing:  # a new job for it: any older resend mark is answered by this job
-        await stored.update_delivery(
-            conn, delivery_id, now, status=stored.PENDING, job_id=job_id, resend_requested=False
+        await stored_webhooks.update_delivery(
+            conn, delivery_id, now, status=stored_webhooks.PENDING, job_id=job_id, resend_requested=False
         )
     else:
-        await stored.insert_delivery(
+        await stored_webhooks.insert_delivery(
             conn,
             delivery_id=delivery_id,
             event_id=event_id,
@@ -342,8 +349,12 @@ async def schedule_delivery(
     return 1
 
 
-async def _owned(conn: Connection, client: domain_tasks.Client, endpoint_id: str) -> dict[str, Any]:
-    endpoint = await stored.get_endpoint(conn, endpoint_id, client.id) if ids.plausible(endpoint_id) else None
+async def _owned(conn: DbConnection, client: domain_tasks.Client, endpoint_id: str) -> dict[str, Any]:
+    endpoint = (
+        await stored_webhooks.get_endpoint(conn, endpoint_id, client.id)
+        if ids.plausible(endpoint_id)
+        else None
+    )
     if endpoint is None:
         raise errors.not_found("Webhook")
     return endpoint

@@ -7,15 +7,15 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from emrtasks.storage import db
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import audit_events
 
 
-async def insert_row(conn: Connection, row: Mapping[str, Any]) -> None:
+async def insert_row(conn: DbConnection, row: Mapping[str, Any]) -> None:
     await conn.execute(_INSERT, dict(row))
 
 
-async def insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+async def insert_rows(conn: DbConnection, rows: list[dict[str, Any]]) -> None:
     """Several rows in one statement (reads batched by the group commit)."""
     if rows:
         await conn.execute(insert(audit_events), rows)
@@ -26,7 +26,7 @@ _INSERT = db.hot(insert(audit_events))
 
 
 async def list_rows(
-    conn: Connection,
+    conn: DbConnection,
     *,
     since: datetime | None,
     client_id: str | None,

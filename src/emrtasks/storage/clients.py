@@ -5,19 +5,19 @@ from datetime import datetime
 from sqlalchemy import insert, select
 
 from emrtasks.domain import tasks as domain_tasks
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import clients
 
 
 async def insert_client(
-    conn: Connection, *, client_id: str, name: str, secret_hash: str, now: datetime
+    conn: DbConnection, *, client_id: str, name: str, secret_hash: str, now: datetime
 ) -> None:
     await conn.execute(
         insert(clients).values(id=client_id, name=name, secret_hash=secret_hash, created_at=now)
     )
 
 
-async def get_client_with_hash(conn: Connection, client_id: str) -> tuple[domain_tasks.Client, str] | None:
+async def get_client_with_hash(conn: DbConnection, client_id: str) -> tuple[domain_tasks.Client, str] | None:
     """A client not deleted (service/auth.py checks rotation and disabling itself)."""
     query = select(clients.c.id, clients.c.name, clients.c.secret_hash).where(
         clients.c.id == client_id, clients.c.deleted_at.is_(None)

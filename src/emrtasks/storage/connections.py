@@ -9,12 +9,12 @@ from sqlalchemy import Row, bindparam, delete, insert, select, update
 from emrtasks.domain import states
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.storage import db
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import connections, emr_directories, tasks
 
 
 async def insert_connection(
-    conn: Connection,
+    conn: DbConnection,
     *,
     connection: domain_tasks.Connection,
     token_hash: str,
@@ -37,24 +37,24 @@ async def insert_connection(
     )
 
 
-async def get_by_token_hash(conn: Connection, token_hash: str) -> domain_tasks.Connection | None:
+async def get_by_token_hash(conn: DbConnection, token_hash: str) -> domain_tasks.Connection | None:
     """The connection of this current token, if it is neither disabled nor deleted."""
     live = (connections.c.disabled_at.is_(None), connections.c.deleted_at.is_(None))
     row = (await conn.execute(_select().where(connections.c.token_hash == token_hash, *live))).first()
     return _to_connection(row) if row else None
 
 
-async def get_connection(conn: Connection, connection_id: str) -> domain_tasks.Connection | None:
+async def get_connection(conn: DbConnection, connection_id: str) -> domain_tasks.Connection | None:
     row = (await conn.execute(_select().where(connections.c.id == connection_id))).first()
     return _to_connection(row) if row else None
 
 
-async def update_connection(conn: Connection, connection_id: str, now: datetime, **values: Any) -> None:
+async def update_connection(conn: DbConnection, connection_id: str, now: datetime, **values: Any) -> None:
     query = update(connections).where(connections.c.id == connection_id)
     await conn.execute(query.values(updated_at=now, **values))
 
 
-async def break_login(conn: Connection, connection_id: str, now: datetime) -> bool:
+async def break_login(conn: DbConnection, connection_id: str, now: datetime) -> bool:
     """active -> login_required, atomically: True only for the one caller that made the change."""
     query = update(connections).where(
         connections.c.id == connection_id, connections.c.status == domain_tasks.CONNECTION_ACTIVE
@@ -82,14 +82,14 @@ def _to_connection(row: Row[Any]) -> domain_tasks.Connection:
     )
 
 
-async def get_directory(conn: Connection, connection_id: str) -> dict[str, Any] | None:
+async def get_directory(conn: DbConnection, connection_id: str) -> dict[str, Any] | None:
     query = select(emr_directories).where(emr_directories.c.connection_id == connection_id)
     row = (await conn.execute(query)).mappings().first()
     return dict(row) if row else None
 
 
 async def save_directory(
-    conn: Connection,
+    conn: DbConnection,
     connection_id: str,
     users: list[dict[str, str]],
     call_types: list[dict[str, str]],
@@ -103,7 +103,7 @@ async def save_directory(
     )
 
 
-async def list_connections(conn: Connection, client_id: str | None = None) -> list[domain_tasks.Connection]:
+async def list_connections(conn: DbConnection, client_id: str | None = None) -> list[domain_tasks.Connection]:
     query = _select().order_by(connections.c.created_at)
     if client_id is not None:
         query = query.where(connections.c.client_id == client_id)
@@ -111,7 +111,7 @@ async def list_connections(conn: Connection, client_id: str | None = None) -> li
 
 
 async def get_task_and_connection(
-    conn: Connection, task_id: str
+    conn: DbConnection, task_id: str
 ) -> tuple[dict[str, Any], domain_tasks.Connection] | None:
     """A task and its connection in one query: what a create_task job starts from."""
     row = (await conn.execute(_TASK_AND_CONNECTION, {"b_id": task_id})).first()

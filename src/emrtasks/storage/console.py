@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, update
 
 from emrtasks.domain import states
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import (
     audit_events,
     clients,
@@ -24,13 +24,13 @@ HOUR_FORMAT = "%Y-%m-%d %H"
 """How `tasks_by_hour` names an hour (UTC), as `datetime.strftime` writes it."""
 
 
-def _hour_of(conn: Connection, column: Any) -> Any:
+def _hour_of(conn: DbConnection, column: Any) -> Any:
     if conn.dialect.name == "postgresql":
         return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24")
     return func.strftime(HOUR_FORMAT, column)  # SQLite keeps UTC as naive text
 
 
-async def tasks_by_hour(conn: Connection, since: datetime) -> list[tuple[str, str, int]]:
+async def tasks_by_hour(conn: DbConnection, since: datetime) -> list[tuple[str, str, int]]:
     """(hour, status, count) of the tasks accepted since `since`."""
     hour = _hour_of(conn, tasks.c.created_at).label("hour")
     query = (
@@ -41,7 +41,7 @@ async def tasks_by_hour(conn: Connection, since: datetime) -> list[tuple[str, st
     return [(str(h), str(s), int(n)) for h, s, n in (await conn.execute(query)).all()]
 
 
-async def queued_jobs(conn: Connection) -> list[tuple[str, int, datetime]]:
+async def queued_jobs(conn: DbConnection) -> list[tuple[str, int, datetime]]:
     """(kind, how many are queued, when the oldest of them was enqueued)."""
     query = (
         select(jobs.c.kind, func.count(), func.min(jobs.c.created_at))
@@ -58,7 +58,7 @@ def _utc(value: Any) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-async def attempt_counts(conn: Connection, since: datetime) -> tuple[int, int]:
+async def attempt_counts(conn: DbConnection, since: datetime) -> tuple[int, int]:
     """(attempts answered 2xx, all attempts) since `since`."""
     a = delivery_attempts.c
     ok = func.sum(case((and_(a.status_code >= 200, a.status_code < 300), 1), else_=0))
@@ -67,7 +67,7 @@ async def attempt_counts(conn: Connection, since: datetime) -> tuple[int, int]:
     return int(good or 0), int(total or 0)
 
 
-async def connections_needing_login(conn: Connection) -> list[dict[str, Any]]:
+async def connections_needing_login(conn: DbConnection) -> list[dict[str, Any]]:
     c = connections.c
     query = (
         select(c.id, c.client_id, c.emr, c.reference_id, c.updated_at)
@@ -77,7 +77,7 @@ async def connections_needing_login(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
-async def troubled_endpoints(conn: Connection) -> list[dict[str, Any]]:
+async def troubled_endpoints(conn: DbConnection) -> list[dict[str, Any]]:
     """Endpoints disabled, or active but failing (every attempt since `failing_since` failed)."""
     w = webhook_endpoints.c
     query = (
@@ -94,7 +94,7 @@ async def troubled_endpoints(conn: Connection) -> list[dict[str, Any]]:
 
 
 async def search_tasks(
-    conn: Connection,
+    conn: DbConnection,
     *,
     client_id: str | None,
     connection_id: str | None,
@@ -117,12 +117,12 @@ async def search_tasks(
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
-async def jobs_of_task(conn: Connection, task_id: str) -> list[dict[str, Any]]:
+async def jobs_of_task(conn: DbConnection, task_id: str) -> list[dict[str, Any]]:
     query = select(jobs).where(jobs.c.task_id == task_id).order_by(jobs.c.created_at, jobs.c.id)
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
-async def events_of_task(conn: Connection, task_id: str) -> list[dict[str, Any]]:
+async def events_of_task(conn: DbConnection, task_id: str) -> list[dict[str, Any]]:
     e = events.c
     query = (
         select(e.id, e.client_id, e.type, e.job_id, e.created_at)
@@ -132,7 +132,7 @@ async def events_of_task(conn: Connection, task_id: str) -> list[dict[str, Any]]
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
-async def endpoint_urls(conn: Connection, endpoint_ids: list[str]) -> dict[str, str]:
+async def endpoint_urls(conn: DbConnection, endpoint_ids: list[str]) -> dict[str, str]:
     if not endpoint_ids:
         return {}
     query = select(webhook_endpoints.c.id, webhook_endpoints.c.url).where(
@@ -142,7 +142,7 @@ async def endpoint_urls(conn: Connection, endpoint_ids: list[str]) -> dict[str, 
 
 
 async def audit_rows_for(
-    conn: Connection, actions: tuple[str, ...], connection_id: str
+    conn: DbConnection, actions: tuple[str, ...], connection_id: str
 ) -> list[dict[str, Any]]:
     """Audit rows of these actions on one connection (the caller picks its task's out of them)."""
     query = (
@@ -153,7 +153,7 @@ async def audit_rows_for(
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
-async def list_connections(conn: Connection) -> list[dict[str, Any]]:
+async def list_connections(conn: DbConnection) -> list[dict[str, Any]]:
     """Every connection not deleted, with its client's name and its directory's last fetch."""
     c = connections.c
     query = (
@@ -177,7 +177,7 @@ async def list_connections(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
-async def list_endpoints(conn: Connection) -> list[dict[str, Any]]:
+async def list_endpoints(conn: DbConnection) -> list[dict[str, Any]]:
     """Every endpoint not deleted, without its secrets."""
     w = webhook_endpoints.c
     query = (
@@ -188,7 +188,7 @@ async def list_endpoints(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
-async def reopen_unknown_task(conn: Connection, task_id: str, now: datetime) -> bool:
+async def reopen_unknown_task(conn: DbConnection, task_id: str, now: datetime) -> bool:
     """An `unknown` task back to `processing`; False if it is not `unknown` (another operator was first)."""
     moved = await conn.execute(
         update(tasks)

@@ -10,7 +10,7 @@ from sqlalchemy import insert, select, text, update
 from emrtasks.domain import states
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.storage import db
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import clients, connections, credential_changes, deliveries, events, jobs, tasks
 from emrtasks.storage.tables import webhook_endpoints as endpoints
 
@@ -45,7 +45,7 @@ def state_of(row: Any) -> str:
     return DISABLED if row.disabled_at is not None else ACTIVE
 
 
-async def generation(conn: Connection) -> int:
+async def generation(conn: DbConnection) -> int:
     row = (await conn.execute(_GENERATION)).first()
     return int(row[0]) if row else 0
 
@@ -53,7 +53,7 @@ async def generation(conn: Connection) -> int:
 _GENERATION = db.hot(select(credential_changes.c.generation).where(credential_changes.c.id == _ROW))
 
 
-async def announce(conn: Connection, now: datetime) -> None:
+async def announce(conn: DbConnection, now: datetime) -> None:
     """Inside the changing transaction: bump the generation (every process polls it) and, on
     PostgreSQL, NOTIFY the listeners, who hear it only if this commits."""
     bumped = await conn.execute(
@@ -67,7 +67,7 @@ async def announce(conn: Connection, now: datetime) -> None:
         await conn.execute(text(f"SELECT pg_notify('{CHANNEL}', '')"))
 
 
-async def client_credentials(conn: Connection, client_id: str) -> ClientCredentials | None:
+async def client_credentials(conn: DbConnection, client_id: str) -> ClientCredentials | None:
     c = clients.c
     query = select(
         c.id,
@@ -90,7 +90,7 @@ async def client_credentials(conn: Connection, client_id: str) -> ClientCredenti
     )
 
 
-async def list_clients(conn: Connection) -> list[dict[str, Any]]:
+async def list_clients(conn: DbConnection) -> list[dict[str, Any]]:
     c = clients.c
     query = select(
         c.id, c.name, c.created_at, c.previous_secret_expires_at, c.disabled_at, c.deleted_at
@@ -107,27 +107,27 @@ async def list_clients(conn: Connection) -> list[dict[str, Any]]:
     ]
 
 
-async def update_client(conn: Connection, client_id: str, **values: Any) -> None:
+async def update_client(conn: DbConnection, client_id: str, **values: Any) -> None:
     await conn.execute(update(clients).where(clients.c.id == client_id).values(**values))
 
 
-async def update_connection(conn: Connection, connection_id: str, now: datetime, **values: Any) -> None:
+async def update_connection(conn: DbConnection, connection_id: str, now: datetime, **values: Any) -> None:
     query = update(connections).where(connections.c.id == connection_id)
     await conn.execute(query.values(updated_at=now, **values))
 
 
-async def connection_states(conn: Connection, connection_ids: list[str]) -> dict[str, str]:
+async def connection_states(conn: DbConnection, connection_ids: list[str]) -> dict[str, str]:
     c = connections.c
     query = select(c.id, c.disabled_at, c.deleted_at).where(c.id.in_(connection_ids))
     return {row.id: state_of(row) for row in (await conn.execute(query)).all()}
 
 
-async def connection_ids_of(conn: Connection, client_id: str) -> list[str]:
+async def connection_ids_of(conn: DbConnection, client_id: str) -> list[str]:
     query = select(connections.c.id).where(connections.c.client_id == client_id)
     return [row.id for row in (await conn.execute(query)).all()]
 
 
-async def connection_by_token_hash(conn: Connection, token_hash: str) -> ConnectionCredentials | None:
+async def connection_by_token_hash(conn: DbConnection, token_hash: str) -> ConnectionCredentials | None:
     """The connection whose current token, or previous one (still within its overlap or not: the
     caller checks), has this hash."""
     c = connections.c
@@ -168,7 +168,7 @@ async def connection_by_token_hash(conn: Connection, token_hash: str) -> Connect
 
 
 async def end_pending_work(
-    conn: Connection, connection_ids: list[str], endpoint_ids: list[str], now: datetime
+    conn: DbConnection, connection_ids: list[str], endpoint_ids: list[str], now: datetime
 ) -> int:
     """A deleted connection's (or client's) queued work ends: its create_task jobs fail with their tasks,
     and the pending deliveries of its events (or to its endpoints) stop. A running job is left to
@@ -217,7 +217,7 @@ async def end_pending_work(
     return ended
 
 
-async def _end_jobs(conn: Connection, job_ids: list[str], now: datetime, code: str) -> int:
+async def _end_jobs(conn: DbConnection, job_ids: list[str], now: datetime, code: str) -> int:
     if not job_ids:
         return 0
     result = await conn.execute(
@@ -234,7 +234,7 @@ async def _end_jobs(conn: Connection, job_ids: list[str], now: datetime, code: s
     return int(result.rowcount or 0)
 
 
-async def delete_endpoints(conn: Connection, client_id: str, now: datetime) -> list[str]:
+async def delete_endpoints(conn: DbConnection, client_id: str, now: datetime) -> list[str]:
     """A deleted client's webhook endpoints: deleted too (their deliveries stop)."""
     query = select(endpoints.c.id).where(
         endpoints.c.client_id == client_id, endpoints.c.status != states.EndpointStatus.DELETED
@@ -256,7 +256,7 @@ async def delete_endpoints(conn: Connection, client_id: str, now: datetime) -> l
     return found
 
 
-async def token_hash_of(conn: Connection, connection_id: str) -> str | None:
+async def token_hash_of(conn: DbConnection, connection_id: str) -> str | None:
     row = (
         await conn.execute(select(connections.c.token_hash).where(connections.c.id == connection_id))
     ).first()

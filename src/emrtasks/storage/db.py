@@ -5,7 +5,7 @@ run on the fastest path each database allows: a SQLite file inline on the event 
 (storage/sqlite.py), PostgreSQL on an asyncpg pool of its own (storage/pg.py), anything else
 (a `:memory:` SQLite) through SQLAlchemy: one object per engine says how (`_Transactions`).
 Statements registered with `hot` run straight on the driver (storage/direct.py). Every connection
-offers `execute`, `dialect` and `notified` (`Connection`).
+offers `execute`, `dialect` and `notified` (`DbConnection`).
 A database out of reach leaves these functions as the domain's `errors.Outage`, a transaction that a
 concurrent one made fail (deadlock, serialization failure) as `errors.Contention`, whatever the driver.
 """
@@ -30,7 +30,7 @@ hot = direct.hot  # mark a statement built once for the driver-direct path (stor
 T = TypeVar("T")
 
 
-class Connection(Protocol):
+class DbConnection(Protocol):
     """What the storage and queue modules use of a connection: an inline SQLite one, a PostgreSQL one
     (storage/pg.py) or SQLAlchemy's, each of ours."""
 
@@ -72,7 +72,7 @@ async def dispose(engine: AsyncEngine) -> None:
 
 
 @asynccontextmanager
-async def write(engine: AsyncEngine, *, durable: bool = True) -> AsyncIterator[Connection]:
+async def write(engine: AsyncEngine, *, durable: bool = True) -> AsyncIterator[DbConnection]:
     """A transaction that will write: committed on exit, rolled back on error. `durable=False` (SQLite)
     lets the commit skip the fsync: for writes that a crash may undo because a retry redoes them.
 
@@ -85,7 +85,7 @@ async def write(engine: AsyncEngine, *, durable: bool = True) -> AsyncIterator[C
 
 
 @asynccontextmanager
-async def read(engine: AsyncEngine) -> AsyncIterator[Connection]:
+async def read(engine: AsyncEngine) -> AsyncIterator[DbConnection]:
     """A transaction that only reads (on PostgreSQL none at all: see storage/pg.py)."""
     with _outages_as_domain_errors():
         async with _transactions(engine).read() as conn:
@@ -93,7 +93,7 @@ async def read(engine: AsyncEngine) -> AsyncIterator[Connection]:
 
 
 @asynccontextmanager
-async def autocommit(engine: AsyncEngine) -> AsyncIterator[Connection]:
+async def autocommit(engine: AsyncEngine) -> AsyncIterator[DbConnection]:
     """For one statement that commits by itself: on PostgreSQL without BEGIN and COMMIT (one round
     trip), elsewhere in a transaction of its own whose commit may skip the fsync."""
     with _outages_as_domain_errors():
@@ -124,11 +124,11 @@ def _outages_as_domain_errors() -> Iterator[None]:
 class _Transactions(Protocol):
     """How one database opens the transactions above: sqlite.Inline, pg.Transactions, _Through."""
 
-    def write(self, owner: AsyncEngine, durable: bool) -> AbstractAsyncContextManager[Connection]: ...
+    def write(self, owner: AsyncEngine, durable: bool) -> AbstractAsyncContextManager[DbConnection]: ...
 
-    def read(self) -> AbstractAsyncContextManager[Connection]: ...
+    def read(self) -> AbstractAsyncContextManager[DbConnection]: ...
 
-    def autocommit(self, owner: AsyncEngine) -> AbstractAsyncContextManager[Connection]: ...
+    def autocommit(self, owner: AsyncEngine) -> AbstractAsyncContextManager[DbConnection]: ...
 
     async def ping(self) -> None: ...
 
@@ -150,18 +150,18 @@ class _Through:
         self._engine = engine
 
     @asynccontextmanager
-    async def write(self, owner: AsyncEngine, durable: bool) -> AsyncIterator[Connection]:
+    async def write(self, owner: AsyncEngine, durable: bool) -> AsyncIterator[DbConnection]:
         async with sqlite.writer_turn(owner), self._engine.connect() as conn:
             conn = await conn.execution_options(**{sqlite.WRITE: True, sqlite.DURABLE: durable})
             async with conn.begin():
                 yield _Plain(conn)
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[Connection]:
+    async def read(self) -> AsyncIterator[DbConnection]:
         async with self._engine.connect() as conn, conn.begin():
             yield _Plain(conn)
 
-    def autocommit(self, owner: AsyncEngine) -> AbstractAsyncContextManager[Connection]:
+    def autocommit(self, owner: AsyncEngine) -> AbstractAsyncContextManager[DbConnection]:
         return self.write(owner, durable=False)
 
     async def ping(self) -> None:
@@ -170,7 +170,7 @@ class _Through:
 
 
 class _Plain:
-    """An `AsyncConnection` as a `Connection`."""
+    """An `AsyncConnection` as a `DbConnection`."""
 
     __slots__ = ("_conn", "dialect", "notified")
 
@@ -263,10 +263,10 @@ class GroupCommitter:
         self._engine = engine
         self._durable = durable
         self._max_batch = max_batch
-        self._pending: list[tuple[Callable[[Connection], Awaitable[Any]], asyncio.Future[Any]]] = []
+        self._pending: list[tuple[Callable[[DbConnection], Awaitable[Any]], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def run(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+    async def run(self, work: Callable[[DbConnection], Awaitable[T]]) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((work, future))
         if self._writer is None or self._writer.done():
@@ -274,7 +274,7 @@ class GroupCommitter:
         return await future
 
     async def _drain(self) -> None:
-        batch: list[tuple[Callable[[Connection], Awaitable[Any]], asyncio.Future[Any]]] = []
+        batch: list[tuple[Callable[[DbConnection], Awaitable[Any]], asyncio.Future[Any]]] = []
         try:
             while self._pending:
                 batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
@@ -291,7 +291,7 @@ class GroupCommitter:
             raise
 
     async def _commit(
-        self, batch: list[tuple[Callable[[Connection], Awaitable[Any]], asyncio.Future[Any]]]
+        self, batch: list[tuple[Callable[[DbConnection], Awaitable[Any]], asyncio.Future[Any]]]
     ) -> None:
         try:
             async with write(self._engine, durable=self._durable) as conn:
@@ -312,7 +312,9 @@ class GroupCommitter:
             if not future.done():
                 future.set_result(result)
 
-    async def _alone(self, work: Callable[[Connection], Awaitable[Any]], future: asyncio.Future[Any]) -> None:
+    async def _alone(
+        self, work: Callable[[DbConnection], Awaitable[Any]], future: asyncio.Future[Any]
+    ) -> None:
         async def transaction() -> Any:
             async with write(self._engine, durable=self._durable) as conn:
                 return await work(conn)

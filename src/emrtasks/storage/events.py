@@ -7,12 +7,12 @@ from sqlalchemy import ColumnElement, exists, func, insert, not_, select
 
 from emrtasks.storage import db
 from emrtasks.storage import webhooks as stored_webhooks
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import deliveries, events
 
 
 async def insert_event(
-    conn: Connection,
+    conn: DbConnection,
     *,
     event_id: str,
     client_id: str,
@@ -42,7 +42,7 @@ _INSERT = db.hot(insert(events))  # built once (the hot path: see queue/jobs.py)
 
 
 async def list_events(
-    conn: Connection,
+    conn: DbConnection,
     *,
     client_id: str,
     connection_id: str | None,
@@ -97,11 +97,11 @@ def _delivered(status: str) -> ColumnElement[bool]:
     return success & not_(pending) & not_(failed)
 
 
-async def event_belongs_to(conn: Connection, event_id: str, client_id: str) -> bool:
+async def event_belongs_to(conn: DbConnection, event_id: str, client_id: str) -> bool:
     query = select(events.c.id).where(events.c.id == event_id, events.c.client_id == client_id)
     return (await conn.execute(query)).first() is not None
 
 
-async def get_event(conn: Connection, event_id: str) -> dict[str, Any] | None:
+async def get_event(conn: DbConnection, event_id: str) -> dict[str, Any] | None:
     row = (await conn.execute(select(events).where(events.c.id == event_id))).mappings().first()
     return dict(row) if row else None

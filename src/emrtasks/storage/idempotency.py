@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from emrtasks.storage import db
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import idempotency_keys
 
 IN_FLIGHT = "in_flight"
@@ -64,7 +64,7 @@ class ClaimLost(Exception):
     """The in-flight claim was taken over (its holder was slow past the abandonment time)."""
 
 
-async def complete(conn: Connection, record_id: str, status_code: int, response: str) -> None:
+async def complete(conn: DbConnection, record_id: str, status_code: int, response: str) -> None:
     """Inside the transaction that does the work, so the record and the work commit together; if the
     claim is no longer ours, ClaimLost rolls the work back: another request owns the key now."""
     result = await conn.execute(
@@ -105,7 +105,7 @@ async def prune(engine: AsyncEngine, *, now: datetime) -> int:
     return int(result.rowcount)
 
 
-async def _find(conn: Connection, client_id: str, connection_id: str, key: str) -> dict[str, Any] | None:
+async def _find(conn: DbConnection, client_id: str, connection_id: str, key: str) -> dict[str, Any] | None:
     query = select(idempotency_keys).where(
         idempotency_keys.c.client_id == client_id,
         idempotency_keys.c.connection_id == connection_id,

@@ -6,15 +6,15 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import client_origins, clients, deployment_apps, link_tokens, public_tokens
 
 
-async def insert_link_token(conn: Connection, **values: Any) -> None:
+async def insert_link_token(conn: DbConnection, **values: Any) -> None:
     await conn.execute(insert(link_tokens).values(**values))
 
 
-async def get_link_token(conn: Connection, token_hash: str) -> dict[str, Any] | None:
+async def get_link_token(conn: DbConnection, token_hash: str) -> dict[str, Any] | None:
     query = (
         select(link_tokens, clients.c.name.label("client_name"))
         .join(clients, clients.c.id == link_tokens.c.client_id)
@@ -24,13 +24,13 @@ async def get_link_token(conn: Connection, token_hash: str) -> dict[str, Any] | 
     return dict(row) if row else None
 
 
-async def get_link_token_by_state(conn: Connection, state_hash: str) -> dict[str, Any] | None:
+async def get_link_token_by_state(conn: DbConnection, state_hash: str) -> dict[str, Any] | None:
     query = select(link_tokens.c.token_hash).where(link_tokens.c.oauth_state_hash == state_hash)
     found = (await conn.execute(query)).scalar()
     return await get_link_token(conn, found) if found else None
 
 
-async def take_oauth_state(conn: Connection, link_id: str, state_hash: str) -> bool:
+async def take_oauth_state(conn: DbConnection, link_id: str, state_hash: str) -> bool:
     """Forget an OAuth round trip's state and session; False when another callback took it first."""
     query = (
         update(link_tokens)
@@ -40,11 +40,11 @@ async def take_oauth_state(conn: Connection, link_id: str, state_hash: str) -> b
     return bool((await conn.execute(query)).rowcount == 1)
 
 
-async def update_link_token(conn: Connection, link_id: str, **values: Any) -> None:
+async def update_link_token(conn: DbConnection, link_id: str, **values: Any) -> None:
     await conn.execute(update(link_tokens).where(link_tokens.c.id == link_id).values(**values))
 
 
-async def spend_try(conn: Connection, link_id: str, max_tries: int) -> int | None:
+async def spend_try(conn: DbConnection, link_id: str, max_tries: int) -> int | None:
     """One more refused try, counted atomically; None when the link token had none left (or is used)."""
     query = (
         update(link_tokens)
@@ -57,7 +57,7 @@ async def spend_try(conn: Connection, link_id: str, max_tries: int) -> int | Non
     return int(found or 0)
 
 
-async def use_link_token(conn: Connection, link_id: str, now: datetime) -> bool:
+async def use_link_token(conn: DbConnection, link_id: str, now: datetime) -> bool:
     """Mark the link token used; False when another request used it first."""
     query = (
         update(link_tokens)
@@ -67,17 +67,17 @@ async def use_link_token(conn: Connection, link_id: str, now: datetime) -> bool:
     return bool((await conn.execute(query)).rowcount == 1)
 
 
-async def insert_public_token(conn: Connection, **values: Any) -> None:
+async def insert_public_token(conn: DbConnection, **values: Any) -> None:
     await conn.execute(insert(public_tokens).values(**values))
 
 
-async def get_public_token(conn: Connection, token_hash: str) -> dict[str, Any] | None:
+async def get_public_token(conn: DbConnection, token_hash: str) -> dict[str, Any] | None:
     query = select(public_tokens).where(public_tokens.c.token_hash == token_hash)
     row = (await conn.execute(query)).mappings().first()
     return dict(row) if row else None
 
 
-async def use_public_token(conn: Connection, public_id: str, now: datetime) -> bool:
+async def use_public_token(conn: DbConnection, public_id: str, now: datetime) -> bool:
     """Mark it exchanged and wipe the access token it held; False when another exchange came first."""
     query = (
         update(public_tokens)
@@ -87,29 +87,29 @@ async def use_public_token(conn: Connection, public_id: str, now: datetime) -> b
     return bool((await conn.execute(query)).rowcount == 1)
 
 
-async def get_app(conn: Connection, emr: str) -> str | None:
+async def get_app(conn: DbConnection, emr: str) -> str | None:
     """The deployment's app config for an EMR, as stored (encrypted)."""
     query = select(deployment_apps.c.config).where(deployment_apps.c.emr == emr)
     found = (await conn.execute(query)).scalar()
     return str(found) if found is not None else None
 
 
-async def list_apps(conn: Connection) -> dict[str, tuple[str, datetime]]:
+async def list_apps(conn: DbConnection) -> dict[str, tuple[str, datetime]]:
     rows = (await conn.execute(select(deployment_apps).order_by(deployment_apps.c.emr))).all()
     return {row.emr: (row.config, row.updated_at) for row in rows}
 
 
-async def set_app(conn: Connection, emr: str, config: str, now: datetime) -> None:
+async def set_app(conn: DbConnection, emr: str, config: str, now: datetime) -> None:
     await conn.execute(delete(deployment_apps).where(deployment_apps.c.emr == emr))
     await conn.execute(insert(deployment_apps).values(emr=emr, config=config, updated_at=now))
 
 
-async def get_origins(conn: Connection, client_id: str) -> tuple[str, ...]:
+async def get_origins(conn: DbConnection, client_id: str) -> tuple[str, ...]:
     query = select(client_origins.c.origin).where(client_origins.c.client_id == client_id)
     return tuple(str(o) for o in (await conn.execute(query.order_by(client_origins.c.origin))).scalars())
 
 
-async def set_origins(conn: Connection, client_id: str, origins: tuple[str, ...], now: datetime) -> None:
+async def set_origins(conn: DbConnection, client_id: str, origins: tuple[str, ...], now: datetime) -> None:
     await conn.execute(delete(client_origins).where(client_origins.c.client_id == client_id))
     for origin in origins:
         await conn.execute(insert(client_origins).values(client_id=client_id, origin=origin, created_at=now))

@@ -5,38 +5,38 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import console_sessions, operators
 
 
-async def insert_operator(conn: Connection, **values: Any) -> None:
+async def insert_operator(conn: DbConnection, **values: Any) -> None:
     await conn.execute(insert(operators).values(**values))
 
 
-async def get_by_email(conn: Connection, email: str) -> dict[str, Any] | None:
+async def get_by_email(conn: DbConnection, email: str) -> dict[str, Any] | None:
     row = (await conn.execute(select(operators).where(operators.c.email == email))).mappings().first()
     return dict(row) if row else None
 
 
-async def get_operator(conn: Connection, operator_id: str) -> dict[str, Any] | None:
+async def get_operator(conn: DbConnection, operator_id: str) -> dict[str, Any] | None:
     row = (await conn.execute(select(operators).where(operators.c.id == operator_id))).mappings().first()
     return dict(row) if row else None
 
 
-async def list_operators(conn: Connection) -> list[dict[str, Any]]:
+async def list_operators(conn: DbConnection) -> list[dict[str, Any]]:
     query = select(operators).order_by(operators.c.created_at, operators.c.id)
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
-async def update_operator(conn: Connection, operator_id: str, **values: Any) -> None:
+async def update_operator(conn: DbConnection, operator_id: str, **values: Any) -> None:
     await conn.execute(update(operators).where(operators.c.id == operator_id).values(**values))
 
 
-async def insert_session(conn: Connection, **values: Any) -> None:
+async def insert_session(conn: DbConnection, **values: Any) -> None:
     await conn.execute(insert(console_sessions).values(**values))
 
 
-async def session_by_token_hash(conn: Connection, token_hash: str) -> dict[str, Any] | None:
+async def session_by_token_hash(conn: DbConnection, token_hash: str) -> dict[str, Any] | None:
     """The session and its operator's email, role and disabled_at, in one row."""
     query = (
         select(
@@ -52,12 +52,12 @@ async def session_by_token_hash(conn: Connection, token_hash: str) -> dict[str, 
     return dict(row) if row else None
 
 
-async def touch_session(conn: Connection, session_id: str, now: datetime) -> None:
+async def touch_session(conn: DbConnection, session_id: str, now: datetime) -> None:
     query = update(console_sessions).where(console_sessions.c.id == session_id).values(last_seen_at=now)
     await conn.execute(query)
 
 
-async def end_session(conn: Connection, session_id: str, now: datetime) -> None:
+async def end_session(conn: DbConnection, session_id: str, now: datetime) -> None:
     query = (
         update(console_sessions)
         .where(console_sessions.c.id == session_id, console_sessions.c.ended_at.is_(None))
@@ -66,7 +66,7 @@ async def end_session(conn: Connection, session_id: str, now: datetime) -> None:
     await conn.execute(query)
 
 
-async def end_sessions_of(conn: Connection, operator_id: str, now: datetime) -> None:
+async def end_sessions_of(conn: DbConnection, operator_id: str, now: datetime) -> None:
     query = (
         update(console_sessions)
         .where(console_sessions.c.operator_id == operator_id, console_sessions.c.ended_at.is_(None))

@@ -7,7 +7,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from emrtasks.storage import db
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import sandbox_emr_tasks
 
 _INSERT = db.hot(insert(sandbox_emr_tasks))  # built once: every sandbox create runs it
@@ -36,7 +36,7 @@ class SandboxStore:
             "created_at": now,
         }
 
-        async def work(conn: Connection) -> None:
+        async def work(conn: DbConnection) -> None:
             await conn.execute(_INSERT, values)
 
         await self._writer.run(work)

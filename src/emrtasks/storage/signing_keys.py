@@ -5,7 +5,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import signing_keys
 
 ACTIVE = "active"
@@ -13,7 +13,7 @@ RETIRED = "retired"
 
 
 async def insert_key(
-    conn: Connection,
+    conn: DbConnection,
     *,
     kid: str,
     alg: str,
@@ -33,7 +33,7 @@ async def insert_key(
     )
 
 
-async def list_keys(conn: Connection, *, active_only: bool = False) -> list[dict[str, Any]]:
+async def list_keys(conn: DbConnection, *, active_only: bool = False) -> list[dict[str, Any]]:
     """Every key, oldest first, without its private key."""
     c = signing_keys.c
     query = select(c.kid, c.alg, c.status, c.public_jwk, c.created_at, c.retired_at).order_by(
@@ -44,7 +44,7 @@ async def list_keys(conn: Connection, *, active_only: bool = False) -> list[dict
     return [dict(row) for row in (await conn.execute(query)).mappings().all()]
 
 
-async def active_private_keys(conn: Connection) -> list[dict[str, Any]]:
+async def active_private_keys(conn: DbConnection) -> list[dict[str, Any]]:
     """The active keys with their (encrypted) private key, oldest first: what signs."""
     c = signing_keys.c
     query = (
@@ -55,7 +55,7 @@ async def active_private_keys(conn: Connection) -> list[dict[str, Any]]:
     return [dict(row) for row in (await conn.execute(query)).mappings().all()]
 
 
-async def retire_key(conn: Connection, kid: str, now: datetime) -> bool:
+async def retire_key(conn: DbConnection, kid: str, now: datetime) -> bool:
     """Retire an active key; False if there is no such active key."""
     c = signing_keys.c
     query = update(signing_keys).where(c.kid == kid, c.status == ACTIVE)
@@ -63,7 +63,7 @@ async def retire_key(conn: Connection, kid: str, now: datetime) -> bool:
     return bool(result.rowcount)
 
 
-async def get_key(conn: Connection, kid: str) -> dict[str, Any] | None:
+async def get_key(conn: DbConnection, kid: str) -> dict[str, Any] | None:
     c = signing_keys.c
     row = (await conn.execute(select(c.kid, c.status).where(c.kid == kid))).mappings().first()
     return dict(row) if row else None

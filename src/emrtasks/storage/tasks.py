@@ -8,12 +8,12 @@ from sqlalchemy import bindparam, insert, select, update
 from emrtasks.domain import states
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.storage import db
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import tasks
 
 
 async def insert_task(
-    conn: Connection,
+    conn: DbConnection,
     *,
     task_id: str,
     job_id: str,
@@ -47,7 +47,9 @@ _INSERT = db.hot(insert(tasks))
 _FINISH = db.hot(update(tasks).where(tasks.c.id == bindparam("b_id")))
 
 
-async def get_task(conn: Connection, task_id: str, connection_id: str | None = None) -> dict[str, Any] | None:
+async def get_task(
+    conn: DbConnection, task_id: str, connection_id: str | None = None
+) -> dict[str, Any] | None:
     query = select(tasks).where(tasks.c.id == task_id)
     if connection_id is not None:
         query = query.where(tasks.c.connection_id == connection_id)
@@ -56,7 +58,7 @@ async def get_task(conn: Connection, task_id: str, connection_id: str | None = N
 
 
 async def finish_task(
-    conn: Connection,
+    conn: DbConnection,
     task_id: str,
     *,
     status: states.TaskStatus,

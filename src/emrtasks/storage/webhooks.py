@@ -8,7 +8,7 @@ from sqlalchemy import and_, bindparam, insert, or_, select, update
 
 from emrtasks.domain import states
 from emrtasks.storage import db
-from emrtasks.storage.db import Connection
+from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import clients, deliveries, delivery_attempts, events, webhook_endpoints
 
 ACTIVE = states.EndpointStatus.ACTIVE
@@ -20,7 +20,7 @@ FAILED = states.DeliveryStatus.FAILED
 
 
 async def insert_endpoint(
-    conn: Connection, *, endpoint_id: str, client_id: str, url: str, secret: str, now: datetime
+    conn: DbConnection, *, endpoint_id: str, client_id: str, url: str, secret: str, now: datetime
 ) -> None:
     await conn.execute(
         insert(webhook_endpoints).values(
@@ -36,7 +36,7 @@ async def insert_endpoint(
 
 
 async def get_endpoint(
-    conn: Connection, endpoint_id: str, client_id: str | None = None
+    conn: DbConnection, endpoint_id: str, client_id: str | None = None
 ) -> dict[str, Any] | None:
     query = select(webhook_endpoints).where(
         webhook_endpoints.c.id == endpoint_id, webhook_endpoints.c.status != DELETED
@@ -48,7 +48,7 @@ async def get_endpoint(
 
 
 async def list_endpoints(
-    conn: Connection, client_id: str, *, active_only: bool = False
+    conn: DbConnection, client_id: str, *, active_only: bool = False
 ) -> list[dict[str, Any]]:
     wanted = [ACTIVE] if active_only else [ACTIVE, DISABLED]
     found = await conn.execute(_ENDPOINTS, {"b_client": client_id, "b_wanted": wanted})
@@ -71,7 +71,7 @@ ANY: Any = object()
 
 
 async def update_endpoint(
-    conn: Connection, endpoint_id: str, now: datetime, *, if_failing_since: Any = ANY, **values: Any
+    conn: DbConnection, endpoint_id: str, now: datetime, *, if_failing_since: Any = ANY, **values: Any
 ) -> bool:
     """Change an endpoint; with `if_failing_since`, only while its failing period is still the one
     seen (a delivery's decision made before an `enable` must not undo it). True if it changed."""
@@ -83,7 +83,7 @@ async def update_endpoint(
     return bool((await conn.execute(query.values(updated_at=now, **values))).rowcount == 1)
 
 
-async def find_delivery(conn: Connection, event_id: str, endpoint_id: str) -> dict[str, Any] | None:
+async def find_delivery(conn: DbConnection, event_id: str, endpoint_id: str) -> dict[str, Any] | None:
     query = select(deliveries).where(
         deliveries.c.event_id == event_id, deliveries.c.endpoint_id == endpoint_id
     )
@@ -92,7 +92,7 @@ async def find_delivery(conn: Connection, event_id: str, endpoint_id: str) -> di
 
 
 async def insert_delivery(
-    conn: Connection,
+    conn: DbConnection,
     *,
     delivery_id: str,
     event_id: str,
@@ -118,16 +118,16 @@ async def insert_delivery(
     )
 
 
-async def update_delivery(conn: Connection, delivery_id: str, now: datetime, **values: Any) -> None:
+async def update_delivery(conn: DbConnection, delivery_id: str, now: datetime, **values: Any) -> None:
     await conn.execute(_UPDATE_DELIVERY, {"b_id": delivery_id, "updated_at": now, **values})
 
 
-async def take_resend_request(conn: Connection, delivery_id: str) -> bool:
+async def take_resend_request(conn: DbConnection, delivery_id: str) -> bool:
     """Clear the delivery's resend request; True if there was one."""
     return bool((await conn.execute(_TAKE_RESEND, {"b_id": delivery_id})).rowcount == 1)
 
 
-async def insert_attempt(conn: Connection, **values: Any) -> None:
+async def insert_attempt(conn: DbConnection, **values: Any) -> None:
     await conn.execute(_INSERT_ATTEMPT, values)
 
 
@@ -142,7 +142,7 @@ _INSERT_ATTEMPT = db.hot(insert(delivery_attempts))
 
 
 async def events_since(
-    conn: Connection,
+    conn: DbConnection,
     client_id: str,
     since: datetime,
     *,
@@ -164,14 +164,14 @@ async def events_since(
     return [(row.id, row.created_at) for row in await conn.execute(query)]
 
 
-async def lock_client(conn: Connection, client_id: str) -> None:
+async def lock_client(conn: DbConnection, client_id: str) -> None:
     """Hold the client's row until the transaction ends, so counts of its endpoints taken under it
     stay true (PostgreSQL; a SQLite write transaction already excludes every other writer)."""
     if conn.dialect.name == "postgresql":
         await conn.execute(select(clients.c.id).where(clients.c.id == client_id).with_for_update())
 
 
-async def delivery_summaries(conn: Connection, event_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+async def delivery_summaries(conn: DbConnection, event_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """Each event's deliveries, for the events listing."""
     if not event_ids:
         return {}
@@ -182,7 +182,7 @@ async def delivery_summaries(conn: Connection, event_ids: Sequence[str]) -> dict
     return found
 
 
-async def attempts_of(conn: Connection, event_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+async def attempts_of(conn: DbConnection, event_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     if not event_ids:
         return {}
     a = delivery_attempts.c
@@ -207,7 +207,7 @@ async def attempts_of(conn: Connection, event_ids: Sequence[str]) -> dict[str, l
 
 
 async def delivery_context(
-    conn: Connection, delivery_id: str
+    conn: DbConnection, delivery_id: str
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None] | None:
     """A delivery, its event and its endpoint (None if deleted), in one query."""
     row = (await conn.execute(_DELIVERY_CONTEXT, {"b_id": delivery_id})).first()
