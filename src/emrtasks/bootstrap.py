@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+from cryptography.exceptions import InvalidTag
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from emrtasks.config import Settings
@@ -28,6 +29,7 @@ from emrtasks.service import (
     auth,
     create_task,
     keys,
+    retention,
     screen_evidence,
     tasks,
     throttle,
@@ -36,7 +38,7 @@ from emrtasks.service import (
 )
 from emrtasks.service import telemetry as service_telemetry
 from emrtasks.service.context import Context, Policy, WebhookPolicy
-from emrtasks.storage import credentials, crypto, db, migrate
+from emrtasks.storage import credentials, crypto, db, migrate, sealed
 from emrtasks.storage import sandbox as stored_sandbox
 from emrtasks.webhooks import http1
 
@@ -95,9 +97,15 @@ def form_key(settings: Settings) -> bytes:
 
 def load_key(settings: Settings) -> bytes:
     """The key from EMRTASKS_ENCRYPTION_KEY, else from the key file, made on first start."""
+    return _open_key(settings)[0]
+
+
+def _open_key(settings: Settings) -> tuple[bytes, bool]:
+    """The key, and whether this call made its key file."""
     if settings.encryption_key:
-        return crypto.parse_key(settings.encryption_key)
+        return crypto.parse_key(settings.encryption_key), False
     path = Path(settings.key_file)
+    made = False
     if not path.exists():
         try:
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -107,9 +115,40 @@ def load_key(settings: Settings) -> bytes:
             with os.fdopen(descriptor, "w") as handle:
                 handle.write(crypto.new_key() + "\n")
             log.warning("created the encryption key file %s: back it up with the database", path)
+            made = True
     if path.stat().st_mode & 0o077:
         path.chmod(0o600)  # a key file made by hand, or by an older version, readable by others
-    return crypto.parse_key(path.read_text())
+    return crypto.parse_key(path.read_text()), made
+
+
+class WrongKey(Exception):
+    """The encryption key does not open the secrets of the database; the message is one line for the
+    operator."""
+
+
+async def _check_key(settings: Settings, engine: AsyncEngine, cipher: crypto.Cipher, made: bool) -> None:
+    """Refuse to start with a key that cannot open the database's secrets."""
+    if not await sealed.opens(engine, cipher):
+        raise _wrong_key(settings, made)
+
+
+def _wrong_key(settings: Settings, made: bool) -> WrongKey:
+    """The refusal; a key file made by this very start is removed again: the one to restore from the
+    backup goes there."""
+    path = Path(settings.key_file).resolve()
+    if made:
+        path.unlink(missing_ok=True)
+        return WrongKey(
+            f"there is no key file at {path} (EMRTASKS_KEY_FILE), and the database holds secrets sealed "
+            "with a key: restore the key file from the backup made with the database, or set "
+            "EMRTASKS_ENCRYPTION_KEY to that key (a new key would not open them)"
+        )
+    where = "EMRTASKS_ENCRYPTION_KEY" if settings.encryption_key else f"the key file {path}"
+    return WrongKey(
+        f"the encryption key ({where}) does not open the secrets this database holds: it is not the "
+        "key they were sealed with; use the deployment's own key (restore it from the backup made "
+        "with the database)"
+    )
 
 
 def webhook_policy(settings: Settings) -> WebhookPolicy:
@@ -198,7 +237,10 @@ def build_worker(
         lease_seconds=settings.job_lease_seconds,
         poll_seconds=settings.worker_poll_seconds,
         reaper_seconds=settings.reaper_interval_seconds,
-        housekeeping=[functools.partial(tasks.prune_idempotency_keys, ctx)],
+        housekeeping=[
+            functools.partial(tasks.prune_idempotency_keys, ctx),
+            functools.partial(retention.prune_expired, ctx),
+        ],
     )
 
 
@@ -241,9 +283,16 @@ async def runtime(
         timeout=httpx.Timeout(settings.emr_timeout_seconds, connect=5.0), transport=_emr_transport(tracing)
     )
     try:
+        key, made = _open_key(settings)
+        cipher = crypto.Cipher(key)
         if run_migrations:
-            await migrate.upgrade(engine, load_cipher(settings))
+            try:
+                await migrate.upgrade(engine, cipher)
+            except InvalidTag:  # migration 0012 reseals older secrets: this key cannot open them
+                await _check_key(settings, engine, cipher, made)
+                raise
             await db.after_migrations(engine)
+        await _check_key(settings, engine, cipher, made)
         ctx = build_context(settings, engine, webhook_client, emr_http, telemetry or service_telemetry.NONE)
         _warn_about_unsafe_settings(settings)
         async with _metrics(settings, telemetry), _worker(settings, ctx, run_worker, tracing) as worker:

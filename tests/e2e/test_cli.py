@@ -90,6 +90,47 @@ def test_an_operator_command_refuses_to_create_a_key_file_beside_an_existing_dat
     assert not (tmp_path / "emrtasks.key").exists()
 
 
+def _database_with_a_secret(tmp_path: Path) -> None:
+    """A database holding a sealed secret: a connection's EMR credentials."""
+    assert emrtasks(tmp_path, "db", "upgrade").returncode == 0
+    client = json.loads(emrtasks(tmp_path, "clients", "create", "--name", "app").stdout)["client_id"]
+    config = '{"base_url": "https://openemr.example", "client_id": "x", "username": "u", "password": "p"}'
+    made = emrtasks(
+        tmp_path, "connections", "create", "--client-id", client, "--emr", "openemr", "--config", config
+    )
+    assert made.returncode == 0, made.stderr
+
+
+def test_serve_refuses_to_make_a_new_key_beside_a_database_that_holds_secrets(tmp_path):
+    _database_with_a_secret(tmp_path)
+    kept = (tmp_path / "emrtasks.key").read_text()
+    (tmp_path / "emrtasks.key").unlink()  # the key file lost, the database kept
+    error = one_line_error(emrtasks(tmp_path, "serve", "--port", str(free_port())))
+    assert f"there is no key file at {tmp_path / 'emrtasks.key'}" in error
+    assert "restore the key file from the backup" in error and "EMRTASKS_ENCRYPTION_KEY" in error
+    assert not (tmp_path / "emrtasks.key").exists()  # the new key it made is gone again
+    (tmp_path / "emrtasks.key").write_text(kept)  # restored: every command works again
+    assert emrtasks(tmp_path, "connections", "list").returncode == 0
+
+
+def test_a_key_that_does_not_open_the_database_secrets_is_refused(tmp_path):
+    _database_with_a_secret(tmp_path)
+    (tmp_path / "other").mkdir()
+    assert emrtasks(tmp_path / "other", "db", "upgrade").returncode == 0  # another deployment's key
+    (tmp_path / "emrtasks.key").write_text((tmp_path / "other" / "emrtasks.key").read_text())
+    for command in (("serve", "--port", str(free_port())), ("db", "upgrade"), ("connections", "list")):
+        error = one_line_error(emrtasks(tmp_path, *command))
+        assert "does not open the secrets this database holds" in error, command
+        assert f"the key file {tmp_path / 'emrtasks.key'}" in error
+
+
+def test_a_new_key_is_fine_for_a_database_that_holds_no_secret_yet(tmp_path):
+    assert emrtasks(tmp_path, "db", "upgrade").returncode == 0
+    (tmp_path / "emrtasks.key").unlink()
+    assert emrtasks(tmp_path, "db", "upgrade").returncode == 0
+    assert (tmp_path / "emrtasks.key").exists()
+
+
 def test_an_operator_command_refuses_a_database_without_emrtasks_tables(tmp_path):
     (tmp_path / "emrtasks.db").touch()
     (tmp_path / "emrtasks.key").write_text("made by hand\n")

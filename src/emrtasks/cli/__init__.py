@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bootstrap.configure_logging(settings)
     try:
         result: int = asyncio.run(_run(settings, args))
-    except (errors.Problem, database.Unusable) as problem:
+    except (errors.Problem, database.Unusable, bootstrap.WrongKey) as problem:
         print(f"error: {getattr(problem, 'message', problem)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

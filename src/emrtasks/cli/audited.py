@@ -31,7 +31,7 @@ def _audited(action: str, run: common.Run, failures_only: bool = False) -> commo
     """`failures_only`: the command records its success itself, inside its transaction."""
 
     async def audited(settings: Settings, args: argparse.Namespace) -> int:
-        outcome = audit.FAILED
+        outcome: str | None = audit.FAILED
         try:
             result = await run(settings, args)
             outcome = audit.SUCCESS if result == 0 else audit.FAILED
@@ -39,8 +39,11 @@ def _audited(action: str, run: common.Run, failures_only: bool = False) -> commo
         except errors.Problem as problem:
             outcome = audit.NOT_FOUND if problem.status == 404 else audit.FAILED
             raise
+        except bootstrap.WrongKey:  # the command never ran, and no runtime with this key would start
+            outcome = None
+            raise
         finally:
-            if outcome != audit.SUCCESS or not failures_only:
+            if outcome is not None and (outcome != audit.SUCCESS or not failures_only):
                 await _record_operator_action(settings, action, args, outcome)
 
     return audited
