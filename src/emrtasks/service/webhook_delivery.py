@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import emrtasks
 from emrtasks.domain import ids, states
 from emrtasks.queue import jobs, lease
 from emrtasks.service import webhooks
@@ -58,7 +57,7 @@ async def run_delivery(ctx: Context, job: jobs.Job) -> None:
         timestamp=int(now.timestamp()),
         body=body,
         attempt=attempt_number,
-        user_agent=f"emrtasks/{emrtasks.__version__}",
+        user_agent=ctx.webhooks.user_agent,
     )
     with ctx.telemetry.span("webhook attempt", {"webhook.attempt": attempt_number}) as note:
         result = await delivery.post(
