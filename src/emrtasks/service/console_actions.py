@@ -95,7 +95,7 @@ async def sync_connection(ctx: Context, origin: audit.Origin, connection_id: str
     targets = {"connection_id": audit.safe_id(connection_id)}
     async with audit.recorded(ctx, origin, "connection.sync", targets):
         if not ids.plausible(connection_id):
-            raise errors.not_found("DbConnection")
+            raise errors.not_found("Connection")
         return await admin.sync_directory(ctx, connection_id)
 
 
@@ -103,7 +103,7 @@ async def set_connection_disabled(
     ctx: Context, origin: audit.Origin, connection_id: str, disabled: bool
 ) -> str:
     return await credentials.set_connection_disabled(
-        ctx, origin, _plausible(connection_id, "DbConnection"), disabled
+        ctx, origin, _plausible(connection_id, "Connection"), disabled
     )
 
 

@@ -140,7 +140,7 @@ async def delete_connection(
     async with db.write(ctx.engine) as conn:
         found = await _live_connection(conn, connection_id)
         if client_id is not None and found.connection.client_id != client_id:
-            raise errors.not_found("DbConnection")
+            raise errors.not_found("Connection")
         await credentials.update_connection(conn, connection_id, now, deleted_at=now, credentials=None)
         ended = await credentials.end_pending_work(conn, [connection_id], [], now)
         await _changed(
@@ -184,7 +184,7 @@ async def _live_connection(conn: DbConnection, connection_id: str) -> credential
     """Disabled or not, but not deleted: a deleted credential stays deleted."""
     found = await _connection(conn, connection_id)
     if found is None or found.state == credentials.DELETED:
-        raise errors.not_found("DbConnection")
+        raise errors.not_found("Connection")
     return found
 
 
