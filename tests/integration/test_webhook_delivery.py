@@ -397,11 +397,11 @@ async def test_a_resend_racing_the_record_of_an_attempt_is_not_lost(runtime, ten
         await asyncio.wait_for(resending, 10)
         async with db.read(runtime.engine) as conn:
             [found] = (await stored_webhooks.delivery_summaries(conn, [event_id]))[event_id]
-            current = await jobs.get_job(conn, found["job_id"])
+            current = await jobs.get_job(conn, found.job_id)
         assert current is not None
         # Either the resend is a new queued job, or the recorded job was made due again.
         assert current["state"] == jobs.QUEUED, (found, current)
-        assert found["status"] == stored_webhooks.PENDING
+        assert found.status == stored_webhooks.PENDING
 
 
 async def test_one_url_registered_twice_at_once_is_registered_once(runtime, tenant):

@@ -115,11 +115,21 @@ async def find_tasks(ctx: Context, wanted: TaskFilter) -> list[dict[str, Any]]:
         )
 
 
+@dataclass(frozen=True)
+class DeliveryView:
+    """One delivery of an event, with its endpoint's URL (None once deleted) and every attempt."""
+
+    endpoint_id: str
+    url: str | None
+    status: str
+    created_at: datetime
+    attempts: list[stored_webhooks.AttemptRow]
+
+
 @dataclass
 class EventView:
     event: dict[str, Any]
-    deliveries: list[dict[str, Any]] = field(default_factory=list)
-    """Each with `url` and `attempts` (every attempt's status code, duration and error)."""
+    deliveries: list[DeliveryView] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -156,14 +166,20 @@ async def _events(conn: db.DbConnection, task_id: str) -> list[EventView]:
     event_ids = [v.event["id"] for v in views]
     deliveries = await stored_webhooks.delivery_summaries(conn, event_ids)
     attempts = await stored_webhooks.attempts_of(conn, event_ids)
-    endpoint_ids = sorted({d["endpoint_id"] for rows in deliveries.values() for d in rows})
+    endpoint_ids = sorted({d.endpoint_id for rows in deliveries.values() for d in rows})
     urls = await stored_console.endpoint_urls(conn, endpoint_ids)
     for view in views:
-        for delivery in sorted(deliveries.get(view.event["id"], []), key=lambda d: d["created_at"]):
-            tried = [
-                a for a in attempts.get(view.event["id"], []) if a["endpoint_id"] == delivery["endpoint_id"]
-            ]
-            view.deliveries.append({**delivery, "url": urls.get(delivery["endpoint_id"]), "attempts": tried})
+        for delivery in sorted(deliveries.get(view.event["id"], []), key=lambda d: d.created_at):
+            tried = [a for a in attempts.get(view.event["id"], []) if a.endpoint_id == delivery.endpoint_id]
+            view.deliveries.append(
+                DeliveryView(
+                    delivery.endpoint_id,
+                    urls.get(delivery.endpoint_id),
+                    delivery.status,
+                    delivery.created_at,
+                    tried,
+                )
+            )
     return views
 
 

@@ -25,7 +25,7 @@ async def resend_event(ctx: Context, origin: audit.Origin, event_id: str) -> dic
     """The event again to every active endpoint of its client (`webhooks.resend_event`)."""
     async with db.read(ctx.engine) as conn:
         event = await stored_events.get_event(conn, event_id) if ids.plausible(event_id) else None
-        client = await _client(conn, event["client_id"]) if event else None
+        client = await _client(conn, event.client_id) if event else None
     if event is None or client is None:
         await audit.record(
             ctx,

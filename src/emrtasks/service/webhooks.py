@@ -227,10 +227,10 @@ async def _after_event(
     if event_id is None:
         return None
     event = await stored_events.get_event(conn, event_id)
-    if event is None or event["client_id"] != client.id:
+    if event is None or event.client_id != client.id:
         message = "Invalid field: after_event_id must be the id of one of your events."
         raise _field_problem("after_event_id", "invalid_field", message)
-    return event["created_at"], event_id
+    return event.created_at, event_id
 
 
 async def resend_event(

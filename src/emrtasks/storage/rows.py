@@ -1,8 +1,10 @@
 """Typed rows: what storage hands the layers above is a frozen dataclass built here from a database
-row, each field read by its name, so a renamed or missing column fails where the row is read."""
+row, each field read by its name, so a renamed or missing column fails where the row is read. A field
+typed with a `StrEnum` of `domain.states` gets the member, not the stored string."""
 
 import dataclasses
-from collections.abc import Mapping
+import enum
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 _Row = TypeVar("_Row")
@@ -10,14 +12,35 @@ _Row = TypeVar("_Row")
 
 def build(cls: type[_Row], row: Mapping[Any, Any]) -> _Row:
     """`cls` (a dataclass) from the row's columns of the same names; other columns are left out."""
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    return cls(**{name: row[name] for name in names})
+    return cls(**{name: read(row[name]) for name, read in _readers(cls)})
 
 
-def build_all(cls: type[_Row], found: Any) -> list[_Row]:
+def build_all(cls: type[_Row], found: Iterable[Mapping[Any, Any]]) -> list[_Row]:
     """`build` over every row of a result's `.mappings()`."""
     return [build(cls, row) for row in found]
 
 
 def first(cls: type[_Row], row: Mapping[Any, Any] | None) -> _Row | None:
     return None if row is None else build(cls, row)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+_Readers = tuple[tuple[str, Callable[[Any], Any]], ...]
+_READERS: dict[Any, _Readers] = {}
+
+
+def _readers(cls: Any) -> _Readers:
+    """Each field's name and what turns its column's value into the field's (worked out once)."""
+    found = _READERS.get(cls)
+    if found is None:
+        found = _READERS[cls] = tuple((f.name, _reader(f.type)) for f in dataclasses.fields(cls))
+    return found
+
+
+def _reader(kind: Any) -> Callable[[Any], Any]:
+    if isinstance(kind, type) and issubclass(kind, enum.StrEnum):
+        return kind
+    return _same

@@ -1,13 +1,14 @@
 """Webhook endpoints (secrets encrypted), deliveries (one per event and endpoint) and their attempts."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, or_, select, update
 
 from emrtasks.domain import states
-from emrtasks.storage import db
+from emrtasks.storage import db, rows
 from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import clients, deliveries, delivery_attempts, events, webhook_endpoints
 
@@ -17,6 +18,37 @@ DELETED = states.EndpointStatus.DELETED
 PENDING = states.DeliveryStatus.PENDING
 SUCCESS = states.DeliveryStatus.SUCCESS
 FAILED = states.DeliveryStatus.FAILED
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    """One event's delivery to one endpoint, as listings read it."""
+
+    id: str
+    event_id: str
+    endpoint_id: str
+    client_id: str
+    status: states.DeliveryStatus
+    attempts: int
+    job_id: str | None
+    resend_requested: bool
+    last_attempt_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """One HTTP try at one endpoint."""
+
+    event_id: str
+    endpoint_id: str
+    attempt: int
+    trigger: str
+    attempted_at: datetime
+    status_code: int | None
+    duration_ms: int
+    error: str | None
 
 
 async def insert_endpoint(
@@ -171,18 +203,18 @@ async def lock_client(conn: DbConnection, client_id: str) -> None:
         await conn.execute(select(clients.c.id).where(clients.c.id == client_id).with_for_update())
 
 
-async def delivery_summaries(conn: DbConnection, event_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+async def delivery_summaries(conn: DbConnection, event_ids: Sequence[str]) -> dict[str, list[DeliveryRow]]:
     """Each event's deliveries, for the events listing."""
     if not event_ids:
         return {}
     query = select(deliveries).where(deliveries.c.event_id.in_(event_ids))
-    found: dict[str, list[dict[str, Any]]] = {}
+    found: dict[str, list[DeliveryRow]] = {}
     for row in (await conn.execute(query)).mappings():
-        found.setdefault(row["event_id"], []).append(dict(row))
+        found.setdefault(row["event_id"], []).append(rows.build(DeliveryRow, row))
     return found
 
 
-async def attempts_of(conn: DbConnection, event_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+async def attempts_of(conn: DbConnection, event_ids: Sequence[str]) -> dict[str, list[AttemptRow]]:
     if not event_ids:
         return {}
     a = delivery_attempts.c
@@ -200,9 +232,9 @@ async def attempts_of(conn: DbConnection, event_ids: Sequence[str]) -> dict[str,
         .where(a.event_id.in_(event_ids))
         .order_by(a.attempted_at, a.id)
     )
-    found: dict[str, list[dict[str, Any]]] = {}
+    found: dict[str, list[AttemptRow]] = {}
     for row in (await conn.execute(query)).mappings():
-        found.setdefault(row["event_id"], []).append(dict(row))
+        found.setdefault(row["event_id"], []).append(rows.build(AttemptRow, row))
     return found
 
 
