@@ -21,7 +21,7 @@ RETRY_ACTION = "task.retry"
 MAX_REASON = 500
 
 
-async def resend_event(ctx: Context, origin: audit.Origin, event_id: str) -> dict[str, Any]:
+async def resend_event(ctx: Context, origin: audit.Origin, event_id: str) -> webhooks.Resent:
     """The event again to every active endpoint of its client (`webhooks.resend_event`)."""
     async with db.read(ctx.engine) as conn:
         event = await stored_events.get_event(conn, event_id) if ids.plausible(event_id) else None
@@ -122,12 +122,14 @@ async def set_client_disabled(ctx: Context, origin: audit.Origin, client_id: str
     return await credentials.set_client_disabled(ctx, origin, _plausible(client_id, "Client"), disabled)
 
 
-async def enable_endpoint(ctx: Context, origin: audit.Origin, endpoint_id: str) -> dict[str, Any]:
+async def enable_endpoint(ctx: Context, origin: audit.Origin, endpoint_id: str) -> webhooks.PublicEndpoint:
     client = await _endpoint_client(ctx, origin, endpoint_id, "webhook.enable")
     return await webhooks.enable(ctx, origin, client, endpoint_id)
 
 
-async def rotate_endpoint_secret(ctx: Context, origin: audit.Origin, endpoint_id: str) -> dict[str, str]:
+async def rotate_endpoint_secret(
+    ctx: Context, origin: audit.Origin, endpoint_id: str
+) -> webhooks.RotatedSecret:
     client = await _endpoint_client(ctx, origin, endpoint_id, "webhook.rotate_secret")
     return await webhooks.rotate_secret(ctx, origin, client, endpoint_id)
 
@@ -139,7 +141,7 @@ async def _endpoint_client(
         endpoint = (
             await stored_webhooks.get_endpoint(conn, endpoint_id) if ids.plausible(endpoint_id) else None
         )
-        client = await _client(conn, endpoint["client_id"]) if endpoint else None
+        client = await _client(conn, endpoint.client_id) if endpoint else None
     if client is None:
         targets = {"webhook_id": audit.safe_id(endpoint_id)}
         await audit.record(ctx, origin, action, targets=targets, outcome=audit.NOT_FOUND)

@@ -21,6 +21,28 @@ FAILED = states.DeliveryStatus.FAILED
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """A client's webhook endpoint; `secret` and `previous_secret` are still encrypted."""
+
+    id: str
+    client_id: str
+    url: str
+    status: states.EndpointStatus
+    disabled_reason: str | None
+    secret: str
+    previous_secret: str | None
+    previous_secret_expires_at: datetime | None
+    failing_since: datetime | None
+    """When its current run of failures began (None while it answers)."""
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> "Endpoint":
+        return rows.build(cls, row)
+
+
+@dataclass(frozen=True)
 class DeliveryRow:
     """One event's delivery to one endpoint, as listings read it."""
 
@@ -67,16 +89,13 @@ async def insert_endpoint(
     )
 
 
-async def get_endpoint(
-    conn: DbConnection, endpoint_id: str, client_id: str | None = None
-) -> dict[str, Any] | None:
+async def get_endpoint(conn: DbConnection, endpoint_id: str, client_id: str | None = None) -> Endpoint | None:
     query = select(webhook_endpoints).where(
         webhook_endpoints.c.id == endpoint_id, webhook_endpoints.c.status != DELETED
     )
     if client_id is not None:
         query = query.where(webhook_endpoints.c.client_id == client_id)
-    row = (await conn.execute(query)).mappings().first()
-    return dict(row) if row else None
+    return rows.first(Endpoint, (await conn.execute(query)).mappings().first())
 
 
 async def list_endpoints(
