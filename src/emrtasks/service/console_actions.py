@@ -91,7 +91,7 @@ def _not_unknown(status: str) -> errors.Problem:
     return errors.Problem(409, "not_unknown", message)
 
 
-async def sync_connection(ctx: Context, origin: audit.Origin, connection_id: str) -> dict[str, int]:
+async def sync_connection(ctx: Context, origin: audit.Origin, connection_id: str) -> admin.DirectoryCounts:
     targets = {"connection_id": audit.safe_id(connection_id)}
     async with audit.recorded(ctx, origin, "connection.sync", targets):
         if not ids.plausible(connection_id):

@@ -1,6 +1,7 @@
 """Connections: one clinic's EMR link of a client, found by the hash of its access token."""
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -8,7 +9,7 @@ from sqlalchemy import Row, bindparam, delete, insert, select, update
 
 from emrtasks.domain import states
 from emrtasks.domain import tasks as domain_tasks
-from emrtasks.storage import db
+from emrtasks.storage import db, rows
 from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import connections, emr_directories, tasks
 
@@ -82,10 +83,19 @@ def _to_connection(row: Row[Any]) -> domain_tasks.Connection:
     )
 
 
-async def get_directory(conn: DbConnection, connection_id: str) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class StoredDirectory:
+    """A connection's EMR users (`id`, `name`, `kind`) and call types (`id`, `name`), as last fetched."""
+
+    connection_id: str
+    users: list[dict[str, str]]
+    call_types: list[dict[str, str]]
+    fetched_at: datetime
+
+
+async def get_directory(conn: DbConnection, connection_id: str) -> StoredDirectory | None:
     query = select(emr_directories).where(emr_directories.c.connection_id == connection_id)
-    row = (await conn.execute(query)).mappings().first()
-    return dict(row) if row else None
+    return rows.first(StoredDirectory, (await conn.execute(query)).mappings().first())
 
 
 async def save_directory(
