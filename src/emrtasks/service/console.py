@@ -10,6 +10,7 @@ from emrtasks.domain import errors, ids
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.service import audit
 from emrtasks.service.context import Context
+from emrtasks.storage import audit as stored_audit
 from emrtasks.storage import connections, db
 from emrtasks.storage import console as stored_console
 from emrtasks.storage import tasks as stored_tasks
@@ -45,8 +46,8 @@ class Overview:
     queues: list[Queue]
     attempts_ok: int
     attempts_total: int
-    login_required: list[dict[str, Any]]
-    troubled_endpoints: list[dict[str, Any]]
+    login_required: list[stored_console.BrokenLogin]
+    troubled_endpoints: list[stored_console.ListedEndpoint]
 
     @property
     def totals(self) -> dict[str, int]:
@@ -95,7 +96,7 @@ class TaskFilter:
     until: datetime | None = None
 
 
-async def find_tasks(ctx: Context, wanted: TaskFilter) -> list[dict[str, Any]]:
+async def find_tasks(ctx: Context, wanted: TaskFilter) -> list[stored_console.TaskSummary]:
     """Newest first, at most TASK_LIMIT; ids, statuses and times only."""
     for name in ("client_id", "connection_id"):
         value = getattr(wanted, name)
@@ -128,16 +129,16 @@ class DeliveryView:
 
 @dataclass
 class EventView:
-    event: dict[str, Any]
+    event: stored_console.EventSummary
     deliveries: list[DeliveryView] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Timeline:
     task: dict[str, Any]
-    jobs: list[dict[str, Any]]
+    jobs: list[stored_console.JobSummary]
     events: list[EventView]
-    retries: list[dict[str, Any]]
+    retries: list[stored_audit.AuditRow]
     finds_by_marker: bool
     """Whether the task's EMR can find a task by our marker: a retry then looks before it writes."""
 
@@ -163,14 +164,14 @@ async def timeline(ctx: Context, origin: audit.Origin, task_id: str) -> Timeline
 
 async def _events(conn: db.DbConnection, task_id: str) -> list[EventView]:
     views = [EventView(e) for e in await stored_console.events_of_task(conn, task_id)]
-    event_ids = [v.event["id"] for v in views]
+    event_ids = [v.event.id for v in views]
     deliveries = await stored_webhooks.delivery_summaries(conn, event_ids)
     attempts = await stored_webhooks.attempts_of(conn, event_ids)
     endpoint_ids = sorted({d.endpoint_id for rows in deliveries.values() for d in rows})
     urls = await stored_console.endpoint_urls(conn, endpoint_ids)
     for view in views:
-        for delivery in sorted(deliveries.get(view.event["id"], []), key=lambda d: d.created_at):
-            tried = [a for a in attempts.get(view.event["id"], []) if a.endpoint_id == delivery.endpoint_id]
+        for delivery in sorted(deliveries.get(view.event.id, []), key=lambda d: d.created_at):
+            tried = [a for a in attempts.get(view.event.id, []) if a.endpoint_id == delivery.endpoint_id]
             view.deliveries.append(
                 DeliveryView(
                     delivery.endpoint_id,
@@ -188,16 +189,16 @@ async def _finds_by_marker(ctx: Context, conn: db.DbConnection, connection_id: s
     return connection is not None and ctx.adapters.for_connection(connection).rules.finds_by_marker
 
 
-async def _retries(conn: db.DbConnection, task: dict[str, Any]) -> list[dict[str, Any]]:
+async def _retries(conn: db.DbConnection, task: dict[str, Any]) -> list[stored_audit.AuditRow]:
     rows = await stored_console.audit_rows_for(conn, (RETRY_ACTION,), task["connection_id"])
-    return [r for r in rows if (r["targets"] or {}).get("task_id") == task["id"]]
+    return [r for r in rows if (r.targets or {}).get("task_id") == task["id"]]
 
 
-async def list_connections(ctx: Context) -> list[dict[str, Any]]:
+async def list_connections(ctx: Context) -> list[stored_console.ListedConnection]:
     async with db.read(ctx.engine) as conn:
         return await stored_console.list_connections(conn)
 
 
-async def list_endpoints(ctx: Context) -> list[dict[str, Any]]:
+async def list_endpoints(ctx: Context) -> list[stored_console.ListedEndpoint]:
     async with db.read(ctx.engine) as conn:
         return await stored_console.list_endpoints(conn)
