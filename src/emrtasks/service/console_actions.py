@@ -3,7 +3,7 @@ event, retry a task that ended `unknown`, sync or disable a connection, create a
 secret, enable a webhook endpoint or rotate its secret. Each reuses the service the CLI and API use."""
 
 import dataclasses
-from typing import Any
+from typing import Any, TypedDict
 
 from emrtasks.domain import errors, ids
 from emrtasks.domain import tasks as domain_tasks
@@ -53,7 +53,14 @@ def checked_reason(reason: str) -> str:
     return reason
 
 
-async def retry_unknown(ctx: Context, origin: audit.Origin, task_id: str, reason: str) -> dict[str, Any]:
+class Retried(TypedDict):
+    task_id: str
+    job_id: str
+    looks_up_first: bool
+    """Whether the first attempt looks the task up by its marker before writing it again."""
+
+
+async def retry_unknown(ctx: Context, origin: audit.Origin, task_id: str, reason: str) -> Retried:
     """An `unknown` task's create job queued again with the same marker (the task id). Where the EMR
     can find a task by marker, the first attempt looks it up and writes only if it is absent; where it
     cannot, the operator's check in the EMR is what stands between this and a second write."""
