@@ -4,7 +4,6 @@ view of it is a `task.read` row on the audit trail, committed before the page is
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from emrtasks.domain import errors, ids
 from emrtasks.domain import tasks as domain_tasks
@@ -135,7 +134,7 @@ class EventView:
 
 @dataclass(frozen=True)
 class Timeline:
-    task: dict[str, Any]
+    task: stored_tasks.TaskRow
     jobs: list[stored_console.JobSummary]
     events: list[EventView]
     retries: list[stored_audit.AuditRow]
@@ -157,7 +156,7 @@ async def timeline(ctx: Context, origin: audit.Origin, task_id: str) -> Timeline
                 jobs=await stored_console.jobs_of_task(conn, task_id),
                 events=await _events(conn, task_id),
                 retries=await _retries(conn, task),
-                finds_by_marker=await _finds_by_marker(ctx, conn, task["connection_id"]),
+                finds_by_marker=await _finds_by_marker(ctx, conn, task.connection_id),
             )
     return found
 
@@ -189,9 +188,9 @@ async def _finds_by_marker(ctx: Context, conn: db.DbConnection, connection_id: s
     return connection is not None and ctx.adapters.for_connection(connection).rules.finds_by_marker
 
 
-async def _retries(conn: db.DbConnection, task: dict[str, Any]) -> list[stored_audit.AuditRow]:
-    rows = await stored_console.audit_rows_for(conn, (RETRY_ACTION,), task["connection_id"])
-    return [r for r in rows if (r.targets or {}).get("task_id") == task["id"]]
+async def _retries(conn: db.DbConnection, task: stored_tasks.TaskRow) -> list[stored_audit.AuditRow]:
+    rows = await stored_console.audit_rows_for(conn, (RETRY_ACTION,), task.connection_id)
+    return [r for r in rows if (r.targets or {}).get("task_id") == task.id]
 
 
 async def list_connections(ctx: Context) -> list[stored_console.ListedConnection]:

@@ -3,7 +3,7 @@ event, retry a task that ended `unknown`, sync or disable a connection, create a
 secret, enable a webhook endpoint or rotate its secret. Each reuses the service the CLI and API use."""
 
 import dataclasses
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from emrtasks.domain import errors, ids
 from emrtasks.domain import tasks as domain_tasks
@@ -67,29 +67,29 @@ async def retry_unknown(ctx: Context, origin: audit.Origin, task_id: str, reason
     targets = {"task_id": audit.safe_id(task_id), "reason": checked_reason(reason)}
     async with audit.changing(ctx, origin, RETRY_ACTION, targets) as change, db.write(ctx.engine) as conn:
         task = await _unknown_task(conn, task_id)
-        connection = await connections.get_connection(conn, task["connection_id"])
+        connection = await connections.get_connection(conn, task.connection_id)
         assert connection is not None  # a task's connection row is never removed
         looks_first = ctx.adapters.for_connection(connection).rules.finds_by_marker
         now = ctx.clock()
         if not await stored_console.reopen_unknown_task(conn, task_id, now) or not await jobs.requeue(
             conn,
-            task["job_id"],
+            task.job_id,
             now=now,
             reconcile=looks_first,
             more_attempts=ctx.policy.task_max_attempts,
         ):
             raise _not_unknown("processing")
-        await change.write(conn, now, client_id=task["client_id"], connection_id=task["connection_id"])
+        await change.write(conn, now, client_id=task.client_id, connection_id=task.connection_id)
     ctx.wake()
-    return {"task_id": task_id, "job_id": task["job_id"], "looks_up_first": looks_first}
+    return {"task_id": task_id, "job_id": task.job_id, "looks_up_first": looks_first}
 
 
-async def _unknown_task(conn: DbConnection, task_id: str) -> dict[str, Any]:
+async def _unknown_task(conn: DbConnection, task_id: str) -> stored_tasks.TaskRow:
     task = await stored_tasks.get_task(conn, task_id) if ids.plausible(task_id) else None
     if task is None:
         raise errors.not_found("Task")
-    if task["status"] != domain_tasks.UNKNOWN:
-        raise _not_unknown(task["status"])
+    if task.status != domain_tasks.UNKNOWN:
+        raise _not_unknown(task.status)
     return task
 
 

@@ -258,20 +258,20 @@ async def get_task(ctx: Context, connection: domain_tasks.Connection, task_id: s
     if row is None:
         raise errors.not_found("Task")
     return {
-        "task_id": row["id"],
-        "job_id": row["job_id"],
-        "status": row["status"],
-        "subject": row["subject"],
-        "description": row["description"],
-        "patient_mrn": row["patient_mrn"],
-        "assignee_user_id": row["assignee_user_id"],
-        "phone_call_type_id": row["phone_call_type_id"],
-        "notify_list": list(row["notify_list"] or []),
-        "emr_task_id": row["emr_task_id"],
-        "failure_reason": row["failure_reason"],
-        "reasons": list(row["reasons"] or []),
-        "created": events.iso(row["created_at"]),
-        "updated": events.iso(row["updated_at"]),
+        "task_id": row.id,
+        "job_id": row.job_id,
+        "status": row.status,
+        "subject": row.subject,
+        "description": row.description,
+        "patient_mrn": row.patient_mrn,
+        "assignee_user_id": row.assignee_user_id,
+        "phone_call_type_id": row.phone_call_type_id,
+        "notify_list": list(row.notify_list or []),
+        "emr_task_id": row.emr_task_id,
+        "failure_reason": row.failure_reason,
+        "reasons": list(row.reasons or []),
+        "created": events.iso(row.created_at),
+        "updated": events.iso(row.updated_at),
     }
 
 

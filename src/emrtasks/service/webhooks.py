@@ -2,7 +2,7 @@
 the fan-out of a new event, a resend of one event, and the recovery of every event since a time."""
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, NotRequired, TypedDict
+from typing import NotRequired, TypedDict
 
 from sqlalchemy.exc import IntegrityError
 
@@ -106,7 +106,7 @@ async def _insert_endpoint(
                 conn, client.id
             )  # two registrations at once count one after the other
             registered = await stored_webhooks.list_endpoints(conn, client.id)
-            if any(e["url"] == url for e in registered):
+            if any(e.url == url for e in registered):
                 raise _already_registered()
             if len(registered) >= ctx.webhooks.max_endpoints:
                 raise _too_many_endpoints(ctx.webhooks.max_endpoints)
@@ -143,7 +143,7 @@ async def configuration(ctx: Context, client: domain_tasks.Client) -> Configurat
 async def list_endpoints(ctx: Context, client: domain_tasks.Client) -> list[PublicEndpoint]:
     async with db.read(ctx.engine) as conn:
         rows = await stored_webhooks.list_endpoints(conn, client.id)
-    return [_public(stored_webhooks.Endpoint.from_row(row)) for row in rows]
+    return [_public(row) for row in rows]
 
 
 async def delete(ctx: Context, origin: audit.Origin, client: domain_tasks.Client, endpoint_id: str) -> None:
@@ -296,7 +296,7 @@ async def resend_event(
     targets = {"event_id": audit.safe_id(event_id)}
     async with audit.changing(ctx, origin, "event.resend", targets) as change:
 
-        async def transaction() -> list[dict[str, Any]]:
+        async def transaction() -> list[stored_webhooks.Endpoint]:
             async with db.write(ctx.engine) as conn:
                 if not ids.plausible(event_id) or not await stored_events.event_belongs_to(
                     conn, event_id, client.id
@@ -306,13 +306,13 @@ async def resend_event(
                 if not endpoints:
                     raise errors.Problem(400, "no_webhook_endpoint", "No active webhook endpoint to send to.")
                 for endpoint in endpoints:
-                    await schedule_delivery(ctx, conn, event_id, endpoint["id"], client.id, now, "manual")
+                    await schedule_delivery(ctx, conn, event_id, endpoint.id, client.id, now, "manual")
                 await change.write(conn, now)
                 return endpoints
 
         endpoints = await db.retry_contention(transaction)
     ctx.wake()
-    return {"success": True, "event_id": event_id, "webhook_ids": [e["id"] for e in endpoints]}
+    return {"success": True, "event_id": event_id, "webhook_ids": [e.id for e in endpoints]}
 
 
 async def fan_out(
@@ -332,7 +332,7 @@ async def fan_out(
             ctx,
             conn,
             event_id,
-            endpoint["id"],
+            endpoint.id,
             client_id,
             now,
             "scheduled",
@@ -362,19 +362,19 @@ async def schedule_delivery(
     attempt: the running attempt may fail, or may have been sent before whatever the client is
     recovering from, so a resend asked for now never folds into it."""
     existing = None if new else await stored_webhooks.find_delivery(conn, event_id, endpoint_id)
-    if existing and existing["job_id"]:
-        if await jobs.expedite(conn, existing["job_id"], now=now):
-            await stored_webhooks.update_delivery(conn, existing["id"], now, status=stored_webhooks.PENDING)
+    if existing and existing.job_id:
+        if await jobs.expedite(conn, existing.job_id, now=now):
+            await stored_webhooks.update_delivery(conn, existing.id, now, status=stored_webhooks.PENDING)
             return 1
         # Locked: a worker recording this job's attempt now either finished first (then the job
         # is not running, and a new one is queued below) or reads the mark after we commit.
-        job = await jobs.get_job(conn, existing["job_id"], lock=True)
+        job = await jobs.get_job(conn, existing.job_id, lock=True)
         if job and job["state"] == jobs.RUNNING:
             await stored_webhooks.update_delivery(
-                conn, existing["id"], now, status=stored_webhooks.PENDING, resend_requested=True
+                conn, existing.id, now, status=stored_webhooks.PENDING, resend_requested=True
             )
             return 1
-    delivery_id = existing["id"] if existing else ids.new_id("dlv")
+    delivery_id = existing.id if existing else ids.new_id("dlv")
     job_id = ids.new_id("job")
     await jobs.enqueue(
         conn,

@@ -12,6 +12,7 @@ from emrtasks.domain import tasks as domain_tasks
 from emrtasks.storage import db, rows
 from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import connections, emr_directories, tasks
+from emrtasks.storage.tasks import TaskRow
 
 
 async def insert_connection(
@@ -122,12 +123,12 @@ async def list_connections(conn: DbConnection, client_id: str | None = None) -> 
 
 async def get_task_and_connection(
     conn: DbConnection, task_id: str
-) -> tuple[dict[str, Any], domain_tasks.Connection] | None:
+) -> tuple[TaskRow, domain_tasks.Connection] | None:
     """A task and its connection in one query: what a create_task job starts from."""
     row = (await conn.execute(_TASK_AND_CONNECTION, {"b_id": task_id})).first()
     if row is None:
         return None
-    task = dict(zip(_TASK_NAMES, tuple(row)[-len(_TASK_NAMES) :], strict=True))
+    task = rows.from_values(TaskRow, tuple(row)[-len(_TASK_NAMES) :])
     return task, _to_connection(row)
 
 

@@ -37,10 +37,6 @@ class Endpoint:
     created_at: datetime
     updated_at: datetime
 
-    @classmethod
-    def from_row(cls, row: Any) -> "Endpoint":
-        return rows.build(cls, row)
-
 
 @dataclass(frozen=True)
 class DeliveryRow:
@@ -57,6 +53,14 @@ class DeliveryRow:
     last_attempt_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class DeliveryEvent:
+    """The event a delivery sends: its id (the `webhook-id`) and its exact stored JSON text."""
+
+    id: str
+    body: str
 
 
 @dataclass(frozen=True)
@@ -98,12 +102,10 @@ async def get_endpoint(conn: DbConnection, endpoint_id: str, client_id: str | No
     return rows.first(Endpoint, (await conn.execute(query)).mappings().first())
 
 
-async def list_endpoints(
-    conn: DbConnection, client_id: str, *, active_only: bool = False
-) -> list[dict[str, Any]]:
+async def list_endpoints(conn: DbConnection, client_id: str, *, active_only: bool = False) -> list[Endpoint]:
     wanted = [ACTIVE] if active_only else [ACTIVE, DISABLED]
     found = await conn.execute(_ENDPOINTS, {"b_client": client_id, "b_wanted": wanted})
-    return [dict(r) for r in found.mappings()]
+    return rows.build_all(Endpoint, found.mappings())
 
 
 # The statements of the hot path (every event, every attempt) are built once and bound at each
@@ -134,12 +136,11 @@ async def update_endpoint(
     return bool((await conn.execute(query.values(updated_at=now, **values))).rowcount == 1)
 
 
-async def find_delivery(conn: DbConnection, event_id: str, endpoint_id: str) -> dict[str, Any] | None:
+async def find_delivery(conn: DbConnection, event_id: str, endpoint_id: str) -> DeliveryRow | None:
     query = select(deliveries).where(
         deliveries.c.event_id == event_id, deliveries.c.endpoint_id == endpoint_id
     )
-    row = (await conn.execute(query)).mappings().first()
-    return dict(row) if row else None
+    return rows.first(DeliveryRow, (await conn.execute(query)).mappings().first())
 
 
 async def insert_delivery(
@@ -259,16 +260,16 @@ async def attempts_of(conn: DbConnection, event_ids: Sequence[str]) -> dict[str,
 
 async def delivery_context(
     conn: DbConnection, delivery_id: str
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None] | None:
+) -> tuple[DeliveryRow, DeliveryEvent, Endpoint | None] | None:
     """A delivery, its event and its endpoint (None if deleted), in one query."""
     row = (await conn.execute(_DELIVERY_CONTEXT, {"b_id": delivery_id})).first()
     if row is None:
         return None
     values = tuple(row)
-    delivery = dict(zip(_D_NAMES, values[: len(_D_NAMES)], strict=True))
-    event = {"id": values[len(_D_NAMES)], "body": values[len(_D_NAMES) + 1]}
-    endpoint = dict(zip(_W_NAMES, values[len(_D_NAMES) + 2 :], strict=True))
-    return delivery, event, endpoint if endpoint["id"] else None
+    delivery = rows.from_values(DeliveryRow, values[: len(_D_NAMES)])
+    event = DeliveryEvent(values[len(_D_NAMES)], values[len(_D_NAMES) + 1])
+    endpoint_values = values[len(_D_NAMES) + 2 :]
+    return delivery, event, rows.from_values(Endpoint, endpoint_values) if endpoint_values[0] else None
 
 
 _D_NAMES = tuple(c.name for c in deliveries.c)
