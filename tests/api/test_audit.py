@@ -3,7 +3,6 @@ data, per credential change; the request id echoed and kept; never PHI in a row.
 
 import dataclasses
 import json
-from typing import Any
 
 import httpx
 import pytest
@@ -22,8 +21,10 @@ def _allow_local_webhooks(runtime: bootstrap.Runtime) -> None:
     runtime.ctx.webhooks = dataclasses.replace(runtime.ctx.webhooks, allow_insecure=True, allow_private=True)
 
 
-async def _rows(runtime: bootstrap.Runtime, action: str | None = None) -> list[dict[str, Any]]:
-    return await audit.list_rows(runtime.ctx, since=None, client_id=None, action=action, limit=1000)
+async def _rows(runtime: bootstrap.Runtime, action: str | None = None) -> list[dict[str, object]]:
+    """The trail's rows, each as its columns."""
+    found = await audit.list_rows(runtime.ctx, since=None, client_id=None, action=action, limit=1000)
+    return [row.values() for row in found]
 
 
 async def test_an_accepted_task_has_its_row_with_the_request_id(

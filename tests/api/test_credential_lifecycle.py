@@ -171,3 +171,17 @@ async def test_another_process_disabling_a_cached_credential_is_seen_within_the_
     while await _status(api, tenant.a) != 401:
         assert time.monotonic() < deadline, "still accepted past the bound"
         await asyncio.sleep(0.05)
+
+
+async def test_an_unknown_connection_is_named_a_connection_in_the_answer(runtime: bootstrap.Runtime) -> None:
+    import pytest
+
+    from emrtasks.domain import errors
+
+    for change in (
+        credentials.delete_connection(runtime.ctx, OPERATOR, "con_missing"),
+        credentials.set_connection_disabled(runtime.ctx, OPERATOR, "con_missing", True),
+    ):
+        with pytest.raises(errors.Problem) as refused:
+            await change
+        assert (refused.value.status, refused.value.message) == (404, "Connection not found.")

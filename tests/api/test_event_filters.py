@@ -46,9 +46,9 @@ async def _set_deliveries(runtime, api, tenant, job_id, *statuses):
     async with db.write(runtime.engine) as conn:
         endpoints = await stored_webhooks.list_endpoints(conn, tenant.client_id)
         for endpoint, status in zip(endpoints, statuses, strict=True):
-            found = await stored_webhooks.find_delivery(conn, event_id, endpoint["id"])
+            found = await stored_webhooks.find_delivery(conn, event_id, endpoint.id)
             assert found is not None
-            await stored_webhooks.update_delivery(conn, found["id"], runtime.ctx.clock(), status=status)
+            await stored_webhooks.update_delivery(conn, found.id, runtime.ctx.clock(), status=status)
 
 
 async def test_delivery_status_filters_by_the_status_the_listing_shows(api, runtime, tenant):

@@ -13,15 +13,17 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 
-from emrtasks.domain import directory, tasks
+from emrtasks.domain import directory, states, tasks
 from emrtasks.emr import base
 from emrtasks.service import create_task
+from emrtasks.storage import tasks as stored_tasks
 from tests.contract import openapi_check
 
 
@@ -171,6 +173,15 @@ def wired_fixture(case: Case) -> Any:
             yield pair
 
     return _wired
+
+
+def task_row(task_id: str, mrn: str = "MRN-1001") -> stored_tasks.TaskRow:
+    """A stored task as the create_task job reads it: its id is the marker, its MRN finds the chart."""
+    now = datetime.now(UTC)
+    return stored_tasks.TaskRow(
+        task_id, "cli_c", "con_c", "job_c", states.TaskStatus.UNKNOWN, "Call back", mrn,
+        None, None, None, [], None, None, [], now, now,
+    )  # fmt: skip
 
 
 async def patient(adapter: base.Adapter, mrn: str = "MRN-1001") -> directory.Patient:

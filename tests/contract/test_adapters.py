@@ -30,7 +30,7 @@ _patient = harness.patient
 
 async def _find(adapter, marker):
     """The lookup as the create_task job makes it (some EMRs look in the patient's chart)."""
-    return await create_task.find_written(adapter, {"id": marker, "patient_mrn": "MRN-1001"})
+    return await create_task.find_written(adapter, harness.task_row(marker, "MRN-1001"))
 
 
 async def test_a_task_is_created_once_and_found_again_by_its_marker(case, wired):

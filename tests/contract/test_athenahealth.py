@@ -154,14 +154,14 @@ async def test_a_case_whose_reply_was_lost_is_found_in_the_patients_chart_and_no
     fake.timeout_after_next_write = True
     lost = await adapter.create_task(CASE.request, PATIENT, marker="task_01lost")
     assert isinstance(lost, outcomes.Unknown)
-    job_task = {"id": "task_01lost", "patient_mrn": "MRN-1001"}
+    job_task = harness.task_row("task_01lost", "MRN-1001")
     found = await create_task.find_written(adapter, job_task)
     assert found == outcomes.Created(str(fake.created[0]["patientcaseid"]))
     assert len(fake.created) == 1
     listing = fake.api_requests()[-1]
     assert (listing.method, listing.url.path) == ("GET", "/v1/195900/patients/1001/documents/patientcase")
     assert dict(listing.url.params) == {"departmentid": "1", "showdeleted": "true"}
-    never = await create_task.find_written(adapter, {"id": "task_01never", "patient_mrn": "MRN-1001"})
+    never = await create_task.find_written(adapter, harness.task_row("task_01never", "MRN-1001"))
     assert never == outcomes.Absent()
 
 
@@ -207,7 +207,7 @@ async def test_a_case_list_that_is_not_a_list_is_unknown_never_absent(wired):
 
 async def test_a_lookup_for_a_patient_who_is_gone_is_unknown(wired):
     adapter, _fake = wired
-    found = await create_task.find_written(adapter, {"id": "task_x", "patient_mrn": "MRN-9999"})
+    found = await create_task.find_written(adapter, harness.task_row("task_x", "MRN-9999"))
     assert isinstance(found, outcomes.Unknown)
 
 

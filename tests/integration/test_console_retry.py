@@ -32,7 +32,9 @@ async def _connection(runtime, connection_id):
 
 async def _status(runtime, task_id):
     async with db.read(runtime.engine) as conn:
-        return (await stored_tasks.get_task(conn, task_id))["status"]
+        found = await stored_tasks.get_task(conn, task_id)
+    assert found is not None
+    return found.status
 
 
 def _operator(n):

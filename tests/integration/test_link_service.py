@@ -93,7 +93,8 @@ async def test_the_sandbox_link_takes_a_rule_set_and_stores_the_directory(runtim
         ]
         directory = await connections.get_directory(conn, found[0].id)
     assert (found[0].emr, found[0].rules, found[0].settings) == ("sandbox", "phone_call", {"latency_ms": 0.0})
-    assert len(directory["users"]) == 6 and len(directory["call_types"]) == 5
+    assert directory is not None
+    assert len(directory.users) == 6 and len(directory.call_types) == 5
 
 
 async def test_bad_values_are_400_naming_each_problem_and_spend_no_try(runtime, tenant):

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+import emrtasks
 from emrtasks import bootstrap
 from emrtasks.api.app import create_app
 from emrtasks.domain import errors, ids
@@ -75,6 +76,8 @@ async def test_a_created_task_is_delivered_signed_and_verified(webhook_settings,
         async with bootstrap.runtime(
             webhook_settings.model_copy(update={"key_file": str(tmp_path / "k")})
         ) as rt:
+            assert rt.ctx.webhooks.user_agent == f"emrtasks/{emrtasks.__version__}"
+            rt.ctx.webhooks = dataclasses.replace(rt.ctx.webhooks, user_agent="emrtasks-configured/7")
             tenant, http, _ = await _setup(rt, receiver)
             accepted = (await http.post("/v1/tasks", json=SUBJECT_TASK, headers=tenant.a)).json()
             await asyncio.to_thread(receiver.wait_for, lambda r: len(r.verified()) == 1)
@@ -83,7 +86,7 @@ async def test_a_created_task_is_delivered_signed_and_verified(webhook_settings,
             assert delivery.event["data"]["task_id"] == accepted["task_id"]
             assert delivery.headers["webhook-id"] == delivery.event["id"]
             assert delivery.headers["webhook-attempt"] == "1"
-            assert delivery.headers["user-agent"].startswith("emrtasks/")
+            assert delivery.headers["user-agent"] == "emrtasks-configured/7"  # the policy's, as configured
 
             async def recorded():  # the receiver has it; the attempt's record commits right after
                 listed = (await http.get("/v1/webhook-events", headers=tenant.a)).json()["webhook_events"]
@@ -394,11 +397,11 @@ async def test_a_resend_racing_the_record_of_an_attempt_is_not_lost(runtime, ten
         await asyncio.wait_for(resending, 10)
         async with db.read(runtime.engine) as conn:
             [found] = (await stored_webhooks.delivery_summaries(conn, [event_id]))[event_id]
-            current = await jobs.get_job(conn, found["job_id"])
+            current = await jobs.get_job(conn, found.job_id)
         assert current is not None
         # Either the resend is a new queued job, or the recorded job was made due again.
         assert current["state"] == jobs.QUEUED, (found, current)
-        assert found["status"] == stored_webhooks.PENDING
+        assert found.status == stored_webhooks.PENDING
 
 
 async def test_one_url_registered_twice_at_once_is_registered_once(runtime, tenant):

@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
+from emrtasks.domain import states
 from emrtasks.queue.jobs import Job
 from emrtasks.service.context import WebhookPolicy
 from emrtasks.service.webhook_delivery import _decide, retry_delay
+from emrtasks.storage import webhooks as stored_webhooks
 from emrtasks.webhooks.delivery import Result
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -44,13 +46,20 @@ def job(attempts: int) -> Job:
     return Job(id="job_1", kind="deliver_webhook", attempts=attempts, max_attempts=8)
 
 
-def endpoint(failing_since: datetime | None = None) -> dict[str, Any]:
-    return {
-        "id": "whe_1",
-        "url": "https://hooks.example.com/",
-        "status": "active",
-        "failing_since": failing_since,
-    }
+def endpoint(failing_since: datetime | None = None) -> stored_webhooks.Endpoint:
+    return stored_webhooks.Endpoint(
+        id="whe_1",
+        client_id="cli_1",
+        url="https://hooks.example.com/",
+        status=states.EndpointStatus.ACTIVE,
+        disabled_reason=None,
+        secret="sealed",
+        previous_secret=None,
+        previous_secret_expires_at=None,
+        failing_since=failing_since,
+        created_at=NOW,
+        updated_at=NOW,
+    )
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ async def test_evidence_is_encrypted_at_rest_and_read_back_with_the_key(tmp_path
     stored = (tmp_path / name).read_text()
     assert "Thompson" not in stored and "GH-1001" not in stored and "PNG" not in stored
     found = keeper.read(name)
-    assert (found["what"], found["screenshot"], found["text"]) == (
+    assert (found.what, found.screenshot, found.text) == (
         "saving the appointment",
         b"\x89PNG-bytes",
         "Thompson, Ava GH-1001",

@@ -28,7 +28,7 @@ async def test_a_task_without_a_browser_is_rejected_with_the_reason(monkeypatch)
     monkeypatch.setitem(screens._browser, "path", "/nonexistent/chromium")
     connection = tasks.Connection("con_s", "cli_s", "gnuhealth_web", "gnuhealth_web", None, "active", {})
     deps = base.AdapterDeps(sandbox_store=None, http=None)
-    with pytest.raises(ValueError):  # the JSON-RPC side needs the shared client: built with one below
+    with pytest.raises(base.MissingDependency):  # the JSON-RPC side needs the shared client (given below)
         gnuhealth_web.build(connection, CONFIG, deps)
     async with httpx.AsyncClient() as client:
         adapter = gnuhealth_web.build(connection, CONFIG, base.AdapterDeps(sandbox_store=None, http=client))

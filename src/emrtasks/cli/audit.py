@@ -33,7 +33,7 @@ async def _list_audit(settings: Settings, args: argparse.Namespace) -> int:
             rt.ctx, since=since, client_id=args.client_id, action=args.action, limit=args.limit
         )
     for row in found:
-        print(json.dumps({**row, "at": common.iso(row["at"])}, sort_keys=True))
+        print(json.dumps({**row.values(), "at": common.iso(row.at)}, sort_keys=True))
     return 0
 
 

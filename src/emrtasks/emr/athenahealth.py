@@ -172,9 +172,7 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
 
 
 def build(connection: tasks.Connection, config: Mapping[str, Any], deps: base.AdapterDeps) -> "AthenaAdapter":
-    if deps.http is None:
-        raise RuntimeError("athenahealth needs the EMR HTTP client")
-    return AthenaAdapter(config, deps.http)
+    return AthenaAdapter(config, base.http_of(deps, NAME))
 
 
 class AthenaAdapter:

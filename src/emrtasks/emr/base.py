@@ -45,6 +45,34 @@ class BadAnswer(Exception):
         self.what = what
 
 
+class MissingDependency(RuntimeError):
+    """An adapter built without a resource bootstrap owns and hands it (the shared EMR HTTP client, the
+    deployment's signer): a wiring fault, the same type whichever adapter and resource it is."""
+
+    def __init__(self, emr: str, resource: str) -> None:
+        super().__init__(f"the {emr} adapter needs {resource}")
+        self.emr = emr
+        self.resource = resource
+
+
+HTTP_CLIENT = "the shared EMR HTTP client"
+SIGNER = "the deployment's signer"
+
+
+def http_of(deps: "AdapterDeps", emr: str) -> httpx.AsyncClient:
+    """The shared EMR HTTP client, or `MissingDependency` naming the adapter that needed it."""
+    if deps.http is None:
+        raise MissingDependency(emr, HTTP_CLIENT)
+    return deps.http
+
+
+def signer_of(deps: "AdapterDeps", emr: str) -> signing.Signer:
+    """The deployment's signer, or `MissingDependency` naming the adapter that needed it."""
+    if deps.signer is None:
+        raise MissingDependency(emr, SIGNER)
+    return deps.signer
+
+
 # What reading an answer of the wrong shape raises in adapter code (a missing key, a list where an
 # object was due, a null, text that is not a number): the EMR's fault, never a 500 of ours.
 _UNREADABLE = (BadAnswer, KeyError, IndexError, TypeError, AttributeError, ValueError)

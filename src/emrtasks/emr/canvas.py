@@ -78,7 +78,7 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
 
 
 def build(connection: tasks.Connection, config: Mapping[str, Any], deps: base.AdapterDeps) -> "CanvasAdapter":
-    return CanvasAdapter(RULES, config, fhir._http(deps))
+    return CanvasAdapter(RULES, config, base.http_of(deps, NAME))
 
 
 class CanvasAdapter(fhir.FhirAdapter):

@@ -108,8 +108,7 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
 def build(
     connection: tasks.Connection, config: Mapping[str, Any], deps: base.AdapterDeps
 ) -> "DrChronoAdapter":
-    if deps.http is None:
-        raise RuntimeError("the DrChrono adapter needs the EMR HTTP client")
+    base.http_of(deps, NAME)
     return DrChronoAdapter(connection.id, config, deps)
 
 
@@ -192,9 +191,8 @@ class RefreshingToken:
 
 class DrChronoAdapter:
     def __init__(self, connection_id: str, config: Mapping[str, Any], deps: base.AdapterDeps) -> None:
-        assert deps.http is not None
         self.rules = RULES
-        self._http = deps.http
+        self._http = base.http_of(deps, NAME)
         self._deps = deps
         host = str(config["base_url"]).rstrip("/")
         self._api = f"{host}/api"

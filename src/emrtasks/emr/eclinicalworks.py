@@ -117,21 +117,20 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
 
 
 def build(connection: tasks.Connection, config: Mapping[str, Any], deps: base.AdapterDeps) -> "EcwAdapter":
-    if deps.http is None or deps.signer is None:
-        raise RuntimeError("eClinicalWorks needs the EMR HTTP client and the deployment's signer")
+    http, signer = base.http_of(deps, NAME), base.signer_of(deps, NAME)
 
     def clock() -> datetime:
         return base.utc_now(deps)
 
     auth = emr_http.ClientAssertion(
-        deps.http,
+        http,
         str(config["token_url"]),
         str(config["client_id"]),
-        deps.signer,
+        signer,
         scope=str(config.get("scope") or SCOPE),
         clock=clock,
     )
-    return EcwAdapter(config, deps.http, auth, clock)
+    return EcwAdapter(config, http, auth, clock)
 
 
 class EcwAdapter:

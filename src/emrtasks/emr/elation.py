@@ -118,16 +118,14 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
 def build(
     connection: tasks.Connection, config: Mapping[str, Any], deps: base.AdapterDeps
 ) -> "ElationAdapter":
-    if deps.http is None:
-        raise RuntimeError("the Elation adapter needs the EMR HTTP client")
+    base.http_of(deps, NAME)
     return ElationAdapter(config, deps)
 
 
 class ElationAdapter:
     def __init__(self, config: Mapping[str, Any], deps: base.AdapterDeps) -> None:
-        assert deps.http is not None
         self.rules = RULES
-        self._http = deps.http
+        self._http = base.http_of(deps, NAME)
         self._deps = deps
         self._api = f"{str(config['base_url']).rstrip('/')}/api/2.0"
         self._practice = int(config["practice_id"])

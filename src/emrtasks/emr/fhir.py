@@ -140,14 +140,8 @@ def check_auth(config: Mapping[str, Any]) -> list[str]:
 
 
 def build(connection: tasks.Connection, config: Mapping[str, Any], deps: base.AdapterDeps) -> "FhirAdapter":
-    http = _http(deps)
+    http = base.http_of(deps, NAME)
     return FhirAdapter(RULES, config, http, auth=auth_for(config, http, deps))
-
-
-def _http(deps: base.AdapterDeps) -> httpx.AsyncClient:
-    if deps.http is None:
-        raise RuntimeError("FHIR adapters need the EMR HTTP client")
-    return deps.http
 
 
 def auth_for(
@@ -155,8 +149,8 @@ def auth_for(
 ) -> emr_http.Auth:
     kind = auth_kind(config)
     if kind == SMART_BACKEND:
-        if deps is None or deps.signer is None:
-            raise RuntimeError("auth smart_backend needs the deployment's signer")
+        if deps is None:
+            raise base.MissingDependency(NAME, base.SIGNER)
         return smart_backend_auth(config, http, deps)
     if kind == CLIENT_SECRET:
         return emr_http.OAuth2ClientCredentials(
@@ -170,12 +164,11 @@ def smart_backend_auth(
     config: Mapping[str, Any], http: httpx.AsyncClient, deps: base.AdapterDeps
 ) -> emr_http.ClientAssertion:
     """SMART Backend Services: tokens asked for with a client assertion signed by the deployment's key."""
-    assert deps.signer is not None
     return emr_http.ClientAssertion(
         http,
         str(config["token_url"]),
         str(config["client_id"]),
-        deps.signer,
+        base.signer_of(deps, NAME),
         scope=str(config["scope"]),
         clock=lambda: base.utc_now(deps),
     )

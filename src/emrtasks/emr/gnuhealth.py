@@ -108,9 +108,7 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
 def build(
     connection: tasks.Connection, config: Mapping[str, Any], deps: base.AdapterDeps
 ) -> "GnuHealthAdapter":
-    if deps.http is None:
-        raise ValueError("the GNU Health adapter needs the shared EMR http client")
-    return GnuHealthAdapter(base.with_defaults(SETTINGS, config), deps.http)
+    return GnuHealthAdapter(base.with_defaults(SETTINGS, config), base.http_of(deps, NAME))
 
 
 def rpc_url(config: Mapping[str, Any]) -> str:

@@ -178,9 +178,7 @@ def _version_problems(version: str) -> list[str]:
 def build(
     connection: tasks.Connection, config: Mapping[str, Any], deps: base.AdapterDeps
 ) -> "HealthieAdapter":
-    if deps.http is None:
-        raise ValueError("the Healthie adapter needs the shared EMR http client")
-    return HealthieAdapter(config, deps.http)
+    return HealthieAdapter(config, base.http_of(deps, NAME))
 
 
 class HealthieAdapter:

@@ -122,9 +122,7 @@ def check_config(config: Mapping[str, Any]) -> list[str]:
 def build(
     connection: tasks.Connection, config: Mapping[str, Any], deps: base.AdapterDeps
 ) -> "OpenEmrAdapter":
-    if deps.http is None:
-        raise ValueError("the OpenEMR adapter needs the shared EMR http client")
-    return OpenEmrAdapter(base.with_defaults(SETTINGS, config), deps.http)
+    return OpenEmrAdapter(base.with_defaults(SETTINGS, config), base.http_of(deps, NAME))
 
 
 class PasswordLogin(http.OAuth2ClientCredentials):

@@ -169,9 +169,9 @@ class Adapters:
             row = await connections.get_directory(conn, connection.id)
         if row is None:
             return None
-        users = {u["id"]: directory.User(u["id"], u["name"], u["kind"]) for u in row["users"]}
-        call_types = {c["id"]: directory.CallType(c["id"], c["name"]) for c in row["call_types"]}
-        return row["fetched_at"], Directory(users, call_types)
+        users = {u["id"]: directory.User(u["id"], u["name"], u["kind"]) for u in row.users}
+        call_types = {c["id"]: directory.CallType(c["id"], c["name"]) for c in row.call_types}
+        return row.fetched_at, Directory(users, call_types)
 
     async def _store(self, connection: tasks.Connection, found: Directory, now: datetime) -> None:
         if self._engine is None:

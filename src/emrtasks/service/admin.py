@@ -3,7 +3,7 @@
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, TypedDict
 
 from emrtasks.domain import errors, ids, outcomes, validation
 from emrtasks.domain import tasks as domain_tasks
@@ -11,7 +11,41 @@ from emrtasks.service import adapters, audit, auth, login_required
 from emrtasks.service.context import Context
 from emrtasks.storage import clients, connections, db
 
-REFERENCE_FIELD = "access_token_reference_id"
+REFERENCE_FIELD: Final = "access_token_reference_id"
+
+
+class Settings(TypedDict):
+    """`GET /v1/settings` data, in Cobalt's shape; visit data is not part of a task EMR link."""
+
+    access_token_reference_id: str | None
+    emr: str
+    rules: str
+    status: str
+    visit_types: list[str]
+    visit_statuses: list[str]
+    required_patient_fields: list[str]
+    timezone: str
+
+
+class UpdatedSettings(TypedDict):
+    access_token_reference_id: str
+
+
+class DirectoryCounts(TypedDict):
+    users: int
+    phone_call_types: int
+
+
+class ListedConnection(TypedDict):
+    """A connection as `emrtasks connections list` prints it: its settings without the secret ones."""
+
+    connection_id: str
+    client_id: str
+    emr: str
+    rules: str
+    reference_id: str | None
+    status: str
+    settings: dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -96,7 +130,7 @@ async def update_connection(
     return updated
 
 
-async def sync_directory(ctx: Context, connection_id: str) -> dict[str, int]:
+async def sync_directory(ctx: Context, connection_id: str) -> DirectoryCounts:
     """Fetch the EMR's users and call types now and store them for every process."""
     async with db.read(ctx.engine) as conn:
         found = await connections.get_connection(conn, connection_id)
@@ -126,8 +160,7 @@ def split_config(
     return public, ctx.cipher.encrypt(json.dumps(secrets), adapters.credentials_at(connection_id))
 
 
-def settings_of(connection: domain_tasks.Connection) -> dict[str, Any]:
-    """`GET /v1/settings` data, in Cobalt's shape; visit data is not part of a task EMR link."""
+def settings_of(connection: domain_tasks.Connection) -> Settings:
     return {
         REFERENCE_FIELD: connection.reference_id,
         "emr": connection.emr,
@@ -142,7 +175,7 @@ def settings_of(connection: domain_tasks.Connection) -> dict[str, Any]:
 
 async def update_settings(
     ctx: Context, origin: audit.Origin, connection: domain_tasks.Connection, body: object
-) -> dict[str, Any]:
+) -> UpdatedSettings:
     targets = {"connection_id": connection.id}
     async with audit.changing(ctx, origin, "connection.update_settings", targets) as change:
         reference_id = _reference_from(body)
@@ -195,7 +228,7 @@ async def mark_login_required(ctx: Context, connection: domain_tasks.Connection)
         ctx.wake()  # its webhook deliveries are due now
 
 
-async def list_connections(ctx: Context, client_id: str | None) -> list[dict[str, Any]]:
+async def list_connections(ctx: Context, client_id: str | None) -> list[ListedConnection]:
     async with db.read(ctx.engine) as conn:
         found = await connections.list_connections(conn, client_id)
     return [

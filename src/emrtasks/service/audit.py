@@ -79,20 +79,20 @@ def row(
     outcome: str = SUCCESS,
     client_id: str | None = None,
     connection_id: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "id": ids.new_id("aud"),
-        "at": now,
-        "actor_type": origin.actor_type,
-        "actor_id": origin.actor_id,
-        "client_id": client_id or origin.client_id,
-        "connection_id": connection_id or origin.connection_id,
-        "action": action,
-        "targets": {key: value for key, value in (targets or {}).items() if value is not None},
-        "source_address": origin.source_address,
-        "request_id": origin.request_id,
-        "outcome": outcome,
-    }
+) -> stored_audit.AuditRow:
+    return stored_audit.AuditRow(
+        id=ids.new_id("aud"),
+        at=now,
+        actor_type=origin.actor_type,
+        actor_id=origin.actor_id,
+        client_id=client_id or origin.client_id,
+        connection_id=connection_id or origin.connection_id,
+        action=action,
+        targets={key: value for key, value in (targets or {}).items() if value is not None},
+        source_address=origin.source_address,
+        request_id=origin.request_id,
+        outcome=outcome,
+    )
 
 
 async def record_in(conn: DbConnection, origin: Origin, action: str, now: datetime, **values: Any) -> None:
@@ -173,7 +173,7 @@ def safe_id(value: str | None) -> str | None:
 
 async def list_rows(
     ctx: Context, *, since: datetime | None, client_id: str | None, action: str | None, limit: int
-) -> list[dict[str, Any]]:
+) -> list[stored_audit.AuditRow]:
     async with db.read(ctx.engine) as conn:
         return await stored_audit.list_rows(
             conn, since=since, client_id=client_id, action=action, limit=limit

@@ -4,12 +4,12 @@ view of it is a `task.read` row on the audit trail, committed before the page is
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from emrtasks.domain import errors, ids
 from emrtasks.domain import tasks as domain_tasks
 from emrtasks.service import audit
 from emrtasks.service.context import Context
+from emrtasks.storage import audit as stored_audit
 from emrtasks.storage import connections, db
 from emrtasks.storage import console as stored_console
 from emrtasks.storage import tasks as stored_tasks
@@ -45,8 +45,8 @@ class Overview:
     queues: list[Queue]
     attempts_ok: int
     attempts_total: int
-    login_required: list[dict[str, Any]]
-    troubled_endpoints: list[dict[str, Any]]
+    login_required: list[stored_console.BrokenLogin]
+    troubled_endpoints: list[stored_console.ListedEndpoint]
 
     @property
     def totals(self) -> dict[str, int]:
@@ -95,7 +95,7 @@ class TaskFilter:
     until: datetime | None = None
 
 
-async def find_tasks(ctx: Context, wanted: TaskFilter) -> list[dict[str, Any]]:
+async def find_tasks(ctx: Context, wanted: TaskFilter) -> list[stored_console.TaskSummary]:
     """Newest first, at most TASK_LIMIT; ids, statuses and times only."""
     for name in ("client_id", "connection_id"):
         value = getattr(wanted, name)
@@ -115,19 +115,29 @@ async def find_tasks(ctx: Context, wanted: TaskFilter) -> list[dict[str, Any]]:
         )
 
 
+@dataclass(frozen=True)
+class DeliveryView:
+    """One delivery of an event, with its endpoint's URL (None once deleted) and every attempt."""
+
+    endpoint_id: str
+    url: str | None
+    status: str
+    created_at: datetime
+    attempts: list[stored_webhooks.AttemptRow]
+
+
 @dataclass
 class EventView:
-    event: dict[str, Any]
-    deliveries: list[dict[str, Any]] = field(default_factory=list)
-    """Each with `url` and `attempts` (every attempt's status code, duration and error)."""
+    event: stored_console.EventSummary
+    deliveries: list[DeliveryView] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Timeline:
-    task: dict[str, Any]
-    jobs: list[dict[str, Any]]
+    task: stored_tasks.TaskRow
+    jobs: list[stored_console.JobSummary]
     events: list[EventView]
-    retries: list[dict[str, Any]]
+    retries: list[stored_audit.AuditRow]
     finds_by_marker: bool
     """Whether the task's EMR can find a task by our marker: a retry then looks before it writes."""
 
@@ -146,24 +156,30 @@ async def timeline(ctx: Context, origin: audit.Origin, task_id: str) -> Timeline
                 jobs=await stored_console.jobs_of_task(conn, task_id),
                 events=await _events(conn, task_id),
                 retries=await _retries(conn, task),
-                finds_by_marker=await _finds_by_marker(ctx, conn, task["connection_id"]),
+                finds_by_marker=await _finds_by_marker(ctx, conn, task.connection_id),
             )
     return found
 
 
 async def _events(conn: db.DbConnection, task_id: str) -> list[EventView]:
     views = [EventView(e) for e in await stored_console.events_of_task(conn, task_id)]
-    event_ids = [v.event["id"] for v in views]
+    event_ids = [v.event.id for v in views]
     deliveries = await stored_webhooks.delivery_summaries(conn, event_ids)
     attempts = await stored_webhooks.attempts_of(conn, event_ids)
-    endpoint_ids = sorted({d["endpoint_id"] for rows in deliveries.values() for d in rows})
+    endpoint_ids = sorted({d.endpoint_id for rows in deliveries.values() for d in rows})
     urls = await stored_console.endpoint_urls(conn, endpoint_ids)
     for view in views:
-        for delivery in sorted(deliveries.get(view.event["id"], []), key=lambda d: d["created_at"]):
-            tried = [
-                a for a in attempts.get(view.event["id"], []) if a["endpoint_id"] == delivery["endpoint_id"]
-            ]
-            view.deliveries.append({**delivery, "url": urls.get(delivery["endpoint_id"]), "attempts": tried})
+        for delivery in sorted(deliveries.get(view.event.id, []), key=lambda d: d.created_at):
+            tried = [a for a in attempts.get(view.event.id, []) if a.endpoint_id == delivery.endpoint_id]
+            view.deliveries.append(
+                DeliveryView(
+                    delivery.endpoint_id,
+                    urls.get(delivery.endpoint_id),
+                    delivery.status,
+                    delivery.created_at,
+                    tried,
+                )
+            )
     return views
 
 
@@ -172,16 +188,16 @@ async def _finds_by_marker(ctx: Context, conn: db.DbConnection, connection_id: s
     return connection is not None and ctx.adapters.for_connection(connection).rules.finds_by_marker
 
 
-async def _retries(conn: db.DbConnection, task: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = await stored_console.audit_rows_for(conn, (RETRY_ACTION,), task["connection_id"])
-    return [r for r in rows if (r["targets"] or {}).get("task_id") == task["id"]]
+async def _retries(conn: db.DbConnection, task: stored_tasks.TaskRow) -> list[stored_audit.AuditRow]:
+    rows = await stored_console.audit_rows_for(conn, (RETRY_ACTION,), task.connection_id)
+    return [r for r in rows if (r.targets or {}).get("task_id") == task.id]
 
 
-async def list_connections(ctx: Context) -> list[dict[str, Any]]:
+async def list_connections(ctx: Context) -> list[stored_console.ListedConnection]:
     async with db.read(ctx.engine) as conn:
         return await stored_console.list_connections(conn)
 
 
-async def list_endpoints(ctx: Context) -> list[dict[str, Any]]:
+async def list_endpoints(ctx: Context) -> list[stored_console.ListedEndpoint]:
     async with db.read(ctx.engine) as conn:
         return await stored_console.list_endpoints(conn)

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import emrtasks
 from emrtasks.service import adapters as service_adapters
 from emrtasks.service import limits, throttle
 from emrtasks.service import telemetry as service_telemetry
@@ -41,7 +42,8 @@ class WebhookPolicy:
     endpoint_concurrency: int = 4
     disable_after_seconds: float = 5 * 24 * 3600
     rotation_overlap_seconds: float = 24 * 3600
-    user_agent: str = "emrtasks"
+    user_agent: str = f"emrtasks/{emrtasks.__version__}"
+    """The User-Agent every webhook attempt is sent with."""
     max_endpoints: int = 10
     """Webhook URLs one client may register: each event fans out to every one."""
     recover_max_events: int = 10_000

@@ -61,7 +61,7 @@ async def run_create_task(ctx: Context, job: jobs.Job) -> None:
 
 
 async def _attempt(
-    ctx: Context, job: jobs.Job, task: dict[str, Any], connection: domain_tasks.Connection
+    ctx: Context, job: jobs.Job, task: stored_tasks.TaskRow, connection: domain_tasks.Connection
 ) -> _Attempt:
     if connection.status == domain_tasks.CONNECTION_LOGIN_REQUIRED and not job.reconcile:
         return _Attempt(outcomes.Rejected(outcomes.LOGIN_REQUIRED, _LOGIN_TEXT))
@@ -72,18 +72,18 @@ async def _attempt(
             found = await _look_up(adapter, task, job)
             if found is not None:
                 return found
-        patient = await resolve_patient(adapter, task["patient_mrn"])
+        patient = await resolve_patient(adapter, task.patient_mrn)
         if isinstance(patient, outcomes.Rejected):
             return _Attempt(patient)
         request = stored_tasks.to_request(task)
         if not await jobs.still_held(ctx.engine, job, now=ctx.clock()):
             raise lease.LeaseLost  # another worker has the job now; it will look before writing
-        return _Attempt(await adapter.create_task(request, patient, marker=task["id"]))
+        return _Attempt(await adapter.create_task(request, patient, marker=task.id))
     except outcomes.AdapterError as exc:
         return _Attempt(exc.outcome)
 
 
-async def _look_up(adapter: base.Adapter, task: dict[str, Any], job: jobs.Job) -> _Attempt | None:
+async def _look_up(adapter: base.Adapter, task: stored_tasks.TaskRow, job: jobs.Job) -> _Attempt | None:
     if not adapter.rules.finds_by_marker:
         return _Attempt(outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, _NO_LOOKUP), True)
     if lease.crashed_out(job.attempts, job.max_attempts):
@@ -103,15 +103,15 @@ async def _look_up(adapter: base.Adapter, task: dict[str, Any], job: jobs.Job) -
     return _Attempt(found, settled_by_lookup=True)
 
 
-async def find_written(adapter: base.Adapter, task: dict[str, Any]) -> outcomes.Lookup:
+async def find_written(adapter: base.Adapter, task: stored_tasks.TaskRow) -> outcomes.Lookup:
     """The EMR's record of this task, looked up by its id as marker; in the patient's chart where the
     EMR lists records only per patient. Raises `outcomes.AdapterError` when a read fails."""
     if not isinstance(adapter, base.FindsInChart):
-        return await adapter.find_task(task["id"])
-    patient = await resolve_patient(adapter, task["patient_mrn"])
+        return await adapter.find_task(task.id)
+    patient = await resolve_patient(adapter, task.patient_mrn)
     if isinstance(patient, outcomes.Rejected):  # the chart cannot be found again: nothing is certain
         return outcomes.Unknown(outcomes.OUTCOME_UNKNOWN, f"Cannot look the task up: {patient.description}")
-    return await adapter.find_task_in_chart(task["id"], patient)
+    return await adapter.find_task_in_chart(task.id, patient)
 
 
 async def resolve_patient(adapter: base.Adapter, mrn: str) -> directory.Patient | outcomes.Rejected:
@@ -218,7 +218,7 @@ _JOB_STATE = {
 async def _record(
     ctx: Context,
     job: jobs.Job,
-    task: dict[str, Any],
+    task: stored_tasks.TaskRow,
     connection: domain_tasks.Connection,
     decision: SettleDecision,
     now: datetime,
@@ -240,7 +240,7 @@ async def _record(
             raise lease.LeaseLost
         await stored_tasks.finish_task(
             conn,
-            task["id"],
+            task.id,
             status=decision.status,
             now=now,
             emr_task_id=decision.emr_task_id,
@@ -254,7 +254,7 @@ async def _record(
             connection_id=connection.id,
             event_type=_event_type(decision),
             job_id=job.id,
-            task_id=task["id"],
+            task_id=task.id,
             body=events.serialize(body),
             now=now,
         )
@@ -291,7 +291,7 @@ def _event_type(decision: SettleDecision) -> str:
 
 def _event_body(
     job: jobs.Job,
-    task: dict[str, Any],
+    task: stored_tasks.TaskRow,
     connection: domain_tasks.Connection,
     decision: SettleDecision,
     event_id: str,
@@ -299,9 +299,9 @@ def _event_body(
 ) -> dict[str, Any]:
     if decision.status == domain_tasks.CREATED:
         assert decision.emr_task_id is not None
-        data = events.task_created_data(task, decision.emr_task_id)
+        data = events.task_created_data(vars(task), decision.emr_task_id)
     else:
-        data = events.task_failed_data(task, list(decision.reasons))
+        data = events.task_failed_data(vars(task), list(decision.reasons))
     return events.envelope(
         event_id=event_id,
         event_type=_event_type(decision),

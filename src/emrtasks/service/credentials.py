@@ -9,7 +9,7 @@ job already running records its result.
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TypedDict
 
 from emrtasks.domain import errors, ids
 from emrtasks.service import audit, auth
@@ -28,14 +28,40 @@ class Rotated:
     previous_expires_at: datetime | None
 
 
-async def list_clients(ctx: Context) -> list[dict[str, Any]]:
+class ListedClient(TypedDict):
+    """A client as the command line and the console list it (times as ISO 8601 text)."""
+
+    client_id: str
+    name: str
+    state: str
+    created_at: str
+    previous_secret_expires_at: str | None
+
+
+class DeletedClient(TypedDict):
+    client_id: str
+    state: str
+    jobs_ended: int
+
+
+class DeletedConnection(TypedDict):
+    """What deleting a connection answers (`DELETE /v1/access-token` sends it as is)."""
+
+    connection_id: str
+    state: str
+    jobs_ended: int
+
+
+async def list_clients(ctx: Context) -> list[ListedClient]:
     async with db.read(ctx.engine) as conn:
         found = await credentials.list_clients(conn)
     return [
         {
-            **row,
-            "created_at": events.iso(row["created_at"]),
-            "previous_secret_expires_at": _iso(row["previous_secret_expires_at"]),
+            "client_id": row.client_id,
+            "name": row.name,
+            "state": row.state,
+            "created_at": events.iso(row.created_at),
+            "previous_secret_expires_at": _iso(row.previous_secret_expires_at),
         }
         for row in found
     ]
@@ -72,7 +98,7 @@ async def set_client_disabled(ctx: Context, origin: audit.Origin, client_id: str
     return credentials.DISABLED if disabled else credentials.ACTIVE
 
 
-async def delete_client(ctx: Context, origin: audit.Origin, client_id: str) -> dict[str, Any]:
+async def delete_client(ctx: Context, origin: audit.Origin, client_id: str) -> DeletedClient:
     """The client, its connections and webhook endpoints, deleted together; pending work ends."""
     now = ctx.clock()
     async with db.write(ctx.engine) as conn:
@@ -134,13 +160,13 @@ async def set_connection_disabled(
 
 async def delete_connection(
     ctx: Context, origin: audit.Origin, connection_id: str, *, client_id: str | None = None
-) -> dict[str, Any]:
+) -> DeletedConnection:
     """`client_id`: only if it is this client's (a client app revoking its own clinic link)."""
     now = ctx.clock()
     async with db.write(ctx.engine) as conn:
         found = await _live_connection(conn, connection_id)
         if client_id is not None and found.connection.client_id != client_id:
-            raise errors.not_found("DbConnection")
+            raise errors.not_found("Connection")
         await credentials.update_connection(conn, connection_id, now, deleted_at=now, credentials=None)
         ended = await credentials.end_pending_work(conn, [connection_id], [], now)
         await _changed(
@@ -184,7 +210,7 @@ async def _live_connection(conn: DbConnection, connection_id: str) -> credential
     """Disabled or not, but not deleted: a deleted credential stays deleted."""
     found = await _connection(conn, connection_id)
     if found is None or found.state == credentials.DELETED:
-        raise errors.not_found("DbConnection")
+        raise errors.not_found("Connection")
     return found
 
 
@@ -211,7 +237,7 @@ def _iso(value: datetime | None) -> str | None:
 
 async def revoke_access_token(
     ctx: Context, origin: audit.Origin, client_id: str, access_token: str | None
-) -> dict[str, Any]:
+) -> DeletedConnection:
     """`DELETE /v1/access-token`: a client app deletes its own clinic link, whatever the
     connection's status (a connection whose EMR login broke can be revoked too)."""
     if not access_token:

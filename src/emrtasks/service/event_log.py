@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TypedDict
 
 import orjson
 
@@ -27,6 +27,33 @@ class Filters:
     end_date: str | None = None
 
 
+class Attempt(TypedDict):
+    """One attempt as the events listing answers it."""
+
+    webhook_id: str
+    attempt: int
+    trigger: str
+    time: str
+    status_code: int | None
+    duration_ms: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ListedEvent:
+    """An event as `GET /v1/webhook-events` lists it: its delivered body, how its deliveries stand and
+    every attempt."""
+
+    body: str
+    delivery_status: str | None
+    attempts: list[Attempt]
+
+    def as_public(self) -> dict[str, object]:
+        """The event's own JSON object with `delivery_status` and `attempts` added."""
+        found: dict[str, object] = orjson.loads(self.body)
+        return found | {"delivery_status": self.delivery_status, "attempts": self.attempts}
+
+
 async def list_events(
     ctx: Context,
     client: domain_tasks.Client,
@@ -36,7 +63,7 @@ async def list_events(
     page: int,
     page_size: int,
     newest_first: bool,
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
+) -> tuple[list[ListedEvent], dict[str, int]]:
     since, before = _days(filters.start_date, filters.end_date)
     if filters.job_id is not None and not ids.plausible(filters.job_id):
         return [], directory.pagination(0, page, page_size)  # no event can have such a job id
@@ -54,15 +81,15 @@ async def list_events(
             before=before,
             delivery_status=filters.delivery_status,
         )
-        event_ids = [row["id"] for row in rows]
+        event_ids = [row.id for row in rows]
         deliveries = await stored_webhooks.delivery_summaries(conn, event_ids)
         attempts = await stored_webhooks.attempts_of(conn, event_ids)
     found = [
-        orjson.loads(row["body"])
-        | {
-            "delivery_status": delivery_status(deliveries.get(row["id"], [])),
-            "attempts": [_attempt(a) for a in attempts.get(row["id"], [])],
-        }
+        ListedEvent(
+            row.body,
+            delivery_status(deliveries.get(row.id, [])),
+            [_attempt(a) for a in attempts.get(row.id, [])],
+        )
         for row in rows
     ]
     return found, directory.pagination(total, page, page_size)
@@ -93,22 +120,22 @@ def _day(name: str, value: str | None) -> date | None:
         ) from exc
 
 
-def delivery_status(deliveries: list[dict[str, Any]]) -> str | None:
+def delivery_status(deliveries: list[stored_webhooks.DeliveryRow]) -> str | None:
     """pending while any endpoint is still being tried, failed if any gave up, else success."""
-    statuses = {d["status"] for d in deliveries}
+    statuses = {d.status for d in deliveries}
     for status in (stored_webhooks.PENDING, stored_webhooks.FAILED, stored_webhooks.SUCCESS):
         if status in statuses:
             return status
     return None
 
 
-def _attempt(row: dict[str, Any]) -> dict[str, Any]:
+def _attempt(row: stored_webhooks.AttemptRow) -> Attempt:
     return {
-        "webhook_id": row["endpoint_id"],
-        "attempt": row["attempt"],
-        "trigger": row["trigger"],
-        "time": events.iso(row["attempted_at"]),
-        "status_code": row["status_code"],
-        "duration_ms": row["duration_ms"],
-        "error": row["error"],
+        "webhook_id": row.endpoint_id,
+        "attempt": row.attempt,
+        "trigger": row.trigger,
+        "time": events.iso(row.attempted_at),
+        "status_code": row.status_code,
+        "duration_ms": row.duration_ms,
+        "error": row.error,
     }

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,6 +27,34 @@ NO_KEY = (
     "This deployment has no active signing key for SMART Backend Services: "
     "run `emrtasks keys create`, register the JWKS URL with the EMR, then update the connection."
 )
+
+
+class CreatedKey(TypedDict):
+    kid: str
+    alg: str
+    status: str
+    created_at: str
+
+
+class ListedKey(TypedDict):
+    kid: str
+    alg: str
+    status: str
+    signing: bool
+    created_at: str
+    retired_at: str | None
+
+
+class RetiredKey(TypedDict):
+    kid: str
+    status: str
+    active_keys_left: int
+
+
+class Jwks(TypedDict):
+    """The JWK Set document (RFC 7517 §5): each key a JSON object as published."""
+
+    keys: list[dict[str, Any]]
 
 
 def _utc_now() -> datetime:
@@ -97,17 +125,15 @@ class KeyRing:
         return [
             _Loaded(
                 signing.SigningKey(
-                    row["kid"],
-                    row["alg"],
-                    self._cipher.decrypt(row["private_key"], private_key_at(row["kid"])),
+                    row.kid, row.alg, self._cipher.decrypt(row.private_key, private_key_at(row.kid))
                 ),
-                row["created_at"],
+                row.created_at,
             )
             for row in rows
         ]
 
 
-async def create_key(engine: AsyncEngine, cipher: crypto.Cipher, alg: str, now: datetime) -> dict[str, Any]:
+async def create_key(engine: AsyncEngine, cipher: crypto.Cipher, alg: str, now: datetime) -> CreatedKey:
     """A new key pair; its kid is the RFC 7638 thumbprint of its public key. Published at once."""
     if alg not in signing.ALGORITHMS:
         raise errors.Problem(
@@ -128,32 +154,25 @@ async def create_key(engine: AsyncEngine, cipher: crypto.Cipher, alg: str, now: 
     return {"kid": kid, "alg": alg, "status": signing_keys.ACTIVE, "created_at": now.isoformat()}
 
 
-async def list_keys(engine: AsyncEngine, now: datetime, publish_seconds: float) -> list[dict[str, Any]]:
+async def list_keys(engine: AsyncEngine, now: datetime, publish_seconds: float) -> list[ListedKey]:
     """Every key with its status and whether it signs now; never private material."""
     async with db.read(engine) as conn:
         rows = await signing_keys.list_keys(conn)
-    active = [_Row(r["kid"], r["created_at"]) for r in rows if r["status"] == signing_keys.ACTIVE]
-    signer = choose(active, now, publish_seconds)
+    signer = choose([r for r in rows if r.status == signing_keys.ACTIVE], now, publish_seconds)
     return [
         {
-            "kid": r["kid"],
-            "alg": r["alg"],
-            "status": r["status"],
-            "signing": signer is not None and r["kid"] == signer.kid,
-            "created_at": r["created_at"].isoformat(),
-            "retired_at": r["retired_at"].isoformat() if r["retired_at"] else None,
+            "kid": r.kid,
+            "alg": r.alg,
+            "status": r.status,
+            "signing": signer is not None and r.kid == signer.kid,
+            "created_at": r.created_at.isoformat(),
+            "retired_at": r.retired_at.isoformat() if r.retired_at else None,
         }
         for r in rows
     ]
 
 
-@dataclass(frozen=True)
-class _Row:
-    kid: str
-    created_at: datetime
-
-
-async def retire_key(engine: AsyncEngine, kid: str, now: datetime) -> dict[str, Any]:
+async def retire_key(engine: AsyncEngine, kid: str, now: datetime) -> RetiredKey:
     """The key leaves the JWKS and signs no more; a token endpoint then refuses what it signed."""
     async with db.write(engine) as conn:
         if not await signing_keys.retire_key(conn, kid, now):
@@ -166,11 +185,11 @@ async def retire_key(engine: AsyncEngine, kid: str, now: datetime) -> dict[str, 
     return {"kid": kid, "status": signing_keys.RETIRED, "active_keys_left": left}
 
 
-async def jwks(engine: AsyncEngine) -> dict[str, Any]:
+async def jwks(engine: AsyncEngine) -> Jwks:
     """The JWK Set (RFC 7517 §5) of every key not retired."""
     async with db.read(engine) as conn:
         rows = await signing_keys.list_keys(conn, active_only=True)
-    return {"keys": [dict(r["public_jwk"]) for r in rows]}
+    return {"keys": [dict(r.public_jwk) for r in rows]}
 
 
 def private_key_at(kid: str) -> crypto.Where:

@@ -9,8 +9,8 @@ for the connection's access token (`GET /v1/link/token/exchange`). Update mode r
 Public signatures (all async ones take the service `Context` first; every refusal is an
 `errors.Problem`, which the API renders as the contract's error body):
 
-- `create_link_token(ctx, origin: audit.Origin, client: tasks.Client, body: object) -> dict[str, Any]`: the
-  API's answer `{"success", "token", "expires_at", "link_url"}`; Problem 400 naming the field at fault.
+- `create_link_token(ctx, origin: audit.Origin, client: tasks.Client, body: object) -> CreatedLinkToken`:
+  the API's answer `{"success", "token", "expires_at", "link_url"}`; Problem 400 naming the field at fault.
 - `exchange(ctx, origin: audit.Origin, client: tasks.Client, public_token: str | None) -> str`: the access
   token; Problem 400 `invalid_public_token` (unknown, expired, already exchanged) or `missing_field`, 401
   (another client's public token, which stays usable by its own client).
@@ -58,7 +58,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -138,6 +138,23 @@ class LinkView:
     expires_at: datetime
 
 
+class CreatedLinkToken(TypedDict):
+    """`POST /v1/link/token/create`'s answer, sent as is."""
+
+    success: bool
+    token: str
+    expires_at: str
+    link_url: str
+
+
+class ListedApp(TypedDict):
+    """A deployment app as `emrtasks apps list` prints it: secret settings shown as `(set)`."""
+
+    emr: str
+    config: dict[str, object]
+    updated: str
+
+
 @dataclass(frozen=True)
 class LinkResult:
     ok: bool
@@ -153,14 +170,14 @@ class LinkResult:
 
 async def create_link_token(
     ctx: Context, origin: audit.Origin, client: domain_tasks.Client, body: object
-) -> dict[str, Any]:
+) -> CreatedLinkToken:
     async with audit.changing(ctx, origin, "link_token.create") as change:
         return await _create_link_token(ctx, change, client, body)
 
 
 async def _create_link_token(
     ctx: Context, change: audit.Change, client: domain_tasks.Client, body: object
-) -> dict[str, Any]:
+) -> CreatedLinkToken:
     fields = _link_body(body)
     async with db.read(ctx.engine) as conn:
         origins = await stored_link.get_origins(conn, client.id)
@@ -232,19 +249,19 @@ async def _exchange(
         found = await stored_link.get_public_token(conn, ids.hash_secret(public_token))
         if found is None:
             raise errors.Problem(400, INVALID_PUBLIC_TOKEN, UNKNOWN_PUBLIC_TOKEN)
-        if found["client_id"] != client.id:
+        if found.client_id != client.id:
             raise errors.unauthorized(FOREIGN_PUBLIC_TOKEN)
-        if found["used_at"] is not None:
+        if found.used_at is not None:
             raise errors.Problem(400, INVALID_PUBLIC_TOKEN, USED_PUBLIC_TOKEN)
-        if found["expires_at"] <= now:
+        if found.expires_at <= now:
             raise errors.Problem(400, INVALID_PUBLIC_TOKEN, EXPIRED_PUBLIC_TOKEN)
-        sealed = found["access_token"]
-        if not sealed or not await stored_link.use_public_token(conn, found["id"], now):
+        sealed = found.access_token
+        if not sealed or not await stored_link.use_public_token(conn, found.id, now):
             raise errors.Problem(400, INVALID_PUBLIC_TOKEN, USED_PUBLIC_TOKEN)  # another exchange won
-        change.targets["connection_id"] = found["connection_id"]
-        await change.write(conn, now, connection_id=found["connection_id"])
-    auth.forget_connection(ctx, found["connection_id"])
-    return ctx.cipher.decrypt(sealed, _at("public_tokens", found["id"], "access_token"))
+        change.targets["connection_id"] = found.connection_id
+        await change.write(conn, now, connection_id=found.connection_id)
+    auth.forget_connection(ctx, found.connection_id)
+    return ctx.cipher.decrypt(sealed, _at("public_tokens", found.id, "access_token"))
 
 
 def _link_body(body: object) -> dict[str, str]:
@@ -331,29 +348,29 @@ def check_origin(text: str, *, path_allowed: bool = False) -> str:
 async def open_link(ctx: Context, link_token: str) -> LinkView:
     async with db.read(ctx.engine) as conn:
         row = await stored_link.get_link_token(conn, ids.hash_secret(link_token or ""))
-        origins = await stored_link.get_origins(conn, row["client_id"]) if row else ()
+        origins = await stored_link.get_origins(conn, row.client_id) if row else ()
     return _view(ctx, row, origins)
 
 
-def _view(ctx: Context, row: dict[str, Any] | None, origins: tuple[str, ...]) -> LinkView:
+def _view(ctx: Context, row: stored_link.LinkToken | None, origins: tuple[str, ...]) -> LinkView:
     if row is None:
         raise errors.Problem(400, INVALID_LINK_TOKEN, UNKNOWN_LINK_TOKEN)
-    if row["used_at"] is not None:
+    if row.used_at is not None:
         raise errors.Problem(400, INVALID_LINK_TOKEN, USED_LINK_TOKEN)
-    if row["expires_at"] <= ctx.clock():
+    if row.expires_at <= ctx.clock():
         raise errors.Problem(400, INVALID_LINK_TOKEN, EXPIRED_LINK_TOKEN)
-    if row["tries"] >= MAX_TRIES:
+    if row.tries >= MAX_TRIES:
         raise errors.Problem(400, INVALID_LINK_TOKEN, SPENT_LINK_TOKEN)
     return LinkView(
-        link_id=row["id"],
-        client_name=row["client_name"],
+        link_id=row.id,
+        client_name=row.client_name,
         allowed_origins=origins,
-        callback_url=row["callback_url"],
-        preselected_emr=row["emr"],
-        instance_domain=row["instance_domain"],
-        update_mode=row["connection_id"] is not None,
-        tries_left=MAX_TRIES - row["tries"],
-        expires_at=row["expires_at"],
+        callback_url=row.callback_url,
+        preselected_emr=row.emr,
+        instance_domain=row.instance_domain,
+        update_mode=row.connection_id is not None,
+        tries_left=MAX_TRIES - row.tries,
+        expires_at=row.expires_at,
     )
 
 
@@ -432,10 +449,10 @@ async def submit_credentials(
     return await _check_and_finish(ctx, _link_user(origin, row), row, view, emr_name, chosen, config)
 
 
-def _link_user(origin: audit.Origin | None, row: Mapping[str, Any]) -> audit.Origin:
+def _link_user(origin: audit.Origin | None, row: stored_link.LinkToken) -> audit.Origin:
     """The person at the Link page, by the client's own id for them, acting for that client."""
     known = origin or audit.Origin(audit.LINK_USER, None)
-    return replace(known, actor_type=audit.LINK_USER, actor_id=row["user_id"], client_id=row["client_id"])
+    return replace(known, actor_type=audit.LINK_USER, actor_id=row.user_id, client_id=row.client_id)
 
 
 async def start_oauth(
@@ -475,10 +492,10 @@ async def start_oauth(
     async with db.write(ctx.engine) as conn:
         await stored_link.update_link_token(
             conn,
-            row["id"],
+            row.id,
             oauth_state_hash=ids.hash_secret(state),
             oauth_session=ctx.cipher.encrypt(
-                json.dumps(session), _at("link_tokens", row["id"], "oauth_session")
+                json.dumps(session), _at("link_tokens", row.id, "oauth_session")
             ),
         )
     return oauth.authorization_url(
@@ -504,15 +521,13 @@ async def finish_oauth(
         state_hash = ids.hash_secret(state or "")
         row = await stored_link.get_link_token_by_state(conn, state_hash)
         # A state works once: a replayed callback, or one racing it, finds nothing.
-        if row is None or not state or not row["oauth_session"]:
+        if row is None or not state or not row.oauth_session:
             raise errors.Problem(400, "invalid_oauth_state", UNKNOWN_STATE)
-        if not await stored_link.take_oauth_state(conn, row["id"], state_hash):
+        if not await stored_link.take_oauth_state(conn, row.id, state_hash):
             raise errors.Problem(400, "invalid_oauth_state", UNKNOWN_STATE)
-        origins = await stored_link.get_origins(conn, row["client_id"])
+        origins = await stored_link.get_origins(conn, row.client_id)
     view = _view(ctx, row, origins)
-    session = json.loads(
-        ctx.cipher.decrypt(row["oauth_session"], _at("link_tokens", row["id"], "oauth_session"))
-    )
+    session = json.loads(ctx.cipher.decrypt(row.oauth_session, _at("link_tokens", row.id, "oauth_session")))
     if error or not code:
         said = error if error and len(error) <= 64 and error.replace("_", "").isalnum() else "no code"
         message = f"The EMR did not grant access ({said}). You can try again."
@@ -550,20 +565,20 @@ def redirect_uri(ctx: Context) -> str:
     return ctx.policy.public_url + CALLBACK_PATH
 
 
-async def _session(ctx: Context, link_token: str) -> tuple[dict[str, Any], LinkView]:
+async def _session(ctx: Context, link_token: str) -> tuple[stored_link.LinkToken, LinkView]:
     async with db.read(ctx.engine) as conn:
         row = await stored_link.get_link_token(conn, ids.hash_secret(link_token or ""))
-        origins = await stored_link.get_origins(conn, row["client_id"]) if row else ()
+        origins = await stored_link.get_origins(conn, row.client_id) if row else ()
     view = _view(ctx, row, origins)
     assert row is not None
     return row, view
 
 
-async def _chosen(ctx: Context, row: dict[str, Any], emr_name: str) -> tuple[CatalogueEntry, dict[str, Any]]:
-    if row["emr"] and row["connection_id"] and emr_name != row["emr"]:
-        raise errors.Problem(
-            400, "emr_fixed", f"This link repairs a {row['emr']} connection; choose {row['emr']}."
-        )
+async def _chosen(
+    ctx: Context, row: stored_link.LinkToken, emr_name: str
+) -> tuple[CatalogueEntry, dict[str, Any]]:
+    if row.emr and row.connection_id and emr_name != row.emr:
+        raise errors.Problem(400, "emr_fixed", f"This link repairs a {row.emr} connection; choose {row.emr}.")
     app = await _app(ctx, emr_name)
     entry = _entry(emr_name, app)
     if not entry.available:
@@ -633,7 +648,7 @@ def _check(emr_name: str, config: Mapping[str, Any]) -> None:
 async def _check_and_finish(
     ctx: Context,
     origin: audit.Origin,
-    row: dict[str, Any],
+    row: stored_link.LinkToken,
     view: LinkView,
     emr_name: str,
     rules: str,
@@ -646,8 +661,8 @@ async def _check_and_finish(
     checked = await _check_login(ctx, emr_name, rules, config, rotated)
     change = audit.Change(
         origin,
-        "connection.relink" if row["connection_id"] else "connection.link",
-        {"link_token_id": row["id"], "connection_id": row["connection_id"], "emr": emr_name},
+        "connection.relink" if row.connection_id else "connection.link",
+        {"link_token_id": row.id, "connection_id": row.connection_id, "emr": emr_name},
     )
     if isinstance(checked, str):
         return await _refused(ctx, change, row, view, checked)
@@ -689,13 +704,13 @@ async def _check_login(
 
 
 async def _refused(
-    ctx: Context, change: audit.Change, row: dict[str, Any], view: LinkView, message: str
+    ctx: Context, change: audit.Change, row: stored_link.LinkToken, view: LinkView, message: str
 ) -> LinkResult:
     if message != REFUSED:
         return LinkResult(ok=False, message=message, tries_left=view.tries_left)
     async with db.write(ctx.engine) as conn:
-        tries = await stored_link.spend_try(conn, row["id"], MAX_TRIES)
-        await change.write(conn, ctx.clock(), outcome=audit.DENIED, connection_id=row["connection_id"])
+        tries = await stored_link.spend_try(conn, row.id, MAX_TRIES)
+        await change.write(conn, ctx.clock(), outcome=audit.DENIED, connection_id=row.connection_id)
     if tries is None:
         raise errors.Problem(400, INVALID_LINK_TOKEN, SPENT_LINK_TOKEN)
     left = MAX_TRIES - tries
@@ -707,23 +722,22 @@ async def _refused(
 async def _finish(
     ctx: Context,
     change: audit.Change,
-    row: dict[str, Any],
+    row: stored_link.LinkToken,
     emr_name: str,
     rules: str,
     config: dict[str, Any],
     found: adapters.Directory,
 ) -> LinkResult:
     now = ctx.clock()
-    connection_id = row["connection_id"] or ids.new_id("conn")
+    connection_id = row.connection_id or ids.new_id("conn")
     public, credentials = admin.split_config(ctx, emr_name, config, connection_id)
     public_token, public_id = ids.new_secret("pt"), ids.new_id("pub")
     async with db.write(ctx.engine) as conn:
-        if not await stored_link.use_link_token(conn, row["id"], now):
+        if not await stored_link.use_link_token(conn, row.id, now):
             raise errors.Problem(400, INVALID_LINK_TOKEN, USED_LINK_TOKEN)
-        if row["connection_id"]:
-            access_token = ctx.cipher.decrypt(
-                row["access_token"], _at("link_tokens", row["id"], "access_token")
-            )
+        if row.connection_id:
+            assert row.access_token is not None  # update mode keeps the token of the link it repairs
+            access_token = ctx.cipher.decrypt(row.access_token, _at("link_tokens", row.id, "access_token"))
             old = await connections.get_connection(conn, connection_id)
             limits = {
                 k: v for k, v in (old.settings if old else {}).items() if k in adapters.CONNECTION_LIMITS
@@ -736,18 +750,18 @@ async def _finish(
                 status=domain_tasks.CONNECTION_ACTIVE,
                 settings=public,
                 credentials=credentials,
-                **({"reference_id": row["reference_id"]} if row["reference_id"] else {}),
+                **({"reference_id": row.reference_id} if row.reference_id else {}),
             )
         else:
             access_token = ids.new_secret("at")
-            if await clients.get_client_with_hash(conn, row["client_id"]) is None:
+            if await clients.get_client_with_hash(conn, row.client_id) is None:
                 raise errors.not_found("Client")
             connection = domain_tasks.Connection(
                 id=connection_id,
-                client_id=row["client_id"],
+                client_id=row.client_id,
                 emr=emr_name,
                 rules=rules,
-                reference_id=row["reference_id"],
+                reference_id=row.reference_id,
                 status=domain_tasks.CONNECTION_ACTIVE,
                 settings=public,
                 credentials=credentials,
@@ -760,8 +774,8 @@ async def _finish(
             conn,
             id=public_id,
             token_hash=ids.hash_secret(public_token),
-            link_token_id=row["id"],
-            client_id=row["client_id"],
+            link_token_id=row.id,
+            client_id=row.client_id,
             connection_id=connection_id,
             access_token=ctx.cipher.encrypt(access_token, _at("public_tokens", public_id, "access_token")),
             created_at=now,
@@ -771,11 +785,11 @@ async def _finish(
         await change.write(conn, now, connection_id=connection_id)
     auth.forget_connection(ctx, connection_id)
     redirect = None
-    if row["callback_url"]:
-        separator = "&" if urlsplit(row["callback_url"]).query else "?"
-        redirect = row["callback_url"] + separator + urlencode({"token": public_token})
+    if row.callback_url:
+        separator = "&" if urlsplit(row.callback_url).query else "?"
+        redirect = row.callback_url + separator + urlencode({"token": public_token})
     return LinkResult(
-        ok=True, public_token=public_token, redirect_url=redirect, tries_left=MAX_TRIES - row["tries"]
+        ok=True, public_token=public_token, redirect_url=redirect, tries_left=MAX_TRIES - row.tries
     )
 
 
@@ -820,11 +834,11 @@ async def set_app(ctx: Context, emr_name: str, config: Mapping[str, Any]) -> Non
         await stored_link.set_app(conn, emr_name, sealed, ctx.clock())
 
 
-async def list_apps(ctx: Context) -> list[dict[str, Any]]:
+async def list_apps(ctx: Context) -> list[ListedApp]:
     """Each configured app: its EMR, which settings it holds (names only), and its non-secret values."""
     async with db.read(ctx.engine) as conn:
         found = await stored_link.list_apps(conn)
-    listed = []
+    listed: list[ListedApp] = []
     for name, (sealed, updated) in found.items():
         config = json.loads(ctx.cipher.decrypt(sealed, _at("deployment_apps", name, "config")))
         secret = {s.name for s in registry.module_for(name).SETTINGS if s.secret}

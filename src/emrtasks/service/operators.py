@@ -8,7 +8,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TypedDict
 
 import argon2
 
@@ -60,6 +60,31 @@ class Session:
         )
 
 
+class CreatedOperator(TypedDict):
+    """What creating an operator answers (the command line prints it as JSON)."""
+
+    operator_id: str
+    email: str
+    role: str
+
+
+class ListedOperator(TypedDict):
+    """One operator as the command line lists them."""
+
+    operator_id: str
+    email: str
+    role: str
+    state: str
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class ChangedOperator(TypedDict):
+    operator_id: str
+    email: str
+    state: str
+
+
 def actor_of(operator_id: str) -> str:
     return f"operator:{operator_id}"
 
@@ -71,7 +96,7 @@ def normalized_email(email: str) -> str:
     return found
 
 
-async def create_operator(ctx: Context, email: str, password: str, role: str = VIEWER) -> dict[str, Any]:
+async def create_operator(ctx: Context, email: str, password: str, role: str = VIEWER) -> CreatedOperator:
     email = normalized_email(email)
     if role not in ROLES:
         raise errors.Problem(400, "invalid_role", f"Invalid role: use one of {', '.join(ROLES)}.")
@@ -89,23 +114,23 @@ async def create_operator(ctx: Context, email: str, password: str, role: str = V
     return {"operator_id": operator_id, "email": email, "role": role}
 
 
-async def list_operators(ctx: Context) -> list[dict[str, Any]]:
+async def list_operators(ctx: Context) -> list[ListedOperator]:
     async with db.read(ctx.engine) as conn:
         found = await stored_operators.list_operators(conn)
     return [
         {
-            "operator_id": row["id"],
-            "email": row["email"],
-            "role": row["role"],
-            "state": "disabled" if row["disabled_at"] else "active",
-            "created_at": row["created_at"],
-            "last_login_at": row["last_login_at"],
+            "operator_id": row.id,
+            "email": row.email,
+            "role": row.role,
+            "state": "disabled" if row.disabled_at else "active",
+            "created_at": row.created_at,
+            "last_login_at": row.last_login_at,
         }
         for row in found
     ]
 
 
-async def set_disabled(ctx: Context, origin: audit.Origin, email: str, disabled: bool) -> dict[str, str]:
+async def set_disabled(ctx: Context, origin: audit.Origin, email: str, disabled: bool) -> ChangedOperator:
     """A disabled operator cannot sign in, and their open sessions end now."""
     email = normalized_email(email)
     action = "operator.disable" if disabled else "operator.enable"
@@ -113,15 +138,15 @@ async def set_disabled(ctx: Context, origin: audit.Origin, email: str, disabled:
         found = await stored_operators.get_by_email(conn, email)
         if found is None:
             raise errors.not_found("Operator")
-        change.targets["operator_id"] = found["id"]
+        change.targets["operator_id"] = found.id
         now = ctx.clock()
         await stored_operators.update_operator(
-            conn, found["id"], disabled_at=now if disabled else None, updated_at=now
+            conn, found.id, disabled_at=now if disabled else None, updated_at=now
         )
         if disabled:
-            await stored_operators.end_sessions_of(conn, found["id"], now)
+            await stored_operators.end_sessions_of(conn, found.id, now)
         await change.write(conn, now)
-    return {"operator_id": found["id"], "email": email, "state": "disabled" if disabled else "active"}
+    return {"operator_id": found.id, "email": email, "state": "disabled" if disabled else "active"}
 
 
 TOO_MANY = "Too many sign-in attempts. Wait a few minutes and try again."
@@ -138,7 +163,7 @@ async def sign_in(
     async with db.read(ctx.engine) as conn:
         found = await stored_operators.get_by_email(conn, key)
     if not await _password_matches(found, password):
-        targets = {"operator_id": found["id"] if found else None}
+        targets = {"operator_id": found.id if found else None}
         await audit.record(ctx, origin, "console.sign_in", targets=targets, outcome=audit.DENIED)
         raise errors.Problem(401, "invalid_login", REFUSED)
     assert found is not None
@@ -162,8 +187,8 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-async def _password_matches(found: dict[str, Any] | None, password: str) -> bool:
-    stored_hash = found["password_hash"] if found and not found["disabled_at"] else _DUMMY_HASH
+async def _password_matches(found: stored_operators.Operator | None, password: str) -> bool:
+    stored_hash = found.password_hash if found and not found.disabled_at else _DUMMY_HASH
     try:
         await asyncio.to_thread(_hasher.verify, stored_hash, password)
     except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
@@ -172,23 +197,23 @@ async def _password_matches(found: dict[str, Any] | None, password: str) -> bool
 
 
 async def _open_session(
-    ctx: Context, policy: SessionPolicy, found: dict[str, Any], origin: audit.Origin
+    ctx: Context, policy: SessionPolicy, found: stored_operators.Operator, origin: audit.Origin
 ) -> tuple[str, Session]:
     token, session_id, now = ids.new_secret("cst"), ids.new_id("csn"), ctx.clock()
-    session = Session(session_id, found["id"], found["email"], found["role"])
+    session = Session(session_id, found.id, found.email, found.role)
     origin = session.origin(origin.source_address, origin.request_id)
     async with db.write(ctx.engine) as conn:
         await stored_operators.insert_session(
             conn,
             id=session_id,
             token_hash=ids.hash_secret(token),
-            operator_id=found["id"],
+            operator_id=found.id,
             created_at=now,
             last_seen_at=now,
             expires_at=now + timedelta(seconds=policy.max_seconds),
         )
-        await stored_operators.update_operator(conn, found["id"], last_login_at=now)
-        await audit.record_in(conn, origin, "console.sign_in", now, targets={"operator_id": found["id"]})
+        await stored_operators.update_operator(conn, found.id, last_login_at=now)
+        await audit.record_in(conn, origin, "console.sign_in", now, targets={"operator_id": found.id})
     return token, session
 
 
@@ -202,16 +227,16 @@ async def session_of(ctx: Context, policy: SessionPolicy, token: str | None) -> 
     now = ctx.clock()
     if row is None or not _live(row, policy, now):
         return None
-    if (now - row["last_seen_at"]).total_seconds() >= _TOUCH_AFTER_SECONDS:
+    if (now - row.last_seen_at).total_seconds() >= _TOUCH_AFTER_SECONDS:
         async with db.write(ctx.engine, durable=False) as conn:  # a lost touch only shortens the session
-            await stored_operators.touch_session(conn, row["id"], now)
-    return Session(row["id"], row["operator_id"], row["email"], row["role"])
+            await stored_operators.touch_session(conn, row.id, now)
+    return Session(row.id, row.operator_id, row.email, row.role)
 
 
-def _live(row: dict[str, Any], policy: SessionPolicy, now: datetime) -> bool:
-    idle_until = row["last_seen_at"] + timedelta(seconds=policy.idle_seconds)
-    ended = row["ended_at"] is not None or row["disabled_at"] is not None
-    return not ended and now < row["expires_at"] and now < idle_until
+def _live(row: stored_operators.OperatorSession, policy: SessionPolicy, now: datetime) -> bool:
+    idle_until = row.last_seen_at + timedelta(seconds=policy.idle_seconds)
+    ended = row.ended_at is not None or row.disabled_at is not None
+    return not ended and now < row.expires_at and now < idle_until
 
 
 async def sign_out(ctx: Context, session: Session, origin: audit.Origin) -> None:

@@ -10,12 +10,23 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from emrtasks.storage import crypto
 
 SUFFIX = ".evidence"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A failed screen step: which step, when it was kept (the keeper's clock), the screenshot (PNG
+    bytes) and the page's text."""
+
+    what: str
+    kept_at: float
+    screenshot: bytes
+    text: str
 
 
 class Keeper:
@@ -35,12 +46,16 @@ class Keeper:
         """Seals and writes one failure's evidence; its file name."""
         return await asyncio.to_thread(self._write, what, screenshot, text)
 
-    def read(self, name: str) -> dict[str, Any]:
-        """One file's evidence: `what`, `kept_at`, `screenshot` (PNG bytes) and `text`."""
+    def read(self, name: str) -> "Evidence":
+        """One file's evidence, decrypted."""
         path = self._directory / Path(name).name  # a name only: never a path elsewhere
-        found: dict[str, Any] = json.loads(self._cipher.decrypt(path.read_text(), _where(path.name)))
-        found["screenshot"] = base64.b64decode(found["screenshot"])
-        return found
+        found = json.loads(self._cipher.decrypt(path.read_text(), _where(path.name)))
+        return Evidence(
+            str(found["what"]),
+            float(found["kept_at"]),
+            base64.b64decode(found["screenshot"]),
+            str(found["text"]),
+        )
 
     def prune(self) -> int:
         """Deletes the evidence older than the keeping time; how many files went."""

@@ -4,7 +4,7 @@ import asyncio
 import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TypedDict
 
 import orjson
 
@@ -24,13 +24,58 @@ CREATE_TASK = "create_task"
 ACCEPTED_MESSAGE = "Task processing. A webhook event will be sent upon completion."
 
 
+class AcceptedBody(TypedDict):
+    """`POST /v1/tasks`'s 202 answer (and what an Idempotency-Key replays)."""
+
+    success: bool
+    message: str
+    task_id: str
+    job_id: str
+
+
+class TaskBody(TypedDict):
+    """`GET /v1/tasks/{task_id}`'s task."""
+
+    task_id: str
+    job_id: str
+    status: str
+    subject: str | None
+    description: str
+    patient_mrn: str
+    assignee_user_id: str | None
+    phone_call_type_id: str | None
+    notify_list: list[str]
+    emr_task_id: str | None
+    failure_reason: str | None
+    reasons: list[dict[str, str]]
+    created: str
+    updated: str
+
+
+class JobBody(TypedDict):
+    """`GET /v1/jobs/{job_id}`'s job."""
+
+    job_id: str
+    kind: str
+    task_id: str | None
+    state: str
+    attempts: int
+    max_attempts: int
+    next_attempt_at: str | None
+    last_error_code: str | None
+    last_error: str | None
+    created: str
+    updated: str
+    finished: str | None
+
+
 @dataclass(frozen=True)
 class Accepted:
     task_id: str
     job_id: str
     replayed: bool = False
 
-    def as_public(self) -> dict[str, Any]:
+    def as_public(self) -> AcceptedBody:
         return {
             "success": True,
             "message": ACCEPTED_MESSAGE,
@@ -124,13 +169,13 @@ async def _accept_once(
         )
         if held is None:
             break
-        if held["fingerprint"] != fingerprint:
+        if held.fingerprint != fingerprint:
             raise errors.Problem(422, "idempotency_key_reused", _REUSED)
-        if held["state"] == idempotency.COMPLETED:
-            stored = orjson.loads(held["response"])
+        if held.state == idempotency.COMPLETED and held.response is not None:
+            stored = orjson.loads(held.response)
             return Accepted(stored["task_id"], stored["job_id"], replayed=True)
         abandoned_before = now - timedelta(seconds=_ABANDONED_AFTER_SECONDS)
-        if not await idempotency.take_over(ctx.engine, held["id"], abandoned_before=abandoned_before):
+        if not await idempotency.take_over(ctx.engine, held.id, abandoned_before=abandoned_before):
             raise errors.Problem(
                 409, "idempotency_key_in_flight", _IN_FLIGHT, headers=(("Retry-After", "1"),)
             )
@@ -196,7 +241,7 @@ async def _validate(
     return validation.finish(parsed, validation.check_directory(parsed, known.users, known.call_types))
 
 
-async def _directory(ctx: Context, connection: domain_tasks.Connection) -> Any:
+async def _directory(ctx: Context, connection: domain_tasks.Connection) -> service_adapters.Directory:
     try:
         return await ctx.adapters.directory(connection)
     except outcomes.AdapterError as exc:
@@ -205,7 +250,7 @@ async def _directory(ctx: Context, connection: domain_tasks.Connection) -> Any:
         ) from exc
 
 
-async def get_task(ctx: Context, connection: domain_tasks.Connection, task_id: str) -> dict[str, Any]:
+async def get_task(ctx: Context, connection: domain_tasks.Connection, task_id: str) -> TaskBody:
     if not ids.plausible(task_id):
         raise errors.not_found("Task")
     async with db.read(ctx.engine) as conn:
@@ -213,24 +258,24 @@ async def get_task(ctx: Context, connection: domain_tasks.Connection, task_id: s
     if row is None:
         raise errors.not_found("Task")
     return {
-        "task_id": row["id"],
-        "job_id": row["job_id"],
-        "status": row["status"],
-        "subject": row["subject"],
-        "description": row["description"],
-        "patient_mrn": row["patient_mrn"],
-        "assignee_user_id": row["assignee_user_id"],
-        "phone_call_type_id": row["phone_call_type_id"],
-        "notify_list": list(row["notify_list"] or []),
-        "emr_task_id": row["emr_task_id"],
-        "failure_reason": row["failure_reason"],
-        "reasons": list(row["reasons"] or []),
-        "created": events.iso(row["created_at"]),
-        "updated": events.iso(row["updated_at"]),
+        "task_id": row.id,
+        "job_id": row.job_id,
+        "status": row.status,
+        "subject": row.subject,
+        "description": row.description,
+        "patient_mrn": row.patient_mrn,
+        "assignee_user_id": row.assignee_user_id,
+        "phone_call_type_id": row.phone_call_type_id,
+        "notify_list": list(row.notify_list or []),
+        "emr_task_id": row.emr_task_id,
+        "failure_reason": row.failure_reason,
+        "reasons": list(row.reasons or []),
+        "created": events.iso(row.created_at),
+        "updated": events.iso(row.updated_at),
     }
 
 
-async def get_job(ctx: Context, connection: domain_tasks.Connection, job_id: str) -> dict[str, Any]:
+async def get_job(ctx: Context, connection: domain_tasks.Connection, job_id: str) -> JobBody:
     if not ids.plausible(job_id):
         raise errors.not_found("Job")
     async with db.read(ctx.engine) as conn:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import emrtasks
 from emrtasks.domain import ids, states
 from emrtasks.queue import jobs, lease
 from emrtasks.service import webhooks
@@ -46,24 +45,24 @@ async def run_delivery(ctx: Context, job: jobs.Job) -> None:
     if lease.crashed_out(job.attempts, job.max_attempts):  # every attempt crashed before recording
         await _give_up(ctx, job, found, "DELIVERY_CRASHED")
         return
-    if endpoint is None or endpoint["status"] != stored_webhooks.ACTIVE:
+    if endpoint is None or endpoint.status != stored_webhooks.ACTIVE:
         await _give_up(ctx, job, found, "ENDPOINT_DISABLED")
         return
     now = ctx.clock()
-    attempt_number = found["attempts"] + 1
-    body = event["body"].encode()
+    attempt_number = found.attempts + 1
+    body = event.body.encode()
     headers = signing.headers(
         secrets=_active_secrets(ctx, endpoint, now),
-        msg_id=event["id"],
+        msg_id=event.id,
         timestamp=int(now.timestamp()),
         body=body,
         attempt=attempt_number,
-        user_agent=f"emrtasks/{emrtasks.__version__}",
+        user_agent=ctx.webhooks.user_agent,
     )
     with ctx.telemetry.span("webhook attempt", {"webhook.attempt": attempt_number}) as note:
         result = await delivery.post(
             ctx.webhook_client,
-            endpoint["url"],
+            endpoint.url,
             body,
             headers,
             timeout_seconds=ctx.webhooks.timeout_seconds,
@@ -86,28 +85,26 @@ def attempt_outcome(result: delivery.Result) -> str:
     return "error" if result.status_code is None else "failed"
 
 
-def _active_secrets(ctx: Context, endpoint: dict[str, Any], now: datetime) -> list[str]:
+def _active_secrets(ctx: Context, endpoint: stored_webhooks.Endpoint, now: datetime) -> list[str]:
     """The current secret, then the previous one while its overlap lasts (newest first)."""
-    secrets = [ctx.cipher.decrypt(endpoint["secret"], webhooks.secret_at(endpoint["id"], "secret"))]
-    expires = endpoint["previous_secret_expires_at"]
-    if endpoint["previous_secret"] and expires and expires > now:
+    secrets = [ctx.cipher.decrypt(endpoint.secret, webhooks.secret_at(endpoint.id, "secret"))]
+    expires = endpoint.previous_secret_expires_at
+    if endpoint.previous_secret and expires and expires > now:
         secrets.append(
-            ctx.cipher.decrypt(
-                endpoint["previous_secret"], webhooks.secret_at(endpoint["id"], "previous_secret")
-            )
+            ctx.cipher.decrypt(endpoint.previous_secret, webhooks.secret_at(endpoint.id, "previous_secret"))
         )
     return secrets
 
 
 def _decide(
-    ctx: Context, job: jobs.Job, endpoint: dict[str, Any], result: delivery.Result, now: datetime
+    ctx: Context, job: jobs.Job, endpoint: stored_webhooks.Endpoint, result: delivery.Result, now: datetime
 ) -> _Decision:
     if result.delivered:
-        healed: dict[str, Any] | None = {"failing_since": None} if endpoint["failing_since"] else None
+        healed: dict[str, Any] | None = {"failing_since": None} if endpoint.failing_since else None
         return _Decision(stored_webhooks.SUCCESS, jobs.SUCCEEDED, endpoint_changes=healed)
     if result.status_code == 410:
         return _disable(endpoint, "The endpoint answered 410 Gone.", "ENDPOINT_GONE")
-    seen = endpoint["failing_since"]
+    seen = endpoint.failing_since
     failing_since = seen or now
     if (now - failing_since).total_seconds() >= ctx.webhooks.disable_after_seconds:
         days = ctx.webhooks.disable_after_seconds / 86400
@@ -143,8 +140,8 @@ def retry_delay(step: float, result: delivery.Result, rng: random.Random | None 
 _DISABLING = frozenset({"ENDPOINT_GONE", "ENDPOINT_FAILING"})
 
 
-def _disable(endpoint: dict[str, Any], reason: str, code: str) -> _Decision:
-    log.warning("webhook endpoint %s disabled: %s", endpoint["id"], reason)
+def _disable(endpoint: stored_webhooks.Endpoint, reason: str, code: str) -> _Decision:
+    log.warning("webhook endpoint %s disabled: %s", endpoint.id, reason)
     changes = {"status": stored_webhooks.DISABLED, "disabled_reason": reason}
     return _Decision(stored_webhooks.FAILED, jobs.FAILED, endpoint_changes=changes, error_code=code)
 
@@ -152,7 +149,7 @@ def _disable(endpoint: dict[str, Any], reason: str, code: str) -> _Decision:
 async def _record(
     ctx: Context,
     job: jobs.Job,
-    found: dict[str, Any],
+    found: stored_webhooks.DeliveryRow,
     attempt_number: int,
     result: delivery.Result,
     decision: _Decision,
@@ -177,15 +174,15 @@ async def _record(
         # A resend asked for during this attempt (read after the job's row is ours, so a request
         # racing this transaction is either seen here or finds the job no longer running): the
         # next attempt is due now, or, when this job ends here, a new job follows it.
-        resend = await stored_webhooks.take_resend_request(conn, found["id"])
+        resend = await stored_webhooks.take_resend_request(conn, found.id)
         if resend and decision.job_state is None:
             await jobs.expedite(conn, job.id, now=now)
         await stored_webhooks.insert_attempt(
             conn,
             id=ids.new_id("att"),
-            delivery_id=found["id"],
-            event_id=found["event_id"],
-            endpoint_id=found["endpoint_id"],
+            delivery_id=found.id,
+            event_id=found.event_id,
+            endpoint_id=found.endpoint_id,
             attempt=attempt_number,
             trigger=str(job.payload.get("trigger", "scheduled")),
             attempted_at=now,
@@ -196,7 +193,7 @@ async def _record(
         )
         await stored_webhooks.update_delivery(
             conn,
-            found["id"],
+            found.id,
             now,
             status=decision.delivery_status,
             attempts=attempt_number,
@@ -205,27 +202,27 @@ async def _record(
         if decision.endpoint_changes:
             await stored_webhooks.update_endpoint(
                 conn,
-                found["endpoint_id"],
+                found.endpoint_id,
                 now,
                 if_failing_since=decision.if_failing_since,
                 **decision.endpoint_changes,
             )
         if resend and decision.job_state is not None and decision.error_code not in _DISABLING:
             await webhooks.schedule_delivery(
-                ctx, conn, found["event_id"], found["endpoint_id"], found["client_id"], now, "manual"
+                ctx, conn, found.event_id, found.endpoint_id, found.client_id, now, "manual"
             )
 
     await ctx.relaxed_writer.run(work)
 
 
-async def _give_up(ctx: Context, job: jobs.Job, found: dict[str, Any], code: str) -> None:
+async def _give_up(ctx: Context, job: jobs.Job, found: stored_webhooks.DeliveryRow, code: str) -> None:
     now = ctx.clock()
     async with db.write(ctx.engine) as conn:
         if await jobs.finish(conn, job, jobs.FAILED, now=now, error_code=code):
             # Given up: a resend asked for meanwhile is not carried out (the endpoint is disabled,
             # or every attempt crashed); the delivery stays resendable.
             await stored_webhooks.update_delivery(
-                conn, found["id"], now, status=stored_webhooks.FAILED, resend_requested=False
+                conn, found.id, now, status=stored_webhooks.FAILED, resend_requested=False
             )
 
 

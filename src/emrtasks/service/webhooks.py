@@ -2,7 +2,7 @@
 the fan-out of a new event, a resend of one event, and the recovery of every event since a time."""
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from sqlalchemy.exc import IntegrityError
 
@@ -21,15 +21,72 @@ DELIVER_WEBHOOK = "deliver_webhook"
 _URL_FIELD = "webhook_url"
 
 
+class Registered(TypedDict):
+    """`POST /v1/webhook`'s answer: Cobalt documents three shapes; the flat one, with the guide's
+    names beside it."""
+
+    success: bool
+    message: str
+    webhook_id: str
+    webhook_url: str
+    webhook_secret: str
+    webhook_secret_key: str
+
+
+class PublicEndpoint(TypedDict):
+    """An endpoint as the API and the console show it: never its secrets."""
+
+    id: str
+    url: str
+    status: str
+    disabled_reason: str | None
+    created: str
+
+
+class Configuration(TypedDict):
+    """`GET /v1/webhook`: every URL (oldest first) and, as Cobalt answers, the first one alone."""
+
+    success: bool
+    webhook_url: str | None
+    webhook_urls: list[PublicEndpoint]
+
+
+class RotatedSecret(TypedDict):
+    id: str
+    secret: str
+
+
+class RecoverFrom(TypedDict):
+    since: str
+    after_event_id: str
+
+
+class Recovered(TypedDict):
+    """`POST /v1/webhook/{id}/recover`'s answer; `next` and `message` only past the cap."""
+
+    success: bool
+    webhook_id: str
+    since: str
+    scheduled: int
+    complete: bool
+    next: NotRequired[RecoverFrom]
+    message: NotRequired[str]
+
+
+class Resent(TypedDict):
+    success: bool
+    event_id: str
+    webhook_ids: list[str]
+
+
 async def register(
     ctx: Context, origin: audit.Origin, client: domain_tasks.Client, body: object
-) -> dict[str, Any]:
+) -> Registered:
     async with audit.changing(ctx, origin, "webhook.create") as change:
         url = await _checked_url(ctx, _single_field(body, _URL_FIELD))
         secret, endpoint_id = signing.new_secret(), ids.new_id("wh")
         change.targets["webhook_id"] = endpoint_id
         await _insert_endpoint(ctx, change, client, endpoint_id, url, secret)
-    # Cobalt documents three shapes for this answer; the flat one, with the guide's names beside it.
     return {
         "success": True,
         "message": "Webhook registered successfully",
@@ -49,7 +106,7 @@ async def _insert_endpoint(
                 conn, client.id
             )  # two registrations at once count one after the other
             registered = await stored_webhooks.list_endpoints(conn, client.id)
-            if any(e["url"] == url for e in registered):
+            if any(e.url == url for e in registered):
                 raise _already_registered()
             if len(registered) >= ctx.webhooks.max_endpoints:
                 raise _too_many_endpoints(ctx.webhooks.max_endpoints)
@@ -78,13 +135,12 @@ def _already_registered() -> errors.Problem:
     return errors.Problem(409, "already_registered", "This webhook URL is already registered.")
 
 
-async def configuration(ctx: Context, client: domain_tasks.Client) -> dict[str, Any]:
-    """`GET /v1/webhook`: every URL (oldest first) and, as Cobalt answers, the first one alone."""
+async def configuration(ctx: Context, client: domain_tasks.Client) -> Configuration:
     listed = await list_endpoints(ctx, client)
     return {"success": True, "webhook_url": listed[0]["url"] if listed else None, "webhook_urls": listed}
 
 
-async def list_endpoints(ctx: Context, client: domain_tasks.Client) -> list[dict[str, Any]]:
+async def list_endpoints(ctx: Context, client: domain_tasks.Client) -> list[PublicEndpoint]:
     async with db.read(ctx.engine) as conn:
         rows = await stored_webhooks.list_endpoints(conn, client.id)
     return [_public(row) for row in rows]
@@ -109,7 +165,7 @@ async def delete(ctx: Context, origin: audit.Origin, client: domain_tasks.Client
 
 async def rotate_secret(
     ctx: Context, origin: audit.Origin, client: domain_tasks.Client, endpoint_id: str
-) -> dict[str, str]:
+) -> RotatedSecret:
     """A new secret; the old one keeps signing alongside it for the overlap, then stops."""
     secret = signing.new_secret()
     now = ctx.clock()
@@ -128,7 +184,7 @@ async def rotate_secret(
             secret=ctx.cipher.encrypt(secret, secret_at(endpoint_id, "secret")),
             # Sealed again for its new column: a ciphertext is bound to where it lives.
             previous_secret=ctx.cipher.encrypt(
-                ctx.cipher.decrypt(endpoint["secret"], secret_at(endpoint_id, "secret")),
+                ctx.cipher.decrypt(endpoint.secret, secret_at(endpoint_id, "secret")),
                 secret_at(endpoint_id, "previous_secret"),
             ),
             previous_secret_expires_at=now + overlap,
@@ -138,7 +194,7 @@ async def rotate_secret(
 
 async def enable(
     ctx: Context, origin: audit.Origin, client: domain_tasks.Client, endpoint_id: str
-) -> dict[str, Any]:
+) -> PublicEndpoint:
     targets = {"webhook_id": audit.safe_id(endpoint_id)}
     async with audit.changing(ctx, origin, "webhook.enable", targets) as change, db.write(ctx.engine) as conn:
         await _owned(conn, client, endpoint_id)
@@ -158,7 +214,7 @@ async def enable(
 
 async def recover(
     ctx: Context, origin: audit.Origin, client: domain_tasks.Client, endpoint_id: str, body: object
-) -> dict[str, Any]:
+) -> Recovered:
     targets = {"webhook_id": audit.safe_id(endpoint_id)}
     async with audit.changing(ctx, origin, "webhook.recover", targets) as change:
         # Many deliveries' rows in one transaction, against workers recording attempts in theirs:
@@ -168,14 +224,14 @@ async def recover(
 
 async def _recover(
     ctx: Context, change: audit.Change, client: domain_tasks.Client, endpoint_id: str, body: object
-) -> dict[str, Any]:
+) -> Recovered:
     since_value, after_event_id = _recover_fields(body)
     since = _parse_since(since_value)
     now = ctx.clock()
     most = ctx.webhooks.recover_max_events
     async with db.write(ctx.engine) as conn:
         endpoint = await _owned(conn, client, endpoint_id)
-        if endpoint["status"] != stored_webhooks.ACTIVE:
+        if endpoint.status != stored_webhooks.ACTIVE:
             raise errors.Problem(
                 400, "endpoint_disabled", "This webhook endpoint is disabled; enable it first."
             )
@@ -186,7 +242,7 @@ async def _recover(
             scheduled += await schedule_delivery(ctx, conn, event_id, endpoint_id, client.id, now, "recover")
         await change.write(conn, now)
     ctx.wake()
-    answer: dict[str, Any] = {
+    answer: Recovered = {
         "success": True,
         "webhook_id": endpoint_id,
         "since": events.iso(since),
@@ -227,20 +283,20 @@ async def _after_event(
     if event_id is None:
         return None
     event = await stored_events.get_event(conn, event_id)
-    if event is None or event["client_id"] != client.id:
+    if event is None or event.client_id != client.id:
         message = "Invalid field: after_event_id must be the id of one of your events."
         raise _field_problem("after_event_id", "invalid_field", message)
-    return event["created_at"], event_id
+    return event.created_at, event_id
 
 
 async def resend_event(
     ctx: Context, origin: audit.Origin, client: domain_tasks.Client, event_id: str
-) -> dict[str, Any]:
+) -> Resent:
     now = ctx.clock()
     targets = {"event_id": audit.safe_id(event_id)}
     async with audit.changing(ctx, origin, "event.resend", targets) as change:
 
-        async def transaction() -> list[dict[str, Any]]:
+        async def transaction() -> list[stored_webhooks.Endpoint]:
             async with db.write(ctx.engine) as conn:
                 if not ids.plausible(event_id) or not await stored_events.event_belongs_to(
                     conn, event_id, client.id
@@ -250,13 +306,13 @@ async def resend_event(
                 if not endpoints:
                     raise errors.Problem(400, "no_webhook_endpoint", "No active webhook endpoint to send to.")
                 for endpoint in endpoints:
-                    await schedule_delivery(ctx, conn, event_id, endpoint["id"], client.id, now, "manual")
+                    await schedule_delivery(ctx, conn, event_id, endpoint.id, client.id, now, "manual")
                 await change.write(conn, now)
                 return endpoints
 
         endpoints = await db.retry_contention(transaction)
     ctx.wake()
-    return {"success": True, "event_id": event_id, "webhook_ids": [e["id"] for e in endpoints]}
+    return {"success": True, "event_id": event_id, "webhook_ids": [e.id for e in endpoints]}
 
 
 async def fan_out(
@@ -276,7 +332,7 @@ async def fan_out(
             ctx,
             conn,
             event_id,
-            endpoint["id"],
+            endpoint.id,
             client_id,
             now,
             "scheduled",
@@ -306,19 +362,19 @@ async def schedule_delivery(
     attempt: the running attempt may fail, or may have been sent before whatever the client is
     recovering from, so a resend asked for now never folds into it."""
     existing = None if new else await stored_webhooks.find_delivery(conn, event_id, endpoint_id)
-    if existing and existing["job_id"]:
-        if await jobs.expedite(conn, existing["job_id"], now=now):
-            await stored_webhooks.update_delivery(conn, existing["id"], now, status=stored_webhooks.PENDING)
+    if existing and existing.job_id:
+        if await jobs.expedite(conn, existing.job_id, now=now):
+            await stored_webhooks.update_delivery(conn, existing.id, now, status=stored_webhooks.PENDING)
             return 1
         # Locked: a worker recording this job's attempt now either finished first (then the job
         # is not running, and a new one is queued below) or reads the mark after we commit.
-        job = await jobs.get_job(conn, existing["job_id"], lock=True)
+        job = await jobs.get_job(conn, existing.job_id, lock=True)
         if job and job["state"] == jobs.RUNNING:
             await stored_webhooks.update_delivery(
-                conn, existing["id"], now, status=stored_webhooks.PENDING, resend_requested=True
+                conn, existing.id, now, status=stored_webhooks.PENDING, resend_requested=True
             )
             return 1
-    delivery_id = existing["id"] if existing else ids.new_id("dlv")
+    delivery_id = existing.id if existing else ids.new_id("dlv")
     job_id = ids.new_id("job")
     await jobs.enqueue(
         conn,
@@ -349,7 +405,9 @@ async def schedule_delivery(
     return 1
 
 
-async def _owned(conn: DbConnection, client: domain_tasks.Client, endpoint_id: str) -> dict[str, Any]:
+async def _owned(
+    conn: DbConnection, client: domain_tasks.Client, endpoint_id: str
+) -> stored_webhooks.Endpoint:
     endpoint = (
         await stored_webhooks.get_endpoint(conn, endpoint_id, client.id)
         if ids.plausible(endpoint_id)
@@ -360,13 +418,13 @@ async def _owned(conn: DbConnection, client: domain_tasks.Client, endpoint_id: s
     return endpoint
 
 
-def _public(row: dict[str, Any]) -> dict[str, Any]:
+def _public(row: stored_webhooks.Endpoint) -> PublicEndpoint:
     return {
-        "id": row["id"],
-        "url": row["url"],
-        "status": row["status"],
-        "disabled_reason": row["disabled_reason"],
-        "created": events.iso(row["created_at"]),
+        "id": row.id,
+        "url": row.url,
+        "status": row.status,
+        "disabled_reason": row.disabled_reason,
+        "created": events.iso(row.created_at),
     }
 
 

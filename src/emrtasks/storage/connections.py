@@ -1,6 +1,7 @@
 """Connections: one clinic's EMR link of a client, found by the hash of its access token."""
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -8,9 +9,10 @@ from sqlalchemy import Row, bindparam, delete, insert, select, update
 
 from emrtasks.domain import states
 from emrtasks.domain import tasks as domain_tasks
-from emrtasks.storage import db
+from emrtasks.storage import db, rows
 from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import connections, emr_directories, tasks
+from emrtasks.storage.tasks import TaskRow
 
 
 async def insert_connection(
@@ -82,10 +84,19 @@ def _to_connection(row: Row[Any]) -> domain_tasks.Connection:
     )
 
 
-async def get_directory(conn: DbConnection, connection_id: str) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class StoredDirectory:
+    """A connection's EMR users (`id`, `name`, `kind`) and call types (`id`, `name`), as last fetched."""
+
+    connection_id: str
+    users: list[dict[str, str]]
+    call_types: list[dict[str, str]]
+    fetched_at: datetime
+
+
+async def get_directory(conn: DbConnection, connection_id: str) -> StoredDirectory | None:
     query = select(emr_directories).where(emr_directories.c.connection_id == connection_id)
-    row = (await conn.execute(query)).mappings().first()
-    return dict(row) if row else None
+    return rows.first(StoredDirectory, (await conn.execute(query)).mappings().first())
 
 
 async def save_directory(
@@ -112,12 +123,12 @@ async def list_connections(conn: DbConnection, client_id: str | None = None) -> 
 
 async def get_task_and_connection(
     conn: DbConnection, task_id: str
-) -> tuple[dict[str, Any], domain_tasks.Connection] | None:
+) -> tuple[TaskRow, domain_tasks.Connection] | None:
     """A task and its connection in one query: what a create_task job starts from."""
     row = (await conn.execute(_TASK_AND_CONNECTION, {"b_id": task_id})).first()
     if row is None:
         return None
-    task = dict(zip(_TASK_NAMES, tuple(row)[-len(_TASK_NAMES) :], strict=True))
+    task = rows.from_values(TaskRow, tuple(row)[-len(_TASK_NAMES) :])
     return task, _to_connection(row)
 
 

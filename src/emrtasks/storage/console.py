@@ -1,12 +1,15 @@
 """What the operator console reads: the overview's counts, tasks by filter (ids and statuses, never
 their content), a task's jobs and events, connections with their last directory sync, endpoints."""
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
 
 from emrtasks.domain import states
+from emrtasks.storage import rows
+from emrtasks.storage.audit import AuditRow
 from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import (
     audit_events,
@@ -19,6 +22,86 @@ from emrtasks.storage.tables import (
     tasks,
     webhook_endpoints,
 )
+
+
+@dataclass(frozen=True)
+class BrokenLogin:
+    """A connection whose EMR login broke (`login_required`), since `updated_at`."""
+
+    id: str
+    client_id: str
+    emr: str
+    reference_id: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ListedEndpoint:
+    """An endpoint as the console lists it: never its secrets."""
+
+    id: str
+    client_id: str
+    url: str
+    status: states.EndpointStatus
+    disabled_reason: str | None
+    failing_since: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TaskSummary:
+    """A task in a list: ids, status and times, never its content."""
+
+    id: str
+    client_id: str
+    connection_id: str
+    job_id: str
+    status: states.TaskStatus
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """A task's job as its timeline shows it."""
+
+    id: str
+    kind: str
+    state: states.JobState
+    attempts: int
+    max_attempts: int
+    reconcile: bool
+    run_at: datetime
+    last_error_code: str | None
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class EventSummary:
+    id: str
+    client_id: str
+    type: str
+    job_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ListedConnection:
+    """A connection with its client's name and when its directory was last fetched (None: never)."""
+
+    id: str
+    client_id: str
+    client_name: str
+    emr: str
+    rules: str
+    reference_id: str | None
+    status: states.ConnectionStatus
+    disabled_at: datetime | None
+    updated_at: datetime
+    fetched_at: datetime | None
+
 
 HOUR_FORMAT = "%Y-%m-%d %H"
 """How `tasks_by_hour` names an hour (UTC), as `datetime.strftime` writes it."""
@@ -67,21 +150,21 @@ async def attempt_counts(conn: DbConnection, since: datetime) -> tuple[int, int]
     return int(good or 0), int(total or 0)
 
 
-async def connections_needing_login(conn: DbConnection) -> list[dict[str, Any]]:
+async def connections_needing_login(conn: DbConnection) -> list[BrokenLogin]:
     c = connections.c
     query = (
         select(c.id, c.client_id, c.emr, c.reference_id, c.updated_at)
         .where(c.status == states.ConnectionStatus.LOGIN_REQUIRED, c.deleted_at.is_(None))
         .order_by(c.updated_at)
     )
-    return [dict(r) for r in (await conn.execute(query)).mappings()]
+    return rows.build_all(BrokenLogin, (await conn.execute(query)).mappings())
 
 
-async def troubled_endpoints(conn: DbConnection) -> list[dict[str, Any]]:
+async def troubled_endpoints(conn: DbConnection) -> list[ListedEndpoint]:
     """Endpoints disabled, or active but failing (every attempt since `failing_since` failed)."""
     w = webhook_endpoints.c
     query = (
-        select(w.id, w.client_id, w.url, w.status, w.disabled_reason, w.failing_since)
+        select(w.id, w.client_id, w.url, w.status, w.disabled_reason, w.failing_since, w.created_at)
         .where(
             or_(
                 w.status == states.EndpointStatus.DISABLED,
@@ -90,7 +173,7 @@ async def troubled_endpoints(conn: DbConnection) -> list[dict[str, Any]]:
         )
         .order_by(w.client_id, w.id)
     )
-    return [dict(r) for r in (await conn.execute(query)).mappings()]
+    return rows.build_all(ListedEndpoint, (await conn.execute(query)).mappings())
 
 
 async def search_tasks(
@@ -102,7 +185,7 @@ async def search_tasks(
     since: datetime | None,
     until: datetime | None,
     limit: int,
-) -> list[dict[str, Any]]:
+) -> list[TaskSummary]:
     """Newest first; ids, statuses and times only (no patient data leaves for a list)."""
     t = tasks.c
     query = select(t.id, t.client_id, t.connection_id, t.job_id, t.status, t.created_at, t.updated_at)
@@ -114,22 +197,22 @@ async def search_tasks(
     if until is not None:
         query = query.where(t.created_at < until)
     query = query.order_by(t.created_at.desc(), t.id.desc()).limit(limit)
-    return [dict(r) for r in (await conn.execute(query)).mappings()]
+    return rows.build_all(TaskSummary, (await conn.execute(query)).mappings())
 
 
-async def jobs_of_task(conn: DbConnection, task_id: str) -> list[dict[str, Any]]:
+async def jobs_of_task(conn: DbConnection, task_id: str) -> list[JobSummary]:
     query = select(jobs).where(jobs.c.task_id == task_id).order_by(jobs.c.created_at, jobs.c.id)
-    return [dict(r) for r in (await conn.execute(query)).mappings()]
+    return rows.build_all(JobSummary, (await conn.execute(query)).mappings())
 
 
-async def events_of_task(conn: DbConnection, task_id: str) -> list[dict[str, Any]]:
+async def events_of_task(conn: DbConnection, task_id: str) -> list[EventSummary]:
     e = events.c
     query = (
         select(e.id, e.client_id, e.type, e.job_id, e.created_at)
         .where(e.task_id == task_id)
         .order_by(e.created_at, e.id)
     )
-    return [dict(r) for r in (await conn.execute(query)).mappings()]
+    return rows.build_all(EventSummary, (await conn.execute(query)).mappings())
 
 
 async def endpoint_urls(conn: DbConnection, endpoint_ids: list[str]) -> dict[str, str]:
@@ -141,19 +224,17 @@ async def endpoint_urls(conn: DbConnection, endpoint_ids: list[str]) -> dict[str
     return {str(i): str(u) for i, u in (await conn.execute(query)).all()}
 
 
-async def audit_rows_for(
-    conn: DbConnection, actions: tuple[str, ...], connection_id: str
-) -> list[dict[str, Any]]:
+async def audit_rows_for(conn: DbConnection, actions: tuple[str, ...], connection_id: str) -> list[AuditRow]:
     """Audit rows of these actions on one connection (the caller picks its task's out of them)."""
     query = (
         select(audit_events)
         .where(audit_events.c.action.in_(actions), audit_events.c.connection_id == connection_id)
         .order_by(audit_events.c.at, audit_events.c.id)
     )
-    return [dict(r) for r in (await conn.execute(query)).mappings()]
+    return rows.build_all(AuditRow, (await conn.execute(query)).mappings())
 
 
-async def list_connections(conn: DbConnection) -> list[dict[str, Any]]:
+async def list_connections(conn: DbConnection) -> list[ListedConnection]:
     """Every connection not deleted, with its client's name and its directory's last fetch."""
     c = connections.c
     query = (
@@ -174,10 +255,10 @@ async def list_connections(conn: DbConnection) -> list[dict[str, Any]]:
         .where(c.deleted_at.is_(None))
         .order_by(c.created_at, c.id)
     )
-    return [dict(r) for r in (await conn.execute(query)).mappings()]
+    return rows.build_all(ListedConnection, (await conn.execute(query)).mappings())
 
 
-async def list_endpoints(conn: DbConnection) -> list[dict[str, Any]]:
+async def list_endpoints(conn: DbConnection) -> list[ListedEndpoint]:
     """Every endpoint not deleted, without its secrets."""
     w = webhook_endpoints.c
     query = (
@@ -185,7 +266,7 @@ async def list_endpoints(conn: DbConnection) -> list[dict[str, Any]]:
         .where(w.status != states.EndpointStatus.DELETED)
         .order_by(w.client_id, w.created_at, w.id)
     )
-    return [dict(r) for r in (await conn.execute(query)).mappings()]
+    return rows.build_all(ListedEndpoint, (await conn.execute(query)).mappings())
 
 
 async def reopen_unknown_task(conn: DbConnection, task_id: str, now: datetime) -> bool:

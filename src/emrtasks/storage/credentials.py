@@ -39,6 +39,17 @@ class ConnectionCredentials:
     state: str
 
 
+@dataclass(frozen=True)
+class ClientListing:
+    """A client as operators list them: never its secret's hash."""
+
+    client_id: str
+    name: str
+    state: str
+    created_at: datetime
+    previous_secret_expires_at: datetime | None
+
+
 def state_of(row: Any) -> str:
     if row.deleted_at is not None:
         return DELETED
@@ -90,19 +101,13 @@ async def client_credentials(conn: DbConnection, client_id: str) -> ClientCreden
     )
 
 
-async def list_clients(conn: DbConnection) -> list[dict[str, Any]]:
+async def list_clients(conn: DbConnection) -> list[ClientListing]:
     c = clients.c
     query = select(
         c.id, c.name, c.created_at, c.previous_secret_expires_at, c.disabled_at, c.deleted_at
     ).order_by(c.created_at)
     return [
-        {
-            "client_id": row.id,
-            "name": row.name,
-            "state": state_of(row),
-            "created_at": row.created_at,
-            "previous_secret_expires_at": row.previous_secret_expires_at,
-        }
+        ClientListing(row.id, row.name, state_of(row), row.created_at, row.previous_secret_expires_at)
         for row in (await conn.execute(query)).all()
     ]
 

@@ -1,14 +1,28 @@
 """Events: the outbox of what each client is told. The body is stored as the exact bytes to deliver."""
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import ColumnElement, exists, func, insert, not_, select
 
-from emrtasks.storage import db
+from emrtasks.storage import db, rows
 from emrtasks.storage import webhooks as stored_webhooks
 from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import deliveries, events
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as the event log and resends read it; `body` is the exact JSON text delivered."""
+
+    id: str
+    client_id: str
+    connection_id: str
+    type: str
+    job_id: str | None
+    task_id: str | None
+    body: str
+    created_at: datetime
 
 
 async def insert_event(
@@ -54,7 +68,7 @@ async def list_events(
     since: datetime | None = None,
     before: datetime | None = None,
     delivery_status: str | None = None,
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[StoredEvent], int]:
     """`since` inclusive, `before` exclusive; `delivery_status` as `_delivered` defines it."""
     where: list[ColumnElement[bool]] = [events.c.client_id == client_id]
     if connection_id is not None:
@@ -76,8 +90,7 @@ async def list_events(
         else (events.c.created_at, events.c.id)
     )
     query = select(events).where(*where).order_by(*order).offset(offset).limit(limit)
-    rows = (await conn.execute(query)).mappings().all()
-    return [dict(r) for r in rows], int(total or 0)
+    return rows.build_all(StoredEvent, (await conn.execute(query)).mappings().all()), int(total or 0)
 
 
 def _any_delivery(status: str) -> ColumnElement[bool]:
@@ -102,6 +115,6 @@ async def event_belongs_to(conn: DbConnection, event_id: str, client_id: str) ->
     return (await conn.execute(query)).first() is not None
 
 
-async def get_event(conn: DbConnection, event_id: str) -> dict[str, Any] | None:
+async def get_event(conn: DbConnection, event_id: str) -> StoredEvent | None:
     row = (await conn.execute(select(events).where(events.c.id == event_id))).mappings().first()
-    return dict(row) if row else None
+    return rows.first(StoredEvent, row)

@@ -1,19 +1,35 @@
 """Idempotency-Key records: claimed in flight before the work, completed with the response in the work's
 own transaction, released when the request is refused, pruned when expired."""
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from emrtasks.storage import db
+from emrtasks.storage import db, rows
 from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import idempotency_keys
 
 IN_FLIGHT = "in_flight"
 COMPLETED = "completed"
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """An Idempotency-Key held: in flight, or completed with the answer it gave (`response`, JSON)."""
+
+    id: str
+    client_id: str
+    connection_id: str
+    key: str
+    fingerprint: str
+    state: str
+    status_code: int | None
+    response: str | None
+    created_at: datetime
+    expires_at: datetime
 
 
 async def claim(
@@ -26,7 +42,7 @@ async def claim(
     fingerprint: str,
     now: datetime,
     expires_at: datetime,
-) -> dict[str, Any] | None:
+) -> KeyRecord | None:
     """Take the key for this request (None), or return the record that already holds it."""
     try:
         async with db.write(engine) as conn:
@@ -105,11 +121,10 @@ async def prune(engine: AsyncEngine, *, now: datetime) -> int:
     return int(result.rowcount)
 
 
-async def _find(conn: DbConnection, client_id: str, connection_id: str, key: str) -> dict[str, Any] | None:
+async def _find(conn: DbConnection, client_id: str, connection_id: str, key: str) -> KeyRecord | None:
     query = select(idempotency_keys).where(
         idempotency_keys.c.client_id == client_id,
         idempotency_keys.c.connection_id == connection_id,
         idempotency_keys.c.key == key,
     )
-    row = (await conn.execute(query)).mappings().first()
-    return dict(row) if row else None
+    return rows.first(KeyRecord, (await conn.execute(query)).mappings().first())

@@ -1,30 +1,70 @@
 """Link's records: link tokens (a Link session), public tokens (what Link hands back), the deployment's
 app config per EMR, and each client's allowed origins. Tokens are found by their hash only."""
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 
+from emrtasks.storage import rows
 from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import client_origins, clients, deployment_apps, link_tokens, public_tokens
+
+
+@dataclass(frozen=True)
+class LinkToken:
+    """A Link session, with the name of the client it was made for."""
+
+    id: str
+    client_id: str
+    client_name: str
+    user_id: str
+    org_id: str
+    emr: str | None
+    instance_domain: str | None
+    reference_id: str | None
+    callback_url: str | None
+    connection_id: str | None
+    """Update mode: the connection to repair."""
+    access_token: str | None
+    """Update mode: that connection's access token, encrypted."""
+    tries: int
+    oauth_session: str | None
+    """An OAuth round trip under way: its PKCE verifier and the clinic's values, encrypted JSON."""
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PublicToken:
+    """What Link hands back, exchanged once for the connection's access token (encrypted until then)."""
+
+    id: str
+    link_token_id: str
+    client_id: str
+    connection_id: str
+    access_token: str | None
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
 
 
 async def insert_link_token(conn: DbConnection, **values: Any) -> None:
     await conn.execute(insert(link_tokens).values(**values))
 
 
-async def get_link_token(conn: DbConnection, token_hash: str) -> dict[str, Any] | None:
+async def get_link_token(conn: DbConnection, token_hash: str) -> LinkToken | None:
     query = (
         select(link_tokens, clients.c.name.label("client_name"))
         .join(clients, clients.c.id == link_tokens.c.client_id)
         .where(link_tokens.c.token_hash == token_hash)
     )
-    row = (await conn.execute(query)).mappings().first()
-    return dict(row) if row else None
+    return rows.first(LinkToken, (await conn.execute(query)).mappings().first())
 
 
-async def get_link_token_by_state(conn: DbConnection, state_hash: str) -> dict[str, Any] | None:
+async def get_link_token_by_state(conn: DbConnection, state_hash: str) -> LinkToken | None:
     query = select(link_tokens.c.token_hash).where(link_tokens.c.oauth_state_hash == state_hash)
     found = (await conn.execute(query)).scalar()
     return await get_link_token(conn, found) if found else None
@@ -71,10 +111,9 @@ async def insert_public_token(conn: DbConnection, **values: Any) -> None:
     await conn.execute(insert(public_tokens).values(**values))
 
 
-async def get_public_token(conn: DbConnection, token_hash: str) -> dict[str, Any] | None:
+async def get_public_token(conn: DbConnection, token_hash: str) -> PublicToken | None:
     query = select(public_tokens).where(public_tokens.c.token_hash == token_hash)
-    row = (await conn.execute(query)).mappings().first()
-    return dict(row) if row else None
+    return rows.first(PublicToken, (await conn.execute(query)).mappings().first())
 
 
 async def use_public_token(conn: DbConnection, public_id: str, now: datetime) -> bool:

@@ -1,31 +1,60 @@
 """Console operators and their sessions: rows only; hashing and expiry rules live in service/operators.py."""
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
 
+from emrtasks.storage import rows
 from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import console_sessions, operators
+
+
+@dataclass(frozen=True)
+class Operator:
+    id: str
+    email: str
+    password_hash: str
+    role: str
+    created_at: datetime
+    updated_at: datetime
+    disabled_at: datetime | None
+    last_login_at: datetime | None
+
+
+@dataclass(frozen=True)
+class OperatorSession:
+    """A console session with its operator's email, role and disabled_at."""
+
+    id: str
+    operator_id: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None
+    email: str
+    role: str
+    disabled_at: datetime | None
 
 
 async def insert_operator(conn: DbConnection, **values: Any) -> None:
     await conn.execute(insert(operators).values(**values))
 
 
-async def get_by_email(conn: DbConnection, email: str) -> dict[str, Any] | None:
+async def get_by_email(conn: DbConnection, email: str) -> Operator | None:
     row = (await conn.execute(select(operators).where(operators.c.email == email))).mappings().first()
-    return dict(row) if row else None
+    return rows.first(Operator, row)
 
 
-async def get_operator(conn: DbConnection, operator_id: str) -> dict[str, Any] | None:
+async def get_operator(conn: DbConnection, operator_id: str) -> Operator | None:
     row = (await conn.execute(select(operators).where(operators.c.id == operator_id))).mappings().first()
-    return dict(row) if row else None
+    return rows.first(Operator, row)
 
 
-async def list_operators(conn: DbConnection) -> list[dict[str, Any]]:
+async def list_operators(conn: DbConnection) -> list[Operator]:
     query = select(operators).order_by(operators.c.created_at, operators.c.id)
-    return [dict(r) for r in (await conn.execute(query)).mappings()]
+    return rows.build_all(Operator, (await conn.execute(query)).mappings())
 
 
 async def update_operator(conn: DbConnection, operator_id: str, **values: Any) -> None:
@@ -36,7 +65,7 @@ async def insert_session(conn: DbConnection, **values: Any) -> None:
     await conn.execute(insert(console_sessions).values(**values))
 
 
-async def session_by_token_hash(conn: DbConnection, token_hash: str) -> dict[str, Any] | None:
+async def session_by_token_hash(conn: DbConnection, token_hash: str) -> OperatorSession | None:
     """The session and its operator's email, role and disabled_at, in one row."""
     query = (
         select(
@@ -48,8 +77,7 @@ async def session_by_token_hash(conn: DbConnection, token_hash: str) -> dict[str
         .join(operators, operators.c.id == console_sessions.c.operator_id)
         .where(console_sessions.c.token_hash == token_hash)
     )
-    row = (await conn.execute(query)).mappings().first()
-    return dict(row) if row else None
+    return rows.first(OperatorSession, (await conn.execute(query)).mappings().first())
 
 
 async def touch_session(conn: DbConnection, session_id: str, now: datetime) -> None:

@@ -1,15 +1,46 @@
 """Signing keys of the deployment: their public JWK, their private key (encrypted by the caller), status."""
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
 
+from emrtasks.storage import rows
 from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import signing_keys
 
 ACTIVE = "active"
 RETIRED = "retired"
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """A key as it is listed and published: never its private half."""
+
+    kid: str
+    alg: str
+    status: str
+    public_jwk: dict[str, Any]
+    """The public JWK (RFC 7517), a JSON object published as stored."""
+    created_at: datetime
+    retired_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PrivateKey:
+    """An active key with its private half, still encrypted: what signs."""
+
+    kid: str
+    alg: str
+    private_key: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    kid: str
+    status: str
 
 
 async def insert_key(
@@ -33,7 +64,7 @@ async def insert_key(
     )
 
 
-async def list_keys(conn: DbConnection, *, active_only: bool = False) -> list[dict[str, Any]]:
+async def list_keys(conn: DbConnection, *, active_only: bool = False) -> list[PublicKey]:
     """Every key, oldest first, without its private key."""
     c = signing_keys.c
     query = select(c.kid, c.alg, c.status, c.public_jwk, c.created_at, c.retired_at).order_by(
@@ -41,10 +72,10 @@ async def list_keys(conn: DbConnection, *, active_only: bool = False) -> list[di
     )
     if active_only:
         query = query.where(c.status == ACTIVE)
-    return [dict(row) for row in (await conn.execute(query)).mappings().all()]
+    return rows.build_all(PublicKey, (await conn.execute(query)).mappings().all())
 
 
-async def active_private_keys(conn: DbConnection) -> list[dict[str, Any]]:
+async def active_private_keys(conn: DbConnection) -> list[PrivateKey]:
     """The active keys with their (encrypted) private key, oldest first: what signs."""
     c = signing_keys.c
     query = (
@@ -52,7 +83,7 @@ async def active_private_keys(conn: DbConnection) -> list[dict[str, Any]]:
         .where(c.status == ACTIVE)
         .order_by(c.created_at, c.kid)
     )
-    return [dict(row) for row in (await conn.execute(query)).mappings().all()]
+    return rows.build_all(PrivateKey, (await conn.execute(query)).mappings().all())
 
 
 async def retire_key(conn: DbConnection, kid: str, now: datetime) -> bool:
@@ -63,7 +94,8 @@ async def retire_key(conn: DbConnection, kid: str, now: datetime) -> bool:
     return bool(result.rowcount)
 
 
-async def get_key(conn: DbConnection, kid: str) -> dict[str, Any] | None:
+async def get_key(conn: DbConnection, kid: str) -> KeyStatus | None:
     c = signing_keys.c
-    row = (await conn.execute(select(c.kid, c.status).where(c.kid == kid))).mappings().first()
-    return dict(row) if row else None
+    return rows.first(
+        KeyStatus, (await conn.execute(select(c.kid, c.status).where(c.kid == kid))).mappings().first()
+    )

@@ -1,15 +1,38 @@
 """Task records: the accepted request, its status and the EMR's answer. Always read within a connection."""
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 
 from emrtasks.domain import states
 from emrtasks.domain import tasks as domain_tasks
-from emrtasks.storage import db
+from emrtasks.storage import db, rows
 from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import tasks
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """A task as stored: the accepted request, its status and the EMR's answer (fields in the
+    table's column order)."""
+
+    id: str
+    client_id: str
+    connection_id: str
+    job_id: str
+    status: states.TaskStatus
+    description: str
+    patient_mrn: str
+    subject: str | None
+    assignee_user_id: str | None
+    phone_call_type_id: str | None
+    notify_list: list[str] | None
+    emr_task_id: str | None
+    failure_reason: str | None
+    reasons: list[dict[str, str]] | None
+    created_at: datetime
+    updated_at: datetime
 
 
 async def insert_task(
@@ -47,14 +70,11 @@ _INSERT = db.hot(insert(tasks))
 _FINISH = db.hot(update(tasks).where(tasks.c.id == bindparam("b_id")))
 
 
-async def get_task(
-    conn: DbConnection, task_id: str, connection_id: str | None = None
-) -> dict[str, Any] | None:
+async def get_task(conn: DbConnection, task_id: str, connection_id: str | None = None) -> TaskRow | None:
     query = select(tasks).where(tasks.c.id == task_id)
     if connection_id is not None:
         query = query.where(tasks.c.connection_id == connection_id)
-    row = (await conn.execute(query)).mappings().first()
-    return dict(row) if row else None
+    return rows.first(TaskRow, (await conn.execute(query)).mappings().first())
 
 
 async def finish_task(
@@ -80,12 +100,12 @@ async def finish_task(
     )
 
 
-def to_request(row: dict[str, Any]) -> domain_tasks.TaskRequest:
+def to_request(row: TaskRow) -> domain_tasks.TaskRequest:
     return domain_tasks.TaskRequest(
-        description=row["description"],
-        patient_mrn=row["patient_mrn"],
-        subject=row["subject"],
-        assignee_user_id=row["assignee_user_id"],
-        phone_call_type_id=row["phone_call_type_id"],
-        notify_list=tuple(row["notify_list"] or ()),
+        description=row.description,
+        patient_mrn=row.patient_mrn,
+        subject=row.subject,
+        assignee_user_id=row.assignee_user_id,
+        phone_call_type_id=row.phone_call_type_id,
+        notify_list=tuple(row.notify_list or ()),
     )

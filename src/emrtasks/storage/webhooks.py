@@ -1,13 +1,14 @@
 """Webhook endpoints (secrets encrypted), deliveries (one per event and endpoint) and their attempts."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, or_, select, update
 
 from emrtasks.domain import states
-from emrtasks.storage import db
+from emrtasks.storage import db, rows
 from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import clients, deliveries, delivery_attempts, events, webhook_endpoints
 
@@ -17,6 +18,63 @@ DELETED = states.EndpointStatus.DELETED
 PENDING = states.DeliveryStatus.PENDING
 SUCCESS = states.DeliveryStatus.SUCCESS
 FAILED = states.DeliveryStatus.FAILED
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A client's webhook endpoint; `secret` and `previous_secret` are still encrypted."""
+
+    id: str
+    client_id: str
+    url: str
+    status: states.EndpointStatus
+    disabled_reason: str | None
+    secret: str
+    previous_secret: str | None
+    previous_secret_expires_at: datetime | None
+    failing_since: datetime | None
+    """When its current run of failures began (None while it answers)."""
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    """One event's delivery to one endpoint, as listings read it."""
+
+    id: str
+    event_id: str
+    endpoint_id: str
+    client_id: str
+    status: states.DeliveryStatus
+    attempts: int
+    job_id: str | None
+    resend_requested: bool
+    last_attempt_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class DeliveryEvent:
+    """The event a delivery sends: its id (the `webhook-id`) and its exact stored JSON text."""
+
+    id: str
+    body: str
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """One HTTP try at one endpoint."""
+
+    event_id: str
+    endpoint_id: str
+    attempt: int
+    trigger: str
+    attempted_at: datetime
+    status_code: int | None
+    duration_ms: int
+    error: str | None
 
 
 async def insert_endpoint(
@@ -35,24 +93,19 @@ async def insert_endpoint(
     )
 
 
-async def get_endpoint(
-    conn: DbConnection, endpoint_id: str, client_id: str | None = None
-) -> dict[str, Any] | None:
+async def get_endpoint(conn: DbConnection, endpoint_id: str, client_id: str | None = None) -> Endpoint | None:
     query = select(webhook_endpoints).where(
         webhook_endpoints.c.id == endpoint_id, webhook_endpoints.c.status != DELETED
     )
     if client_id is not None:
         query = query.where(webhook_endpoints.c.client_id == client_id)
-    row = (await conn.execute(query)).mappings().first()
-    return dict(row) if row else None
+    return rows.first(Endpoint, (await conn.execute(query)).mappings().first())
 
 
-async def list_endpoints(
-    conn: DbConnection, client_id: str, *, active_only: bool = False
-) -> list[dict[str, Any]]:
+async def list_endpoints(conn: DbConnection, client_id: str, *, active_only: bool = False) -> list[Endpoint]:
     wanted = [ACTIVE] if active_only else [ACTIVE, DISABLED]
     found = await conn.execute(_ENDPOINTS, {"b_client": client_id, "b_wanted": wanted})
-    return [dict(r) for r in found.mappings()]
+    return rows.build_all(Endpoint, found.mappings())
 
 
 # The statements of the hot path (every event, every attempt) are built once and bound at each
@@ -83,12 +136,11 @@ async def update_endpoint(
     return bool((await conn.execute(query.values(updated_at=now, **values))).rowcount == 1)
 
 
-async def find_delivery(conn: DbConnection, event_id: str, endpoint_id: str) -> dict[str, Any] | None:
+async def find_delivery(conn: DbConnection, event_id: str, endpoint_id: str) -> DeliveryRow | None:
     query = select(deliveries).where(
         deliveries.c.event_id == event_id, deliveries.c.endpoint_id == endpoint_id
     )
-    row = (await conn.execute(query)).mappings().first()
-    return dict(row) if row else None
+    return rows.first(DeliveryRow, (await conn.execute(query)).mappings().first())
 
 
 async def insert_delivery(
@@ -171,18 +223,18 @@ async def lock_client(conn: DbConnection, client_id: str) -> None:
         await conn.execute(select(clients.c.id).where(clients.c.id == client_id).with_for_update())
 
 
-async def delivery_summaries(conn: DbConnection, event_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+async def delivery_summaries(conn: DbConnection, event_ids: Sequence[str]) -> dict[str, list[DeliveryRow]]:
     """Each event's deliveries, for the events listing."""
     if not event_ids:
         return {}
     query = select(deliveries).where(deliveries.c.event_id.in_(event_ids))
-    found: dict[str, list[dict[str, Any]]] = {}
+    found: dict[str, list[DeliveryRow]] = {}
     for row in (await conn.execute(query)).mappings():
-        found.setdefault(row["event_id"], []).append(dict(row))
+        found.setdefault(row["event_id"], []).append(rows.build(DeliveryRow, row))
     return found
 
 
-async def attempts_of(conn: DbConnection, event_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+async def attempts_of(conn: DbConnection, event_ids: Sequence[str]) -> dict[str, list[AttemptRow]]:
     if not event_ids:
         return {}
     a = delivery_attempts.c
@@ -200,24 +252,24 @@ async def attempts_of(conn: DbConnection, event_ids: Sequence[str]) -> dict[str,
         .where(a.event_id.in_(event_ids))
         .order_by(a.attempted_at, a.id)
     )
-    found: dict[str, list[dict[str, Any]]] = {}
+    found: dict[str, list[AttemptRow]] = {}
     for row in (await conn.execute(query)).mappings():
-        found.setdefault(row["event_id"], []).append(dict(row))
+        found.setdefault(row["event_id"], []).append(rows.build(AttemptRow, row))
     return found
 
 
 async def delivery_context(
     conn: DbConnection, delivery_id: str
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None] | None:
+) -> tuple[DeliveryRow, DeliveryEvent, Endpoint | None] | None:
     """A delivery, its event and its endpoint (None if deleted), in one query."""
     row = (await conn.execute(_DELIVERY_CONTEXT, {"b_id": delivery_id})).first()
     if row is None:
         return None
     values = tuple(row)
-    delivery = dict(zip(_D_NAMES, values[: len(_D_NAMES)], strict=True))
-    event = {"id": values[len(_D_NAMES)], "body": values[len(_D_NAMES) + 1]}
-    endpoint = dict(zip(_W_NAMES, values[len(_D_NAMES) + 2 :], strict=True))
-    return delivery, event, endpoint if endpoint["id"] else None
+    delivery = rows.from_values(DeliveryRow, values[: len(_D_NAMES)])
+    event = DeliveryEvent(values[len(_D_NAMES)], values[len(_D_NAMES) + 1])
+    endpoint_values = values[len(_D_NAMES) + 2 :]
+    return delivery, event, rows.from_values(Endpoint, endpoint_values) if endpoint_values[0] else None
 
 
 _D_NAMES = tuple(c.name for c in deliveries.c)

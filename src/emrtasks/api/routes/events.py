@@ -56,4 +56,5 @@ async def list_events(
             page_size=page_size,
             newest_first=sort == "-created_at",
         )
-    return JSON({"success": True, "webhook_events": found, "pagination": pagination})
+    listed = [event.as_public() for event in found]
+    return JSON({"success": True, "webhook_events": listed, "pagination": pagination})
