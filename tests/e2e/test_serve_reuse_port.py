@@ -52,9 +52,9 @@ def test_two_serve_processes_share_one_port_and_both_answer(service, tmp_path):
     service.start("--reuse-port")
     second.env = {**service.env, "EMRTASKS_REUSE_PORT": "true"}
     second.start()  # the setting, not the flag
-    for process in (service, second):
-        _wait_serving(process)
     try:
+        for process in (service, second):
+            _wait_serving(process)
         for _ in range(CONNECTIONS):  # a new connection each time: the kernel picks a process per connection
             assert httpx.get(f"{service.url}/readyz", timeout=10).status_code == 200
         answered = (_readyz_answered(service), _readyz_answered(second))
@@ -67,7 +67,8 @@ def test_two_serve_processes_share_one_port_and_both_answer(service, tmp_path):
             found = http.get(f"/v1/tasks/{accepted.json()['task_id']}", headers=headers)
             assert found.status_code == 200
     finally:
-        assert second.stop() == 0
+        stopped = second.stop()
+    assert stopped == 0
     assert service.stop() == 0
 
 
