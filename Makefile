@@ -41,7 +41,7 @@ gnuhealth: ## Install GNU Health into a cached venv and build its template datab
 chaos: ## Chaos run at full size (1,000 tasks) on SQLite and PostgreSQL; restarts the local PostgreSQL once
 	$(PYTHON) -m tests.chaos.run --tasks 1000 --db both
 
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-scaleout
 BENCH_ARGS ?=
 
 bench: ## Benchmark serve end to end, SQLite and PostgreSQL, 3 runs each (~7 min; docs/performance.md)
@@ -49,6 +49,9 @@ bench: ## Benchmark serve end to end, SQLite and PostgreSQL, 3 runs each (~7 min
 
 bench-quick: ## A smoke run of the benchmark: both databases, one short run each (~1.5 min)
 	$(PYTHON) bench/run.py --quick $(BENCH_ARGS)
+
+bench-scaleout: ## PostgreSQL: serve alone, serve --no-worker + 1-3 workers, 2 serve --reuse-port; 3 runs each (~15 min)
+	$(PYTHON) bench/scaleout.py $(BENCH_ARGS)
 
 .PHONY: lock audit
 LOCK_ARGS = --generate-hashes --universal --python-version 3.11 --no-emit-index-url --custom-compile-command "make lock"

@@ -165,20 +165,26 @@ async def _pg_admin(*statements: str) -> None:
         await connection.close()
 
 
-def recreate_pg_database() -> None:
-    asyncio.run(
-        _pg_admin(f"DROP DATABASE IF EXISTS {PG_SCRATCH_DB} WITH (FORCE)", f"CREATE DATABASE {PG_SCRATCH_DB}")
-    )
+def recreate_pg_database(name: str = PG_SCRATCH_DB) -> None:
+    asyncio.run(_pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}"))
 
 
-def drop_pg_database() -> None:
-    asyncio.run(_pg_admin(f"DROP DATABASE IF EXISTS {PG_SCRATCH_DB} WITH (FORCE)"))
+def drop_pg_database(name: str = PG_SCRATCH_DB) -> None:
+    asyncio.run(_pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
-def service_env(db: str, tmp: Path, extra: dict[str, str]) -> dict[str, str]:
+def pg_url(name: str = PG_SCRATCH_DB) -> str:
+    return PG_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def service_env(
+    db: str, tmp: Path, extra: dict[str, str], pg_database: str = PG_SCRATCH_DB
+) -> dict[str, str]:
     """The service's settings in the benchmark (the caller's own EMRTASKS_* variables are dropped)."""
     return {
-        "EMRTASKS_DATABASE_URL": PG_URL if db == "postgres" else f"sqlite+aiosqlite:///{tmp}/bench.db",
+        "EMRTASKS_DATABASE_URL": pg_url(pg_database)
+        if db == "postgres"
+        else f"sqlite+aiosqlite:///{tmp}/bench.db",
         "EMRTASKS_KEY_FILE": str(tmp / "emrtasks.key"),
         "EMRTASKS_BENCH_ROUTES": "true",
         "EMRTASKS_ACCESS_LOG": "false",
@@ -205,7 +211,13 @@ def _stop(process: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> int
 
 
 class Stack:
-    """The service, its client/connection/webhook, the receiver; phases of load against them."""
+    """The service, its client/connection/webhook, the receiver; phases of load against them.
+
+    A subclass may start other processes than one `serve` (`_start_service`), use a scratch
+    PostgreSQL database of its own name (`pg_database`), or pin nothing to a core (`pin`)."""
+
+    pg_database = PG_SCRATCH_DB
+    pin = True
 
     def __init__(self, db: str, extra_env: dict[str, str] | None = None) -> None:
         self.db = db
@@ -220,7 +232,7 @@ class Stack:
         self.headers: dict[str, str] = {}
         self.rss_idle_kb = 0
         env = {key: value for key, value in os.environ.items() if not key.startswith("EMRTASKS_")}
-        self.env = {**env, **service_env(db, self.tmp, extra_env or {})}
+        self.env = {**env, **service_env(db, self.tmp, extra_env or {}, self.pg_database)}
 
     # -- set-up ---------------------------------------------------------------------------------------
 
@@ -257,7 +269,7 @@ class Stack:
 
     def _start(self) -> None:
         if self.db == "postgres":
-            recreate_pg_database()
+            recreate_pg_database(self.pg_database)
         self._emrtasks("db", "upgrade")  # operator commands never make the database
         client = self.cli("clients", "create", "--name", "bench")
         connection = self.cli(
@@ -277,15 +289,7 @@ class Stack:
             "client_secret": client["client_secret"],
             "access_token": connection["access_token"],
         }
-        log = open(self.tmp / "serve.log", "wb")  # noqa: SIM115 (kept open for the child's lifetime)
-        self.service = subprocess.Popen(
-            pinned([PYTHON, "-m", "emrtasks", "serve", "--port", str(self.port)], SERVICE_CORE),
-            env=self.env,
-            cwd=self.tmp,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self._wait_until_up(self.service, self.port, "/healthz", "serve")
+        self._start_service()
         status, registered = http_json(
             self.port,
             "POST",
@@ -297,7 +301,9 @@ class Stack:
             raise RuntimeError(f"webhook registration failed: {status} {registered}")
         receiver_log = open(self.tmp / "receiver.log", "wb")  # noqa: SIM115
         self.receiver = subprocess.Popen(
-            pinned([PYTHON, str(BENCH_DIR / "receiver.py"), "--port", str(self.receiver_port)], LOAD_CORE),
+            self._pinned(
+                [PYTHON, str(BENCH_DIR / "receiver.py"), "--port", str(self.receiver_port)], LOAD_CORE
+            ),
             env={**os.environ, "WEBHOOK_SECRET": registered["webhook_secret"]},
             stdout=receiver_log,
             stderr=subprocess.STDOUT,
@@ -314,6 +320,25 @@ class Stack:
         self.rss_idle_kb = status_kb(self.service.pid, "VmRSS")
         self.sampler = RssSampler(self.service.pid)
         self.sampler.start()
+
+    def _start_service(self) -> None:
+        """`serve` on self.port, pinned to the service's core; returns once it answers."""
+        self.service = self.launch(["serve", "--port", str(self.port)], "serve")
+        self._wait_until_up(self.service, self.port, "/healthz", "serve")
+
+    def launch(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
+        """`python -m emrtasks <args>` with the service's settings; its output in <tmp>/<name>.log."""
+        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 (kept open for the child's lifetime)
+        return subprocess.Popen(
+            self._pinned([PYTHON, "-m", "emrtasks", *args], SERVICE_CORE),
+            env=self.env,
+            cwd=self.tmp,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def _pinned(self, command: list[str], core: int) -> list[str]:
+        return pinned(command, core) if self.pin else command
 
     def _wait_until_up(self, process: subprocess.Popen[bytes], port: int, path: str, name: str) -> None:
         deadline = time.monotonic() + 60
@@ -349,7 +374,7 @@ class Stack:
 
     def start_loadgen(self, spec: dict[str, Any]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            pinned([PYTHON, str(BENCH_DIR / "loadgen.py"), json.dumps(spec)], LOAD_CORE),
+            self._pinned([PYTHON, str(BENCH_DIR / "loadgen.py"), json.dumps(spec)], LOAD_CORE),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -428,9 +453,9 @@ class Stack:
             self.warnings.append(f"serve exited with {code}")
         if self.db == "postgres":
             try:
-                drop_pg_database()
+                drop_pg_database(self.pg_database)
             except Exception as exc:  # reported, not fatal: the next run drops it first anyway
-                self.warnings.append(f"could not drop {PG_SCRATCH_DB}: {exc}")
+                self.warnings.append(f"could not drop {self.pg_database}: {exc}")
         if keep_files:
             print(f"kept {self.tmp} (serve.log, receiver.log) for inspection", file=sys.stderr)
         else:

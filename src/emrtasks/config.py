@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     max_connections: int = Field(
         default=1000, ge=1, description="Open connections per API process; past it, new ones get 503."
     )
+    reuse_port: bool = Field(
+        default=False,
+        description="serve shares its port with other serve processes (SO_REUSEPORT), as --reuse-port does.",
+    )
     retry_max_seconds: float = Field(
         default=600.0, ge=0, description="Longest retry delay, before ±20 % jitter."
     )

@@ -24,6 +24,11 @@ def register(commands: common.Subcommands) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     serve.add_argument("--port", type=int, default=8000, help="the TCP port to listen on (0: any free one)")
     serve.add_argument("--no-worker", action="store_true", help="API only; run `emrtasks worker`")
+    serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="share the port with other serve processes started so (SO_REUSEPORT; EMRTASKS_REUSE_PORT)",
+    )
     serve.set_defaults(run=_serve, creates_database=True)
 
     worker = commands.add_parser(
@@ -35,7 +40,7 @@ def register(commands: common.Subcommands) -> None:
 async def _serve(settings: Settings, args: argparse.Namespace) -> int:
     # Bound before anything starts: a busy port ends this process at once, before it migrates,
     # starts a worker or claims to serve.
-    listener = bind(args.host, args.port)
+    listener = bind(args.host, args.port, reuse_port=args.reuse_port or settings.reuse_port)
     with listener:
         async with (
             bootstrap.runtime(settings, run_worker=not args.no_worker, observe=True) as rt,
@@ -90,8 +95,11 @@ def _server(settings: Settings, rt: bootstrap.Runtime, announcement: str) -> Any
     return _Server(config)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to host:port; `Problem` with one line saying why when it cannot be."""
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to host:port; `Problem` with one line saying why when it cannot be.
+
+    With `reuse_port`, every process that binds the port so shares it, and the kernel spreads new
+    connections across them (SO_REUSEPORT)."""
     try:
         family, kind, proto, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
@@ -100,14 +108,30 @@ def bind(host: str, port: int) -> socket.socket:
     # As uvicorn does: a restart may bind while the last run's connections are in TIME_WAIT (a
     # port another process listens on is still refused).
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        _share_port(sock, f"{host}:{port}")
     try:
         sock.bind(where)
     except OSError as exc:
         sock.close()
-        why = "the port is in use (is another emrtasks serve running?); stop it or choose another --port"
-        reason = why if exc.errno == errno.EADDRINUSE else exc.strerror
+        reason = _busy(reuse_port) if exc.errno == errno.EADDRINUSE else exc.strerror
         raise errors.Problem(400, "cannot_serve", f"cannot serve on {host}:{port}: {reason}") from None
     return sock
+
+
+def _share_port(sock: socket.socket, where: str) -> None:
+    option = getattr(socket, "SO_REUSEPORT", None)
+    if option is None:
+        sock.close()
+        why = "this system has no SO_REUSEPORT; put a TCP balancer in front instead (docs/deploy.md)"
+        raise errors.Problem(400, "cannot_serve", f"cannot serve on {where}: {why}")
+    sock.setsockopt(socket.SOL_SOCKET, option, 1)
+
+
+def _busy(reuse_port: bool) -> str:
+    if reuse_port:
+        return "the port is in use by a process that does not share it (every serve on it needs --reuse-port)"
+    return "the port is in use (is another emrtasks serve running?); stop it or choose another --port"
 
 
 def _address(sock: socket.socket) -> str:
