@@ -21,10 +21,10 @@ Servers, each alone on core 0 (`taskset`), started once and kept up:
 The load generator is this process, on core 1: `--concurrency` keep-alive connections sending
 back to back (bench/httpraw.py) until `--requests` answers have come back. Each round runs every
 target once, in an order that rotates per round, so that noise from the neighbours falls on all of
-them alike. For each target: the server's user + system CPU between the first and the last answer
-over the answers (µs per request), and the answers per second of the round (wall clock: a hint
-only, since neighbours share the machine). Printed: the median of the rounds for each target, and
-each target's CPU per request against the plain app's.
+them alike. For each target: the server's user + system CPU (its children's included) between the
+first and the last answer over the answers (µs per request), and the answers per second of the
+round (wall clock: a hint only, since neighbours share the machine). Printed: the median of the
+rounds for each target, and each target's CPU per request against the plain app's.
 """
 
 import argparse
@@ -194,11 +194,20 @@ async def load(port: int, raw: bytes, requests: int, concurrency: int) -> tuple[
     return refused, elapsed
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its children (granian serves from a worker process of its own)."""
+    total = harness.cpu_seconds(pid)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += tree_cpu_seconds(int(child))
+    return total
+
+
 def measure(target: Target, server: Server, args: argparse.Namespace) -> None:
     asyncio.run(load(server.port, target.request, min(2000, args.requests), args.concurrency))  # warm-up
-    before = harness.cpu_seconds(server.process.pid)
+    before = tree_cpu_seconds(server.process.pid)
     refused, elapsed = asyncio.run(load(server.port, target.request, args.requests, args.concurrency))
-    used = harness.cpu_seconds(server.process.pid) - before
+    used = tree_cpu_seconds(server.process.pid) - before
     if refused:
         raise RuntimeError(f"{target.name}: {refused} answers were not 2xx")
     target.cpu_us.append(used / args.requests * 1e6)
