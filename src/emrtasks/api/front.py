@@ -36,7 +36,8 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class App(FastAPI):
-    """FastAPI with the front above (call `open_hot_routes` once every router is included)."""
+    """FastAPI with the front above. `open_hot_routes` once the hot routes' routers are included: a
+    route included later cannot take their requests (the router tries its routes in order)."""
 
     observer: observed.Observe | None = None
     _hot: dict[tuple[str, str], tuple[APIRoute, Endpoint]] = {}  # replaced, never changed
