@@ -92,6 +92,17 @@ def _closed_within(conn: socket.socket, bound: float) -> bool:
     return True
 
 
+def _one_answer(conn: socket.socket) -> bytes:
+    """One answer of `_echo` to a request without a body: its head and the body `0`."""
+    answer = b""
+    while not answer.endswith(b"\r\n\r\n0"):
+        chunk = conn.recv(1024)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
+
+
 def test_a_normal_request_with_a_body_is_answered():
     with _server(edge.EdgeLimits()) as port, _connect(port) as conn:
         conn.sendall(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello")
@@ -234,3 +245,30 @@ def test_a_fast_request_after_a_cut_off_one_is_served(cut):
         with _connect(port) as conn:
             conn.sendall(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
             assert _read_all(conn, 5).startswith(b"HTTP/1.1 200")
+
+
+def test_a_connection_that_keeps_sending_outlives_the_idle_timeout():
+    """The idle timer is armed once per connection and waits again while requests keep coming: a busy
+    keep-alive connection is never closed under a client that is still using it."""
+    idle = 1
+    with _server(edge.EdgeLimits(), keep_alive=idle) as port, _connect(port, timeout=5) as conn:
+        until = time.monotonic() + idle * 2.5
+        answered = 0
+        while time.monotonic() < until:
+            conn.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert _one_answer(conn).startswith(b"HTTP/1.1 200"), "the connection was closed while in use"
+            answered += 1
+            time.sleep(idle / 4)
+        assert answered >= 8
+        assert _closed_within(conn, idle + MARGIN), "the connection stayed open once it was left idle"
+
+
+def test_a_head_in_pieces_then_a_quick_one_on_the_same_connection_are_both_served():
+    with _server(edge.EdgeLimits(header_timeout_seconds=1.0)) as port, _connect(port, timeout=5) as conn:
+        for piece in (b"GET / HTTP/1.1\r\n", b"host: x\r\n", b"\r\n"):
+            conn.sendall(piece)
+            time.sleep(0.3)  # each piece in a read of its own; the head completes within its timeout
+        assert _one_answer(conn).startswith(b"HTTP/1.1 200")
+        time.sleep(1.5)  # past the header timeout of the first request: nothing may fire for it now
+        conn.sendall(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        assert _read_all(conn, 5).startswith(b"HTTP/1.1 200")

@@ -3,10 +3,8 @@
 import logging
 from typing import Any
 
-from fastapi import FastAPI
-
 import emrtasks
-from emrtasks.api import docs, errors, openapi, request_id
+from emrtasks.api import docs, errors, front, openapi
 from emrtasks.api.responses import JSON
 from emrtasks.api.routes import (
     access_token,
@@ -39,8 +37,9 @@ def create_app(
     max_body_bytes: int = 1_048_576,
     bench_routes: bool = False,
     telemetry: observability_telemetry.Telemetry | None = None,
-) -> FastAPI:
-    app = FastAPI(
+) -> front.App:
+    """The app; its front (api/front.py) gives every request its id, `no-store` and telemetry."""
+    app = front.App(
         title="emrtasks",
         version=emrtasks.__version__,
         description=DESCRIPTION,
@@ -57,15 +56,14 @@ def create_app(
     if bench_routes:
         app.include_router(bench.router)
     errors.install(app)
-    app.add_middleware(request_id.RequestId)
-    app.add_middleware(NoStore)
-    if telemetry is not None:  # outermost: the time and status the client saw
-        app.add_middleware(observed.Observe, metrics=telemetry.metrics, tracing=telemetry.tracing)
+    if telemetry is not None:  # around everything: the time and status the client saw
+        app.observer = observed.Observe(None, metrics=telemetry.metrics, tracing=telemetry.tracing)
+    app.open_hot_routes()
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
+def _openapi(app: front.App) -> dict[str, Any]:
     if app.openapi_schema is None:
         app.openapi_schema = openapi.document(app)
     return app.openapi_schema
@@ -79,27 +77,3 @@ class StripQuery(logging.Filter):
         if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
             record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
         return True
-
-
-class NoStore:
-    """`Cache-Control: no-store` on every answer that sets no caching of its own: answers carry
-    secrets and PHI, and no cache between us and the client may keep them. The few public answers
-    (`/.well-known/jwks.json`, Link's static files) set their own."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_no_store(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                if not any(name.lower() == b"cache-control" for name, _ in headers):
-                    headers.append((b"cache-control", b"no-store"))
-                    message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_no_store)

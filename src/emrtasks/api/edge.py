@@ -50,12 +50,19 @@ def _refusal(status: int, reason: str) -> bytes:
 
 
 class _EdgeProtocol(HttpToolsProtocol):
+    """One timer per connection, never re-armed per request: each phase records when it began, and
+    the timer, when it fires, acts if its phase has outlived its limit, or waits for the new deadline.
+    A request that arrives whole in one read arms nothing; uvicorn's own keep-alive timer (armed and
+    cancelled on every request) is replaced by the "idle" phase."""
+
     limits: EdgeLimits
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # "idle" (between requests), "headers" (a request's head is arriving), "body" (its body is).
+        # "idle" (no request, its answer sent), "headers" (a request's head is arriving), "body" (its
+        # body is), "app" (the request is read, the app has not answered: no limit).
         self._phase = "idle"
+        self._since = 0.0  # the loop's time when the phase began
         self._header_bytes = 0
         self._tail = b""  # the last bytes of the head so far: an end of headers may straddle reads
         self._timer: asyncio.TimerHandle | None = None
@@ -67,10 +74,8 @@ class _EdgeProtocol(HttpToolsProtocol):
         if too_many:
             self._refuse(503, "Service Unavailable")
             return
-        # uvicorn arms its keep-alive timer only after a response: a silent new socket would stay.
-        self.timeout_keep_alive_task = self.loop.call_later(
-            self.timeout_keep_alive, self.timeout_keep_alive_handler
-        )
+        # uvicorn's keep-alive counts only after a response: a silent new socket would stay.
+        self._enter("idle")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
@@ -79,19 +84,22 @@ class _EdgeProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        if self._phase == "idle":
-            self._phase = "headers"
+        phase = self._phase
+        if phase == "idle" or phase == "app":
+            self._phase, self._since = "headers", self.loop.time()
             self._header_bytes = 0
             self._tail = b""
-            self._arm(self.limits.header_timeout_seconds, self._headers_too_slow)
-        if self._phase == "headers" and self._head_too_large(data):
+            phase = "headers"
+        if phase == "headers" and self._head_too_large(data):
             self._refuse(431, "Request Header Fields Too Large")
             return
         super().data_received(data)
+        if self._phase != "app":  # the request is not whole yet (or the app answered early)
+            self._ensure_timer()
 
     def _head_too_large(self, data: bytes) -> bool:
         """Whether the head passes the limit with `data`: counted up to its end, if `data` holds it."""
-        seen = self._tail + data
+        seen = self._tail + data if self._tail else data
         end = seen.find(_END_OF_HEADERS)
         if end >= 0:
             size = self._header_bytes - len(self._tail) + end + len(_END_OF_HEADERS)
@@ -102,24 +110,65 @@ class _EdgeProtocol(HttpToolsProtocol):
         return size > self.limits.max_header_bytes
 
     def on_headers_complete(self) -> None:
-        self._phase = "body"
-        self._arm(self.limits.body_timeout_seconds, self._body_too_slow)
+        self._phase, self._since = "body", self.loop.time()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._phase = "idle"
-        self._cancel_timer()
+        # An answer sent before the body was read whole (413, say) leaves the connection idle now.
+        cycle = self.cycle
+        self._phase = "idle" if cycle is not None and cycle.response_complete else "app"
+        self._since = self.loop.time()
         super().on_message_complete()
 
-    def _headers_too_slow(self) -> None:
+    def on_response_complete(self) -> None:
+        """uvicorn's (0.55), with the idle phase instead of a keep-alive timer armed per response."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        elif self._phase == "app":
+            self._enter("idle")
+
+    def _enter(self, phase: str) -> None:
+        self._phase, self._since = phase, self.loop.time()
+        self._ensure_timer()
+
+    def _ensure_timer(self) -> None:
+        """A timer that fires by the current phase's deadline (early is fine: it waits again)."""
+        if self._timer is None:
+            self._arm()
+        elif self._timer.when() > self._since + self._limit(self._phase):
+            self._cancel_timer()
+            self._arm()
+
+    def _limit(self, phase: str) -> float:
+        if phase == "headers":
+            return self.limits.header_timeout_seconds
+        if phase == "body":
+            return self.limits.body_timeout_seconds
+        return float(self.timeout_keep_alive)
+
+    def _arm(self) -> None:
+        self._timer = self.loop.call_at(self._since + self._limit(self._phase), self._on_timer)
+
+    def _on_timer(self) -> None:
         self._timer = None
-        if self._phase == "headers":
+        phase = self._phase
+        if phase == "app" or self._refused:
+            return
+        if self.loop.time() < self._since + self._limit(phase):
+            self._arm()
+        elif phase == "headers":
             self._refuse(408, "Request Timeout")
+        elif phase == "body":
+            self._body_too_slow()
+        elif not self.transport.is_closing():  # idle past the keep-alive timeout
+            self.transport.close()
 
     def _body_too_slow(self) -> None:
-        self._timer = None
-        if self._phase != "body":
-            return
         cycle = self.cycle
         if cycle is not None and cycle.response_started:
             self._refuse(None, "")
@@ -138,10 +187,6 @@ class _EdgeProtocol(HttpToolsProtocol):
             if status is not None:
                 self.transport.write(_refusal(status, reason))
             self.transport.close()
-
-    def _arm(self, seconds: float, callback: Any) -> None:
-        self._cancel_timer()
-        self._timer = self.loop.call_later(seconds, callback)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -1,7 +1,10 @@
 """Per request: the metrics (count and duration by method, route template and status) and the server
-span. Plain ASGI like the request id's middleware, installed only when metrics or traces are on."""
+span, only when metrics or traces are on. The application's front (api/front.py) calls `observed`
+around each request and records the status it sends under `STATUS_KEY`; `Observe` is also a plain
+ASGI middleware of its own, for any other app."""
 
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from emrtasks.observability import logs
@@ -12,6 +15,8 @@ if TYPE_CHECKING:  # the tracing module loads OpenTelemetry: only when traces ar
 UNMATCHED = "unmatched"
 """The route label of a request no route took: its path is not a label (it has no bound)."""
 _PROPAGATED = (b"traceparent", b"tracestate")
+STATUS_KEY = "emrtasks.status"
+"""Where the answer's status is kept in the request's scope, once it has started."""
 
 
 def route_of(scope: Any) -> str:
@@ -33,14 +38,24 @@ class Observe:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+
+        async def send_status(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                scope[STATUS_KEY] = message["status"]
+            await send(message)
+
+        await self.observed(scope, self.app(scope, receive, send_status))
+
+    async def observed(self, scope: Any, answer: Awaitable[None]) -> None:
+        """Await `answer` (the request's handling, which sets `scope[STATUS_KEY]`), measured."""
         if self._tracing is None:
-            await self._measured(scope, receive, send)
+            await self._measured(scope, answer)
             return
         headers = {
             name.decode(): value.decode("latin-1") for name, value in scope["headers"] if name in _PROPAGATED
         }
         with self._tracing.server_span(scope["method"], headers) as span:
-            status = await self._measured(scope, receive, send)
+            status = await self._measured(scope, answer)
             route = route_of(scope)
             span.update_name(f"{scope['method']} {route}")
             span.set_attribute("http.route", route)
@@ -51,19 +66,13 @@ class Observe:
             if status >= 500:
                 self._tracing.mark_error(span)
 
-    async def _measured(self, scope: Any, receive: Any, send: Any) -> int:
+    async def _measured(self, scope: Any, answer: Awaitable[None]) -> int:
         started = time.perf_counter()
-        status = 500  # what the client gets if the app raises before answering
-
-        async def send_status(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_status)
+            await answer
         finally:
             if self._metrics is not None:
+                status = scope.get(STATUS_KEY, 500)  # 500: what the client gets if nothing was answered
                 self._metrics.request(scope["method"], route_of(scope), status, time.perf_counter() - started)
-        return status
+        status_sent: int = scope.get(STATUS_KEY, 500)
+        return status_sent
