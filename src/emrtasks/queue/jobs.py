@@ -47,8 +47,13 @@ class Job:
     """The W3C traceparent of the span that queued it: its attempts continue that trace."""
 
 
-async def enqueue(
-    conn: DbConnection,
+async def enqueue(conn: DbConnection, **values: Any) -> None:
+    """A job queued in the caller's transaction (the keywords of `job_row`); wakes the workers on commit."""
+    await conn.execute(_INSERT, job_row(**values))
+    await notify.notify(conn)
+
+
+def job_row(
     *,
     job_id: str,
     kind: str,
@@ -61,28 +66,25 @@ async def enqueue(
     group_limit: int | None = None,
     run_at: datetime | None = None,
     trace_context: str | None = None,
-) -> None:
-    await conn.execute(
-        _INSERT,
-        {
-            "id": job_id,
-            "kind": kind,
-            "state": QUEUED,
-            "connection_id": connection_id,
-            "task_id": task_id,
-            "payload": dict(payload or {}),
-            "attempts": 0,
-            "max_attempts": max_attempts,
-            "run_at": run_at or now,
-            "reconcile": False,
-            "group_key": group_key,
-            "group_limit": group_limit,
-            "trace_context": trace_context,
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
-    await notify.notify(conn)
+) -> dict[str, Any]:
+    """A queued job's row."""
+    return {
+        "id": job_id,
+        "kind": kind,
+        "state": QUEUED,
+        "connection_id": connection_id,
+        "task_id": task_id,
+        "payload": dict(payload or {}),
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "run_at": run_at or now,
+        "reconcile": False,
+        "group_key": group_key,
+        "group_limit": group_limit,
+        "trace_context": trace_context,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 # The statements of the hot path are built once, their values bound at each execution: building a

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 
 from emrtasks.domain import states
 from emrtasks.domain import tasks as domain_tasks
@@ -12,38 +12,34 @@ from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import tasks
 
 
-async def insert_task(
-    conn: DbConnection,
+def task_row(
     *,
     task_id: str,
     job_id: str,
     connection: domain_tasks.Connection,
     request: domain_tasks.TaskRequest,
     now: datetime,
-) -> None:
-    await conn.execute(
-        _INSERT,
-        {
-            "id": task_id,
-            "client_id": connection.client_id,
-            "connection_id": connection.id,
-            "job_id": job_id,
-            "status": domain_tasks.PROCESSING,
-            "description": request.description,
-            "patient_mrn": request.patient_mrn,
-            "subject": request.subject,
-            "assignee_user_id": request.assignee_user_id,
-            "phone_call_type_id": request.phone_call_type_id,
-            "notify_list": list(request.notify_list),
-            "reasons": [],
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
+) -> dict[str, Any]:
+    """An accepted task's row, as storage/steps.py writes it."""
+    return {
+        "id": task_id,
+        "client_id": connection.client_id,
+        "connection_id": connection.id,
+        "job_id": job_id,
+        "status": domain_tasks.PROCESSING,
+        "description": request.description,
+        "patient_mrn": request.patient_mrn,
+        "subject": request.subject,
+        "assignee_user_id": request.assignee_user_id,
+        "phone_call_type_id": request.phone_call_type_id,
+        "notify_list": list(request.notify_list),
+        "reasons": [],
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 # Built once, bound at each execution (the hot path: see jobs.py).
-_INSERT = db.hot(insert(tasks))
 _FINISH = db.hot(update(tasks).where(tasks.c.id == bindparam("b_id")))
 
 
