@@ -316,7 +316,10 @@ class GroupCommitter:
             async with write(self._engine, durable=self._durable, one_statement=single) as conn:
                 results = [await work(conn) for work, _future in batch]
         except Exception as error:
-            if is_outage(error):  # the database is out of reach: alone, each would wait as long again
+            # Out of reach: alone, each would wait as long again. A work that ran alone outside a
+            # transaction is not run again unless a concurrent one made its statement fail: what
+            # its statement wrote (if anything) stays, and the error is its own.
+            if is_outage(error) or (single and not is_contention(error)):
                 for _work, future in batch:
                     if not future.done():
                         future.set_exception(error)

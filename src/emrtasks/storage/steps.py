@@ -1,23 +1,34 @@
 """The hot steps of a task's life, each written at once: on PostgreSQL one statement, one round trip.
 
 Accepting a task writes its row, its job, its audit row (and an Idempotency-Key's answer) and wakes
-the workers; settling it finishes its job (fenced on the attempt), records its outcome and event and
-queues one delivery per subscribed endpoint with its job. On PostgreSQL each is one statement of
-data-modifying CTEs (`pg_notify` in it), so a step costs one round trip instead of one per row; its
-rows commit together, so its semantics are the transaction's (docs/performance.md, "Third round").
-SQLite has no data-modifying CTEs: there the same rows are written statement by statement, in the
-caller's transaction. Callers do not branch on the database; these functions do.
+the workers. On PostgreSQL that is one statement of data-modifying CTEs (`pg_notify` in it), so the
+step costs one round trip instead of one per row; its rows commit together, so its semantics are the
+transaction's (docs/performance.md, "Third round"). SQLite has no data-modifying CTEs: there the same
+rows are written statement by statement, in the caller's transaction. Callers do not branch on the
+database; these functions do. The other steps: storage/settle.py (a task's outcome),
+storage/attempts.py (a webhook attempt's record), storage/claims.py (a claim). Here too: the queued
+job's row and the update fenced on a job's attempt that they share.
 """
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
 
+from emrtasks.domain import states
 from emrtasks.storage import db
 from emrtasks.storage.db import DbConnection
 from emrtasks.storage.idempotency import COMPLETED, IN_FLIGHT, ClaimLost
-from emrtasks.storage.tables import audit_events, idempotency_keys, jobs, tasks
+from emrtasks.storage.tables import (
+    audit_events,
+    idempotency_keys,
+    jobs,
+    tasks,
+)
+
+QUEUED = states.JobState.QUEUED
+RUNNING = states.JobState.RUNNING
 
 JOBS_CHANNEL = "emrtasks_jobs"
 """The channel that wakes workers (queue/notify.py listens on it)."""
@@ -86,7 +97,7 @@ async def accept(
     when the key's claim is no longer ours."""
     if not is_pg(conn):
         await conn.execute(_INSERT_TASK, dict(task))
-        await conn.execute(_INSERT_JOB, dict(job))
+        await conn.execute(INSERT_JOB, dict(job))
         await conn.execute(_INSERT_AUDIT, dict(audit_row))
         if answer is not None and (await conn.execute(_COMPLETE, _answer(answer))).rowcount != 1:
             raise ClaimLost(answer[0])
@@ -115,7 +126,7 @@ def _values(table: Table, prefix: str, names: tuple[str, ...]) -> dict[str, Any]
 
 
 _INSERT_TASK = db.hot(insert(tasks))
-_INSERT_JOB = db.hot(insert(jobs))
+INSERT_JOB = db.hot(insert(jobs))
 _INSERT_AUDIT = db.hot(insert(audit_events))
 _COMPLETE = db.hot(
     update(idempotency_keys)
@@ -141,3 +152,53 @@ def _accept_statement(*, with_answer: bool) -> Any:
 # Accept, on PostgreSQL: every row and the wake-up in one statement.
 _ACCEPT = db.hot(_accept_statement(with_answer=False))
 _ACCEPT_ONCE = db.hot(_accept_statement(with_answer=True))
+
+
+async def fenced_update(
+    conn: DbConnection, job_id: str, attempts: int, now: datetime, values: Mapping[str, Any]
+) -> bool:
+    """Change a running job only while this attempt holds it; False (nothing written) if it does not."""
+    parameters = {"b_id": job_id, "b_attempts": attempts, "lease_expires_at": None, "locked_by": None}
+    result = await conn.execute(FENCED, parameters | {"updated_at": now, **values})
+    return bool(result.rowcount == 1)
+
+
+def job_row(
+    *,
+    job_id: str,
+    kind: str,
+    now: datetime,
+    max_attempts: int,
+    connection_id: str | None = None,
+    task_id: str | None = None,
+    payload: Mapping[str, Any] | None = None,
+    group_key: str | None = None,
+    group_limit: int | None = None,
+    run_at: datetime | None = None,
+    trace_context: str | None = None,
+) -> dict[str, Any]:
+    """A queued job's row."""
+    return {
+        "id": job_id,
+        "kind": kind,
+        "state": QUEUED,
+        "connection_id": connection_id,
+        "task_id": task_id,
+        "payload": dict(payload or {}),
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "run_at": run_at or now,
+        "reconcile": False,
+        "group_key": group_key,
+        "group_limit": group_limit,
+        "trace_context": trace_context,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+FENCED = db.hot(
+    update(jobs).where(
+        jobs.c.id == bindparam("b_id"), jobs.c.attempts == bindparam("b_attempts"), jobs.c.state == RUNNING
+    )
+)

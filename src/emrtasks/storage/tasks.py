@@ -3,11 +3,9 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 
-from emrtasks.domain import states
 from emrtasks.domain import tasks as domain_tasks
-from emrtasks.storage import db
 from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import tasks
 
@@ -40,7 +38,6 @@ def task_row(
 
 
 # Built once, bound at each execution (the hot path: see jobs.py).
-_FINISH = db.hot(update(tasks).where(tasks.c.id == bindparam("b_id")))
 
 
 async def get_task(
@@ -51,29 +48,6 @@ async def get_task(
         query = query.where(tasks.c.connection_id == connection_id)
     row = (await conn.execute(query)).mappings().first()
     return dict(row) if row else None
-
-
-async def finish_task(
-    conn: DbConnection,
-    task_id: str,
-    *,
-    status: states.TaskStatus,
-    now: datetime,
-    emr_task_id: str | None = None,
-    failure_reason: str | None = None,
-    reasons: list[dict[str, str]] | None = None,
-) -> None:
-    await conn.execute(
-        _FINISH,
-        {
-            "b_id": task_id,
-            "status": status,
-            "emr_task_id": emr_task_id,
-            "failure_reason": failure_reason,
-            "reasons": reasons or [],
-            "updated_at": now,
-        },
-    )
 
 
 def to_request(row: dict[str, Any]) -> domain_tasks.TaskRequest:
