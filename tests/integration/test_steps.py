@@ -229,3 +229,47 @@ def _attempt_row(delivery, now):
         "response_body": "ok",
         "error": None,
     }
+
+
+async def test_a_record_alone_that_finds_a_resend_runs_again_in_a_transaction(runtime, tenant):
+    """Outside a transaction (PostgreSQL's one-statement write) a record that finds a resend asked
+    for writes nothing and is run again in a transaction, where what follows from the resend can be
+    written with it: one attempt row, the request taken."""
+    await _endpoints(runtime, tenant.client_id, active=1, disabled=0)
+    accepted, job = await _accepted_and_claimed(runtime, tenant)
+    now = runtime.ctx.clock()
+    settled = _settled(job, accepted, tenant.client_id, tenant.connection_a, now)
+    due_now = settle.Deliveries(kind="deliver_webhook", max_attempts=5, group_limit=2, run_at=now)
+    async with db.write(runtime.engine) as conn:
+        assert await settle.settle(conn, settled, due_now, now)
+    [delivery] = await _rows(runtime, tables.deliveries, event_id=settled.event["id"])
+    [sending] = await jobs.claim(runtime.engine, worker_id="w", limit=1, lease_seconds=30, now=now)
+    async with db.write(runtime.engine) as conn:
+        await stored_webhooks.update_delivery(conn, delivery["id"], now, resend_requested=True)
+    runs = []
+
+    async def work(conn):
+        runs.append(db.outside_transaction(conn))
+        return await stored_attempts.record(
+            conn,
+            job_id=sending.id,
+            attempts=sending.attempts,
+            job_values={
+                "state": jobs.SUCCEEDED,
+                "finished_at": now,
+                "last_error_code": None,
+                "last_error": None,
+            },
+            delivery_id=delivery["id"],
+            delivery_values={"status": "success", "attempts": 1, "last_attempt_at": now},
+            attempt=_attempt_row(delivery, now),
+            now=now,
+        )
+
+    assert await db.GroupCommitter(runtime.engine).run(work, one_statement=True) == (True, True)
+    assert runs == ([True, False] if runtime.engine.dialect.name == "postgresql" else [False])
+    [after] = await _rows(runtime, tables.deliveries, id=delivery["id"])
+    assert (after["status"], after["resend_requested"]) == ("success", False)
+    assert len(await _rows(runtime, tables.delivery_attempts, delivery_id=delivery["id"])) == 1
+    [finished] = await _rows(runtime, tables.jobs, id=sending.id)
+    assert finished["state"] == jobs.SUCCEEDED

@@ -212,7 +212,9 @@ async def _record(
                 ctx, conn, found["event_id"], found["endpoint_id"], found["client_id"], now, "manual"
             )
 
-    await ctx.relaxed_writer.run(work)
+    # One statement on PostgreSQL, unless the endpoint changes too or a resend comes to light (then
+    # the group commit runs it again in a transaction: storage/attempts.py).
+    await ctx.relaxed_writer.run(work, one_statement=not decision.endpoint_changes)
 
 
 async def _give_up(ctx: Context, job: jobs.Job, found: dict[str, Any], code: str) -> None:

@@ -3,11 +3,12 @@ taken, the attempt's row and the delivery's new status; on PostgreSQL one statem
 
 The order matters to a resend asked for while the attempt runs (service/webhooks.py locks the job,
 then marks the delivery): the resend request is read only once the job's row is ours, so such a
-request is either seen here or finds the job no longer running. On PostgreSQL the delivery is read
-`FOR UPDATE` behind an `EXISTS (SELECT FROM j)` one-time filter, so the job's update (and any wait for
-its lock) comes first, and the row locked is the newest committed one, as a statement of its own
-would have read it. The caller's transaction holds what follows from a resend (storage/steps.py has
-the rest of a task's hot steps).
+request is either seen here or finds the job no longer running. On PostgreSQL the job is locked
+`FOR UPDATE` first and the delivery read `FOR UPDATE` behind an `EXISTS (SELECT FROM held)` one-time
+filter, so any wait for the job's lock comes first, and the delivery row read is the newest committed
+one, as a statement of its own would have read it. What follows from a resend needs the caller's
+transaction: a record run as a statement alone (`db.write(one_statement=True)`) that finds one writes
+nothing and raises `db.NeedsTransaction`, and the group commit runs it again in a transaction.
 """
 
 from collections.abc import Mapping
@@ -60,10 +61,13 @@ async def record(
         "d_status": delivery_values["status"],
         "d_attempts": delivery_values["attempts"],
         "d_last_attempt_at": delivery_values["last_attempt_at"],
+        "alone": db.outside_transaction(conn),
     } | {f"a_{key}": value for key, value in attempt.items()}
     found = (await conn.execute(_RECORD, parameters)).first()
     if found is None or found[0] != 1:
         return False, False
+    if found[1] and not found[2]:  # a resend to act on, outside a transaction: nothing written yet
+        raise db.NeedsTransaction("a resend was asked for during the attempt")
     return True, bool(found[1])
 
 
@@ -81,26 +85,32 @@ _STRINGS = ("job_id", "job_state", "error_code", "delivery_id", "d_status")
 _RECORD = db.hot(
     text(  # constants of this module only; every value is a bound parameter
         f"""
-WITH j AS (
+WITH held AS (
+    SELECT id FROM jobs WHERE id = :job_id AND attempts = :attempts AND state = '{RUNNING}' FOR UPDATE
+), seen AS (
+    SELECT id, resend_requested FROM deliveries
+    WHERE id = :delivery_id AND EXISTS (SELECT FROM held)
+    FOR UPDATE
+), go AS (
+    SELECT FROM held WHERE NOT (:alone AND coalesce((SELECT bool_or(resend_requested) FROM seen), false))
+), j AS (
     UPDATE jobs SET state = :job_state, run_at = coalesce(:run_at, run_at),
         reconcile = coalesce(:reconcile, reconcile), finished_at = coalesce(:finished_at, finished_at),
         last_error_code = :error_code, last_error = :error, lease_expires_at = NULL, locked_by = NULL,
         updated_at = :now
-    WHERE id = :job_id AND attempts = :attempts AND state = '{RUNNING}'
-    RETURNING id
-), seen AS (
-    SELECT id, resend_requested FROM deliveries
-    WHERE id = :delivery_id AND EXISTS (SELECT FROM j)
-    FOR UPDATE
+    WHERE jobs.id IN (SELECT id FROM held) AND EXISTS (SELECT FROM go)
+    RETURNING jobs.id
 ), d AS (
     UPDATE deliveries SET status = :d_status, attempts = :d_attempts, last_attempt_at = :d_last_attempt_at,
         resend_requested = false, updated_at = :now
-    FROM seen WHERE deliveries.id = seen.id
+    FROM seen WHERE deliveries.id = seen.id AND EXISTS (SELECT FROM go)
 ), a AS (
     INSERT INTO delivery_attempts ({", ".join(_ATTEMPT_COLUMNS)})
     SELECT {", ".join(f":a_{name}" for name in _ATTEMPT_COLUMNS)} FROM j
 )
-SELECT (SELECT count(*) FROM j) AS moved, coalesce((SELECT bool_or(resend_requested) FROM seen), false)
+SELECT (SELECT count(*) FROM held) AS held,
+    coalesce((SELECT bool_or(resend_requested) FROM seen), false) AS resend,
+    (SELECT count(*) FROM j) AS written
 """  # noqa: S608
     ).bindparams(
         *(
@@ -113,6 +123,7 @@ SELECT (SELECT count(*) FROM j) AS moved, coalesce((SELECT bool_or(resend_reques
         ),
         *(bindparam(name, type_=Integer) for name in ("attempts", "d_attempts")),
         bindparam("reconcile", type_=Boolean),
+        bindparam("alone", type_=Boolean),
         bindparam("error", type_=Text),
         *(bindparam(f"a_{c.name}", type_=c.type) for c in delivery_attempts.c),
     )

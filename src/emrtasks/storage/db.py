@@ -45,6 +45,17 @@ class DbConnection(Protocol):
     ) -> CursorResult[*tuple[Any, ...]]: ...
 
 
+class NeedsTransaction(Exception):
+    """A work announced as one statement found it needs more (its statement wrote nothing): the
+    group commit runs it again in a transaction of its own."""
+
+
+def outside_transaction(conn: DbConnection) -> bool:
+    """Whether this connection runs one statement alone, outside a transaction (PostgreSQL's
+    `write(one_statement=True)`): a step that may need a second statement must not write then."""
+    return bool(getattr(conn, "outside_transaction", False))
+
+
 def create_engine(url: str, *, pool_size: int = 10, synchronous: str = "FULL") -> AsyncEngine:
     if url.startswith("sqlite"):
         return sqlite.create_engine(url, synchronous, pool_size)
@@ -315,6 +326,9 @@ class GroupCommitter:
         try:
             async with write(self._engine, durable=self._durable, one_statement=single) as conn:
                 results = [await work(conn) for work, _future in batch]
+        except NeedsTransaction:
+            await self._alone(*batch[0])
+            return
         except Exception as error:
             # Out of reach: alone, each would wait as long again. A work that ran alone outside a
             # transaction is not run again unless a concurrent one made its statement fail: what

@@ -43,10 +43,16 @@ class PgConnection:
         self.notified = False  # one NOTIFY per transaction is enough
         self._left = statements  # how many statements it may still run (-1: any number)
 
+    @property
+    def outside_transaction(self) -> bool:
+        """One statement alone, no transaction around it (`db.write(one_statement=True)`)."""
+        return self._left >= 0
+
     async def execute(self, statement: Executable, parameters: Any = None) -> direct.Rows:
-        if self._left == 0:
-            raise RuntimeError("a second statement where one was announced, outside a transaction")
-        self._left -= 1
+        if self._left >= 0:
+            if self._left == 0:
+                raise RuntimeError("a second statement where one was announced, outside a transaction")
+            self._left -= 1
         if isinstance(parameters, list | tuple):  # many rows: one statement, executemany
             return await self._execute_many(statement, parameters)
         plan = direct.plan_for(statement, parameters, self.dialect)
