@@ -2,8 +2,8 @@
 attempt.
 
 A claim counts running jobs per group, takes the oldest due candidates (`FOR UPDATE SKIP LOCKED`),
-keeps those that fit their group and `UPDATE ... RETURNING`s them: one statement on PostgreSQL, one
-transaction of three on SQLite, which serialises writers with BEGIN IMMEDIATE (storage/claims.py).
+keeps those that fit their group and `UPDATE ... RETURNING`s them, in one statement on either
+database; SQLite renders no row locks and serialises writers with BEGIN IMMEDIATE (storage/claims.py).
 A finish or reschedule carries the attempt number it was claimed with, so a worker whose lease was
 taken over cannot overwrite the newer attempt's result.
 """
@@ -48,9 +48,33 @@ class Job:
     """The W3C traceparent of the span that queued it: its attempts continue that trace."""
 
 
-async def enqueue(conn: DbConnection, **values: Any) -> None:
-    """A job queued in the caller's transaction (the keywords of `job_row`); wakes the workers on commit."""
-    await conn.execute(_INSERT, job_row(**values))
+async def enqueue(
+    conn: DbConnection,
+    *,
+    job_id: str,
+    kind: str,
+    now: datetime,
+    max_attempts: int,
+    payload: Mapping[str, Any] | None = None,
+    group_key: str | None = None,
+    group_limit: int | None = None,
+    run_at: datetime | None = None,
+    trace_context: str | None = None,
+) -> None:
+    """A job queued in the caller's transaction; wakes the workers on commit. (A task's own job is
+    written with the task: storage/steps.py.)"""
+    row = job_row(
+        job_id=job_id,
+        kind=kind,
+        now=now,
+        max_attempts=max_attempts,
+        payload=payload,
+        group_key=group_key,
+        group_limit=group_limit,
+        run_at=run_at,
+        trace_context=trace_context,
+    )
+    await conn.execute(_INSERT, row)
     await notify.notify(conn)
 
 
