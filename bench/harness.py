@@ -29,7 +29,8 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 PYTHON = sys.executable
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-PG_SCRATCH_DB = "emrtasks_bench"
+# Its own name per run of bench scripts side by side (BENCH_PG_DB), else they drop each other's.
+PG_SCRATCH_DB = os.environ.get("BENCH_PG_DB", "emrtasks_bench")
 PG_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{PG_SCRATCH_DB}"
 SERVICE_CORE, LOAD_CORE = 0, 1
 TASK_BODY = {

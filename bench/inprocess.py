@@ -3,6 +3,7 @@
     python bench/inprocess.py                       # SQLite in a temp dir, 600 tasks
     python bench/inprocess.py --db postgres --tasks 1000 --top 40   # a scratch database, as make bench
     python bench/inprocess.py --no-profile          # CPU per task without the profiler's overhead
+    python bench/inprocess.py --db postgres --no-profile --round-trips   # and PostgreSQL's round trips
 
 `make bench` measures the real `serve` from outside; this is its magnifying glass. It runs the
 service's runtime (engine, worker, sandbox EMR at 0 ms) in this process, posts tasks through the ASGI
@@ -11,14 +12,18 @@ worker create them and deliver their webhooks over real HTTP to a minimal keep-a
 child process on loopback, and stops when every delivery has succeeded. It prints the process CPU per
 task and cProfile's functions by own time and by cumulative time, our code and the layers under it.
 cProfile slows Python code about twofold and not C code, so read shares, not absolute times.
+`--round-trips` (PostgreSQL) counts the round trips to the server per task, statement by statement:
+each BEGIN, COMMIT, statement and pool reset, and each statement prepared (a Parse the cache missed).
 """
 
 import argparse
 import asyncio
+import collections
 import cProfile
 import pstats
 import tempfile
 import time
+from typing import Any
 
 import harness  # bench/harness.py: the scratch PostgreSQL database, free ports, the task body
 import httpx
@@ -60,17 +65,22 @@ async def run(args: argparse.Namespace, workdir: str, port: int) -> None:
             await _tasks(http, headers, rt, 1)  # warm-up: caches, pools, the receiver connection
 
             profile = cProfile.Profile()
+            trips = _RoundTrips() if args.round_trips else None
             cpu, wall = time.process_time(), time.perf_counter()
             if args.profile:
                 profile.enable()
             await _tasks(http, headers, rt, args.tasks + 1)
             profile.disable()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            if trips is not None:
+                trips.stop()
     print(
         f"{args.tasks} tasks, accept to delivered webhook, in {wall:.2f} s ({args.tasks / wall:.0f}/s); "
         f"process CPU {cpu * 1000 / args.tasks:.2f} ms per task"
         + (" (under cProfile)" if args.profile else "")
     )
+    if trips is not None:
+        trips.report(args.tasks)
     if args.profile:
         stats = pstats.Stats(profile)
         stats.sort_stats("tottime").print_stats(args.top)
@@ -98,12 +108,69 @@ async def _delivered(rt: bootstrap.Runtime) -> int:
         return int(found.scalar() or 0)
 
 
+class _RoundTrips:
+    """Counts asyncpg's round trips by statement, while counting: simple queries (BEGIN, COMMIT, a
+    pool's reset), executions of prepared statements (one Bind/Execute each, in one exchange),
+    many-row executions, and each Parse the statement cache missed (one round trip more)."""
+
+    def __init__(self) -> None:
+        import asyncpg.connection
+
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._cls = asyncpg.connection.Connection
+        names = ("execute", "_execute", "_executemany", "_get_statement")
+        self._saved = {name: getattr(self._cls, name) for name in names}
+        counts, saved = self.counts, self._saved
+
+        async def execute(con: Any, query: str, *args: Any, **kw: Any) -> Any:
+            if not args:
+                counts[_label(query)] += 1
+            return await saved["execute"](con, query, *args, **kw)
+
+        async def execute_(con: Any, query: str, *args: Any, **kw: Any) -> Any:
+            counts[_label(query)] += 1
+            return await saved["_execute"](con, query, *args, **kw)
+
+        async def executemany(con: Any, query: str, *args: Any, **kw: Any) -> Any:
+            counts["many: " + _label(query)] += 1
+            return await saved["_executemany"](con, query, *args, **kw)
+
+        async def get_statement(con: Any, query: str, *args: Any, **kw: Any) -> Any:
+            if con._stmt_cache.get((query, con._protocol.get_record_class(), False)) is None:
+                counts["parse: " + _label(query)] += 1
+            return await saved["_get_statement"](con, query, *args, **kw)
+
+        for name, patched in (
+            ("execute", execute),
+            ("_execute", execute_),
+            ("_executemany", executemany),
+            ("_get_statement", get_statement),
+        ):
+            setattr(self._cls, name, patched)
+
+    def stop(self) -> None:
+        for name, original in self._saved.items():
+            setattr(self._cls, name, original)
+
+    def report(self, tasks: int) -> None:
+        total = sum(n for label, n in self.counts.items())
+        print(f"round trips to PostgreSQL: {total / tasks:.2f} per task")
+        for label, n in self.counts.most_common():
+            print(f"  {n / tasks:6.2f}  {label}")
+
+
+def _label(sql: str) -> str:
+    """A statement's first words, enough to tell the steps apart."""
+    return " ".join(sql.split())[:110]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--tasks", type=int, default=600)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--no-profile", dest="profile", action="store_false")
+    parser.add_argument("--round-trips", action="store_true", help="count PostgreSQL's round trips per task")
     args = parser.parse_args()
     if args.db == "postgres":
         harness.recreate_pg_database()

@@ -18,6 +18,7 @@ from emrtasks.domain import tasks as domain_tasks
 from emrtasks.queue import jobs
 from emrtasks.service import audit, create_task, webhook_delivery
 from emrtasks.service import webhooks as service_webhooks
+from emrtasks.storage import attempts as stored_attempts
 from emrtasks.storage import db, tables
 from emrtasks.storage import events as stored_events
 from emrtasks.storage import webhooks as stored_webhooks
@@ -378,14 +379,15 @@ async def test_a_resend_racing_the_record_of_an_attempt_is_not_lost(runtime, ten
             await service_webhooks.fan_out(ctx, conn, tenant.client_id, event_id, ctx.clock())
         [job] = await jobs.claim(runtime.engine, worker_id="w", limit=1, lease_seconds=60, now=ctx.clock())
         paused, go = asyncio.Event(), asyncio.Event()
-        insert_attempt = stored_webhooks.insert_attempt
+        record = stored_attempts.record
 
         async def pausing(conn, **values):
+            written = await record(conn, **values)
             paused.set()
             await go.wait()  # the record's transaction is open, its job row settled
-            await insert_attempt(conn, **values)
+            return written
 
-        monkeypatch.setattr(stored_webhooks, "insert_attempt", pausing)
+        monkeypatch.setattr(stored_attempts, "record", pausing)
         recording = asyncio.create_task(webhook_delivery.run_delivery(ctx, job))
         await asyncio.wait_for(paused.wait(), 10)
         resending = asyncio.create_task(

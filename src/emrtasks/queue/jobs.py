@@ -1,9 +1,9 @@
 """Jobs in the database: enqueue inside the caller's transaction, claim with a lease, finish fenced on the
 attempt.
 
-A claim is one transaction for both dialects: count running jobs per group, `SELECT ... FOR UPDATE
-SKIP LOCKED` the oldest due candidates, keep those that fit their group, `UPDATE ... RETURNING` them.
-SQLite renders no FOR UPDATE and serialises writers with BEGIN IMMEDIATE instead.
+A claim counts running jobs per group, takes the oldest due candidates (`FOR UPDATE SKIP LOCKED`),
+keeps those that fit their group and `UPDATE ... RETURNING`s them, in one statement on either
+database; SQLite renders no row locks and serialises writers with BEGIN IMMEDIATE (storage/claims.py).
 A finish or reschedule carries the attempt number it was claimed with, so a worker whose lease was
 taken over cannot overwrite the newer attempt's result.
 """
@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, insert, or_, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from emrtasks.domain import states
 from emrtasks.queue import notify
-from emrtasks.storage import db
+from emrtasks.storage import claims, db
+from emrtasks.storage import steps as stored_steps
 from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import jobs
 
@@ -54,35 +55,30 @@ async def enqueue(
     kind: str,
     now: datetime,
     max_attempts: int,
-    connection_id: str | None = None,
-    task_id: str | None = None,
     payload: Mapping[str, Any] | None = None,
     group_key: str | None = None,
     group_limit: int | None = None,
     run_at: datetime | None = None,
     trace_context: str | None = None,
 ) -> None:
-    await conn.execute(
-        _INSERT,
-        {
-            "id": job_id,
-            "kind": kind,
-            "state": QUEUED,
-            "connection_id": connection_id,
-            "task_id": task_id,
-            "payload": dict(payload or {}),
-            "attempts": 0,
-            "max_attempts": max_attempts,
-            "run_at": run_at or now,
-            "reconcile": False,
-            "group_key": group_key,
-            "group_limit": group_limit,
-            "trace_context": trace_context,
-            "created_at": now,
-            "updated_at": now,
-        },
+    """A job queued in the caller's transaction; wakes the workers on commit. (A task's own job is
+    written with the task: storage/steps.py.)"""
+    row = job_row(
+        job_id=job_id,
+        kind=kind,
+        now=now,
+        max_attempts=max_attempts,
+        payload=payload,
+        group_key=group_key,
+        group_limit=group_limit,
+        run_at=run_at,
+        trace_context=trace_context,
     )
+    await conn.execute(_INSERT, row)
     await notify.notify(conn)
+
+
+job_row = stored_steps.job_row  # a queued job's row (storage/steps.py writes it with its task)
 
 
 # The statements of the hot path are built once, their values bound at each execution: building a
@@ -101,65 +97,11 @@ async def claim(
     concurrent claims may each fill the same room: the limit can overshoot by one batch there.
     """
     # Durable: a claim undone by a power loss would come back as a fresh job (reconcile false) and
-    # could write the EMR again without looking first.
-    async with db.write(engine) as conn:
-        running = await _running_per_group(conn)
-        full = [g for g, (count, room) in running.items() if count >= room]
-        parameters: dict[str, Any] = {"b_now": now, "b_scan": limit * _SCAN_FACTOR}
-        if full:
-            found = await conn.execute(_CANDIDATES_SKIPPING, parameters | {"b_full": full})
-        else:
-            found = await conn.execute(_CANDIDATES, parameters)
-        chosen = _fit(list(found.all()), running, limit)
-        if not chosen:
-            return []
-        lease = now + timedelta(seconds=lease_seconds)
-        taken = {"b_ids": chosen, "b_lease": lease, "b_worker": worker_id, "b_now": now}
-        rows = (await conn.execute(_TAKE, taken)).all()
-    claimed = sorted((_to_job(row._mapping) for row in rows), key=lambda j: chosen.index(j.id))
-    return claimed
-
-
-# How many candidates a claim looks at per job it wants, so capped groups cannot hide the rest.
-_SCAN_FACTOR = 4
-
-_CANDIDATES = db.hot(
-    select(jobs.c.id, jobs.c.group_key, jobs.c.group_limit)
-    .where(jobs.c.state == QUEUED, jobs.c.run_at <= bindparam("b_now"))
-    .order_by(jobs.c.run_at)
-    .limit(bindparam("b_scan"))
-    .with_for_update(skip_locked=True)
-)
-_CANDIDATES_SKIPPING = db.hot(
-    _CANDIDATES.where(
-        or_(jobs.c.group_key.is_(None), jobs.c.group_key.not_in(bindparam("b_full", expanding=True)))
-    )
-)
-_RUNNING_PER_GROUP = db.hot(
-    select(jobs.c.group_key, func.count(), func.min(jobs.c.group_limit))
-    .where(jobs.c.state == RUNNING, jobs.c.group_key.is_not(None))
-    .group_by(jobs.c.group_key)
-)
-
-
-async def _running_per_group(conn: DbConnection) -> dict[str, tuple[int, int]]:
-    rows = (await conn.execute(_RUNNING_PER_GROUP)).all()
-    return {key: (count, room or 1) for key, count, room in rows}
-
-
-def _fit(candidates: list[Any], running: dict[str, tuple[int, int]], limit: int) -> list[str]:
-    """Oldest first, up to `limit`, never past a group's room."""
-    taken = {key: count for key, (count, _room) in running.items()}
-    chosen: list[str] = []
-    for job_id, group, room in candidates:
-        if len(chosen) == limit:
-            break
-        if group is not None and room:
-            if taken.get(group, 0) >= room:
-                continue
-            taken[group] = taken.get(group, 0) + 1
-        chosen.append(job_id)
-    return chosen
+    # could write the EMR again without looking first. One statement on PostgreSQL (storage/claims.py).
+    lease = now + timedelta(seconds=lease_seconds)
+    async with db.write(engine, one_statement=True) as conn:
+        rows = await claims.claim(conn, worker_id=worker_id, limit=limit, lease=lease, now=now)
+    return [_to_job(row) for row in rows]
 
 
 async def defer_group(conn: DbConnection, group_key: str, until: datetime) -> None:
@@ -289,16 +231,7 @@ async def reschedule(
 
 
 async def _fenced_update(conn: DbConnection, job: Job, now: datetime, values: Mapping[str, Any]) -> bool:
-    parameters = {"b_id": job.id, "b_attempts": job.attempts, "lease_expires_at": None, "locked_by": None}
-    result = await conn.execute(_FENCED, parameters | {"updated_at": now, **values})
-    return bool(result.rowcount == 1)
-
-
-_FENCED = db.hot(
-    update(jobs).where(
-        jobs.c.id == bindparam("b_id"), jobs.c.attempts == bindparam("b_attempts"), jobs.c.state == RUNNING
-    )
-)
+    return await stored_steps.fenced_update(conn, job.id, job.attempts, now, values)
 
 
 async def reap(engine: AsyncEngine, *, now: datetime) -> int:
@@ -356,36 +289,6 @@ async def get_job(conn: DbConnection, job_id: str, *, lock: bool = False) -> dic
         query = query.with_for_update()
     row = (await conn.execute(query)).mappings().first()
     return dict(row) if row else None
-
-
-_JOB_COLUMNS = (
-    jobs.c.id,
-    jobs.c.kind,
-    jobs.c.attempts,
-    jobs.c.max_attempts,
-    jobs.c.connection_id,
-    jobs.c.task_id,
-    jobs.c.reconcile,
-    jobs.c.last_error_code,
-    jobs.c.payload,
-    jobs.c.group_key,
-    jobs.c.group_limit,
-    jobs.c.trace_context,
-)
-
-
-_TAKE = db.hot(
-    update(jobs)
-    .where(jobs.c.id.in_(bindparam("b_ids", expanding=True)))
-    .values(
-        state=RUNNING,
-        attempts=jobs.c.attempts + 1,
-        lease_expires_at=bindparam("b_lease"),
-        locked_by=bindparam("b_worker"),
-        updated_at=bindparam("b_now"),
-    )
-    .returning(*_JOB_COLUMNS)
-)
 
 
 def _to_job(row: Any) -> Job:

@@ -14,10 +14,10 @@ from typing import Any
 import asyncpg
 from sqlalchemy import make_url, text
 
-from emrtasks.storage import db
+from emrtasks.storage import db, steps
 from emrtasks.storage.db import DbConnection
 
-CHANNEL = "emrtasks_jobs"
+CHANNEL = steps.JOBS_CHANNEL
 log = logging.getLogger("emrtasks.worker")
 
 

@@ -20,7 +20,7 @@ from emrtasks.service import adapters as service_adapters
 from emrtasks.service import login_required, webhooks
 from emrtasks.service.context import Context, Policy
 from emrtasks.storage import connections, db
-from emrtasks.storage import events as stored_events
+from emrtasks.storage import settle as stored_settle
 from emrtasks.storage import tasks as stored_tasks
 from emrtasks.storage.db import DbConnection
 from emrtasks.webhooks import events
@@ -233,36 +233,38 @@ async def _record(
     trace_context = ctx.telemetry.trace_context()  # this attempt's span: the deliveries continue it
     reasons = list(decision.reasons) or None
 
+    settled = stored_settle.Settled(
+        job_id=job.id,
+        attempts=job.attempts,
+        job_state=_JOB_STATE[decision.status],
+        error_code=decision.error_code,
+        task_id=task.id,
+        status=decision.status,
+        emr_task_id=decision.emr_task_id,
+        failure_reason=events.failure_reason(reasons) if reasons else None,
+        reasons=reasons,
+        event={
+            "id": event_id,
+            "client_id": connection.client_id,
+            "connection_id": connection.id,
+            "type": _event_type(decision),
+            "job_id": job.id,
+            "task_id": task.id,
+            "body": events.serialize(body),
+            "created_at": now,
+        },
+    )
+    fanned = webhooks.deliveries(ctx, now, trace_context)
+    login_lost = decision.error_code == outcomes.LOGIN_REQUIRED
+
     async def work(conn: DbConnection) -> None:
-        assert decision.status is not None
-        state = _JOB_STATE[decision.status]
-        if not await jobs.finish(conn, job, state, now=now, error_code=decision.error_code):
+        if not await stored_settle.settle(conn, settled, fanned, now):
             raise lease.LeaseLost
-        await stored_tasks.finish_task(
-            conn,
-            task.id,
-            status=decision.status,
-            now=now,
-            emr_task_id=decision.emr_task_id,
-            failure_reason=events.failure_reason(reasons) if reasons else None,
-            reasons=reasons,
-        )
-        await stored_events.insert_event(
-            conn,
-            event_id=event_id,
-            client_id=connection.client_id,
-            connection_id=connection.id,
-            event_type=_event_type(decision),
-            job_id=job.id,
-            task_id=task.id,
-            body=events.serialize(body),
-            now=now,
-        )
-        await webhooks.fan_out(ctx, conn, connection.client_id, event_id, now, trace_context=trace_context)
-        if decision.error_code == outcomes.LOGIN_REQUIRED:
+        if login_lost:
             await login_required.record(ctx, conn, connection.id, now)  # its event once per break
 
-    await ctx.relaxed_writer.run(work)
+    # One statement on PostgreSQL (storage/settle.py), unless a broken login is recorded with it.
+    await ctx.relaxed_writer.run(work, one_statement=not login_lost)
     ctx.wake()  # its webhook deliveries are due now
 
 

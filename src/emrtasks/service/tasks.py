@@ -14,8 +14,8 @@ from emrtasks.queue import jobs
 from emrtasks.service import adapters as service_adapters
 from emrtasks.service import admin, audit
 from emrtasks.service.context import Context
-from emrtasks.storage import audit as stored_audit
 from emrtasks.storage import db, idempotency
+from emrtasks.storage import steps as stored_steps
 from emrtasks.storage import tasks as stored_tasks
 from emrtasks.storage.db import DbConnection
 from emrtasks.webhooks import events
@@ -115,33 +115,29 @@ async def _accept(
     )
     trace_context = ctx.telemetry.trace_context()  # the request's span: the job's attempts continue it
 
-    async def work(conn: DbConnection) -> None:
-        await stored_tasks.insert_task(
-            conn,
-            task_id=accepted.task_id,
-            job_id=accepted.job_id,
-            connection=connection,
-            request=request,
-            now=now,
-        )
-        await jobs.enqueue(
-            conn,
-            job_id=accepted.job_id,
-            kind=CREATE_TASK,
-            now=now,
-            max_attempts=ctx.policy.task_max_attempts,
-            connection_id=connection.id,
-            task_id=accepted.task_id,
-            group_key=connection.id,
-            group_limit=service_adapters.max_concurrency(connection),
-            trace_context=trace_context,
-        )
-        await stored_audit.insert_row(conn, audit_row)
-        if idempotency_record is not None:
-            answer = orjson.dumps(accepted.as_public()).decode()
-            await idempotency.complete(conn, idempotency_record, 202, answer)
+    task = stored_tasks.task_row(
+        task_id=accepted.task_id, job_id=accepted.job_id, connection=connection, request=request, now=now
+    )
+    job = jobs.job_row(
+        job_id=accepted.job_id,
+        kind=CREATE_TASK,
+        now=now,
+        max_attempts=ctx.policy.task_max_attempts,
+        connection_id=connection.id,
+        task_id=accepted.task_id,
+        group_key=connection.id,
+        group_limit=service_adapters.max_concurrency(connection),
+        trace_context=trace_context,
+    )
+    answer = None
+    if idempotency_record is not None:
+        answer = (idempotency_record, 202, orjson.dumps(accepted.as_public()).decode())
 
-    await ctx.writer.run(work)
+    async def work(conn: DbConnection) -> None:
+        await stored_steps.accept(conn, task, job, audit_row, answer)
+
+    # One statement on PostgreSQL (storage/steps.py); not with a key, whose lost claim undoes it all.
+    await ctx.writer.run(work, one_statement=answer is None)
     ctx.wake()
     return accepted
 

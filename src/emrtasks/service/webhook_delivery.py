@@ -16,6 +16,7 @@ from emrtasks.domain import ids, states
 from emrtasks.queue import jobs, lease
 from emrtasks.service import webhooks
 from emrtasks.service.context import Context
+from emrtasks.storage import attempts as stored_attempts
 from emrtasks.storage import db
 from emrtasks.storage import webhooks as stored_webhooks
 from emrtasks.storage.db import DbConnection
@@ -155,50 +156,46 @@ async def _record(
     decision: _Decision,
     now: datetime,
 ) -> None:
+    if decision.job_state is None:
+        assert decision.retry_at is not None
+        job_values: dict[str, Any] = {"state": jobs.QUEUED, "run_at": decision.retry_at, "reconcile": False}
+        job_values |= {"last_error_code": "DELIVERY_FAILED", "last_error": result.error}
+    else:
+        job_values = {"state": decision.job_state, "finished_at": now}
+        job_values |= {"last_error_code": decision.error_code, "last_error": None}
+    delivery_values = {"status": decision.delivery_status, "attempts": attempt_number, "last_attempt_at": now}
+    attempt = {
+        "id": ids.new_id("att"),
+        "delivery_id": found.id,
+        "event_id": found.event_id,
+        "endpoint_id": found.endpoint_id,
+        "attempt": attempt_number,
+        "trigger": str(job.payload.get("trigger", "scheduled")),
+        "attempted_at": now,
+        "status_code": result.status_code,
+        "duration_ms": result.duration_ms,
+        "response_body": result.response_body,
+        "error": result.error,
+    }
+
     async def work(conn: DbConnection) -> None:
-        if decision.job_state is None:
-            assert decision.retry_at is not None
-            moved = await jobs.reschedule(
-                conn,
-                job,
-                run_at=decision.retry_at,
-                now=now,
-                reconcile=False,
-                error_code="DELIVERY_FAILED",
-                error=result.error,
-            )
-        else:
-            moved = await jobs.finish(conn, job, decision.job_state, now=now, error_code=decision.error_code)
+        # One statement on PostgreSQL: the job moved (fenced), the resend request taken (read once
+        # the job's row is ours, so a request racing this is either seen here or finds the job no
+        # longer running), the attempt's row and the delivery's status (storage/attempts.py).
+        moved, resend = await stored_attempts.record(
+            conn,
+            job_id=job.id,
+            attempts=job.attempts,
+            job_values=job_values,
+            delivery_id=found.id,
+            delivery_values=delivery_values,
+            attempt=attempt,
+            now=now,
+        )
         if not moved:
             raise lease.LeaseLost
-        # A resend asked for during this attempt (read after the job's row is ours, so a request
-        # racing this transaction is either seen here or finds the job no longer running): the
-        # next attempt is due now, or, when this job ends here, a new job follows it.
-        resend = await stored_webhooks.take_resend_request(conn, found.id)
-        if resend and decision.job_state is None:
+        if resend and decision.job_state is None:  # the next attempt is due now
             await jobs.expedite(conn, job.id, now=now)
-        await stored_webhooks.insert_attempt(
-            conn,
-            id=ids.new_id("att"),
-            delivery_id=found.id,
-            event_id=found.event_id,
-            endpoint_id=found.endpoint_id,
-            attempt=attempt_number,
-            trigger=str(job.payload.get("trigger", "scheduled")),
-            attempted_at=now,
-            status_code=result.status_code,
-            duration_ms=result.duration_ms,
-            response_body=result.response_body,
-            error=result.error,
-        )
-        await stored_webhooks.update_delivery(
-            conn,
-            found.id,
-            now,
-            status=decision.delivery_status,
-            attempts=attempt_number,
-            last_attempt_at=now,
-        )
         if decision.endpoint_changes:
             await stored_webhooks.update_endpoint(
                 conn,
@@ -212,7 +209,9 @@ async def _record(
                 ctx, conn, found.event_id, found.endpoint_id, found.client_id, now, "manual"
             )
 
-    await ctx.relaxed_writer.run(work)
+    # One statement on PostgreSQL, unless the endpoint changes too or a resend comes to light (then
+    # the group commit runs it again in a transaction: storage/attempts.py).
+    await ctx.relaxed_writer.run(work, one_statement=not decision.endpoint_changes)
 
 
 async def _give_up(ctx: Context, job: jobs.Job, found: stored_webhooks.DeliveryRow, code: str) -> None:

@@ -13,6 +13,7 @@ from emrtasks.service import audit
 from emrtasks.service.context import Context
 from emrtasks.storage import crypto, db
 from emrtasks.storage import events as stored_events
+from emrtasks.storage import settle as stored_settle
 from emrtasks.storage import webhooks as stored_webhooks
 from emrtasks.storage.db import DbConnection
 from emrtasks.webhooks import events, signing, ssrf
@@ -326,20 +327,18 @@ async def fan_out(
 ) -> int:
     """Inside the transaction that writes an event: one delivery per active endpoint (the outbox).
     `trace_context`: the trace the deliveries continue (the caller's: the work runs in a batch)."""
-    count = 0
-    for endpoint in await stored_webhooks.list_endpoints(conn, client_id, active_only=True):
-        count += await schedule_delivery(
-            ctx,
-            conn,
-            event_id,
-            endpoint.id,
-            client_id,
-            now,
-            "scheduled",
-            new=True,
-            trace_context=trace_context,
-        )
-    return count
+    return await stored_settle.fan_out(conn, client_id, event_id, deliveries(ctx, now, trace_context), now)
+
+
+def deliveries(ctx: Context, now: datetime, trace_context: str | None = None) -> stored_settle.Deliveries:
+    """How an event's new deliveries are queued: their jobs, due after the schedule's first step."""
+    return stored_settle.Deliveries(
+        kind=DELIVER_WEBHOOK,
+        max_attempts=len(ctx.webhooks.schedule),
+        group_limit=ctx.webhooks.endpoint_concurrency,
+        run_at=now + timedelta(seconds=ctx.webhooks.schedule[0]),
+        trace_context=trace_context,
+    )
 
 
 async def schedule_delivery(

@@ -45,6 +45,17 @@ class DbConnection(Protocol):
     ) -> CursorResult[*tuple[Any, ...]]: ...
 
 
+class NeedsTransaction(Exception):
+    """A work announced as one statement found it needs more (its statement wrote nothing): the
+    group commit runs it again in a transaction of its own."""
+
+
+def outside_transaction(conn: DbConnection) -> bool:
+    """Whether this connection runs one statement alone, outside a transaction (PostgreSQL's
+    `write(one_statement=True)`): a step that may need a second statement must not write then."""
+    return bool(getattr(conn, "outside_transaction", False))
+
+
 def create_engine(url: str, *, pool_size: int = 10, synchronous: str = "FULL") -> AsyncEngine:
     if url.startswith("sqlite"):
         return sqlite.create_engine(url, synchronous, pool_size)
@@ -72,15 +83,26 @@ async def dispose(engine: AsyncEngine) -> None:
 
 
 @asynccontextmanager
-async def write(engine: AsyncEngine, *, durable: bool = True) -> AsyncIterator[DbConnection]:
+async def write(
+    engine: AsyncEngine, *, durable: bool = True, one_statement: bool = False
+) -> AsyncIterator[DbConnection]:
     """A transaction that will write: committed on exit, rolled back on error. `durable=False` (SQLite)
     lets the commit skip the fsync: for writes that a crash may undo because a retry redoes them.
+    `one_statement`: the work runs a single statement on PostgreSQL (storage/steps.py), which is a
+    transaction by itself: no BEGIN and COMMIT round trips (a second statement is refused); the work
+    must raise nothing after it that should undo it. Elsewhere it changes nothing.
 
     On SQLite, writers of one process take turns on an asyncio lock first: SQLite lets one writer
     in at a time anyway, and a writer that waits in SQLite's busy handler sleeps in steps of
     milliseconds, which is what made every write slow under load."""
     with _outages_as_domain_errors():
-        async with _transactions(engine).write(engine, durable) as conn:
+        transactions = _transactions(engine)
+        opened: AbstractAsyncContextManager[DbConnection]
+        if one_statement and isinstance(transactions, pg.Transactions):
+            opened = transactions.one_statement()
+        else:
+            opened = transactions.write(engine, durable)
+        async with opened as conn:
             yield conn
 
 
@@ -264,11 +286,16 @@ class GroupCommitter:
         self._durable = durable
         self._max_batch = max_batch
         self._pending: list[tuple[Callable[[DbConnection], Awaitable[Any]], asyncio.Future[Any]]] = []
+        self._single: set[int] = set()  # id() of the pending works that run one statement
         self._writer: asyncio.Task[None] | None = None
 
-    async def run(self, work: Callable[[DbConnection], Awaitable[T]]) -> T:
+    async def run(self, work: Callable[[DbConnection], Awaitable[T]], *, one_statement: bool = False) -> T:
+        """`one_statement`: the work runs one statement on PostgreSQL and raises nothing after it
+        that should undo it (see `write`): alone in its batch, it runs without BEGIN and COMMIT."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((work, future))
+        if one_statement:
+            self._single.add(id(future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
         return await future
@@ -293,11 +320,20 @@ class GroupCommitter:
     async def _commit(
         self, batch: list[tuple[Callable[[DbConnection], Awaitable[Any]], asyncio.Future[Any]]]
     ) -> None:
+        single = len(batch) == 1 and id(batch[0][1]) in self._single
+        for _work, future in batch:
+            self._single.discard(id(future))
         try:
-            async with write(self._engine, durable=self._durable) as conn:
+            async with write(self._engine, durable=self._durable, one_statement=single) as conn:
                 results = [await work(conn) for work, _future in batch]
+        except NeedsTransaction:
+            await self._alone(*batch[0])
+            return
         except Exception as error:
-            if is_outage(error):  # the database is out of reach: alone, each would wait as long again
+            # Out of reach: alone, each would wait as long again. A work that ran alone outside a
+            # transaction is not run again unless a concurrent one made its statement fail: what
+            # its statement wrote (if anything) stays, and the error is its own.
+            if is_outage(error) or (single and not is_contention(error)):
                 for _work, future in batch:
                     if not future.done():
                         future.set_exception(error)

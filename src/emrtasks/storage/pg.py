@@ -32,15 +32,27 @@ from emrtasks.storage import direct, internals
 class PgConnection:
     """A connection of a `db.read` or `db.write` on PostgreSQL."""
 
-    __slots__ = ("_pool", "_raw", "dialect", "notified")
+    __slots__ = ("_left", "_pool", "_raw", "dialect", "notified")
 
-    def __init__(self, pool: asyncpg.Pool, raw: asyncpg.Connection, dialect: Dialect) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, raw: asyncpg.Connection, dialect: Dialect, statements: int = -1
+    ) -> None:
         self._pool = pool
         self._raw = raw
         self.dialect = dialect
         self.notified = False  # one NOTIFY per transaction is enough
+        self._left = statements  # how many statements it may still run (-1: any number)
+
+    @property
+    def outside_transaction(self) -> bool:
+        """One statement alone, no transaction around it (`db.write(one_statement=True)`)."""
+        return self._left >= 0
 
     async def execute(self, statement: Executable, parameters: Any = None) -> direct.Rows:
+        if self._left >= 0:
+            if self._left == 0:
+                raise RuntimeError("a second statement where one was announced, outside a transaction")
+            self._left -= 1
         if isinstance(parameters, list | tuple):  # many rows: one statement, executemany
             return await self._execute_many(statement, parameters)
         plan = direct.plan_for(statement, parameters, self.dialect)
@@ -153,6 +165,7 @@ class Pools:
             min_size=0,
             max_size=engine.sync_engine.pool.size(),  # type: ignore[attr-defined]
             init=_codecs(engine.dialect),
+            reset=_keep_session,
         )
         pool = self._pools.setdefault(engine.sync_engine, made)
         if pool is not made:  # another caller made one first meanwhile
@@ -163,6 +176,15 @@ class Pools:
         pool = self._pools.pop(engine.sync_engine, None)
         if pool is not None:
             await pool.close()
+
+
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """The pool's reset on release, in place of asyncpg's `pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL`, a round trip on every release (a fifth of all of them). Nothing here
+    leaves session state on a pooled connection: no SET, no cursor kept open, no LISTEN (the
+    listener has a connection of its own, queue/notify.py), no advisory lock (migrations take theirs
+    on SQLAlchemy's engine, storage/migrate.py). asyncpg still rolls back a transaction left open
+    before it calls this, and a connection whose protocol is in doubt is terminated, never released."""
 
 
 def _connect_arguments(engine: AsyncEngine) -> dict[str, Any]:
@@ -237,6 +259,13 @@ class Transactions:
         async with connection(self._engine) as on_pg:
             yield on_pg
 
+    @asynccontextmanager
+    async def one_statement(self) -> AsyncIterator[PgConnection]:
+        # One statement is a transaction by itself (its CTEs commit or fail together): one round
+        # trip, not BEGIN, it, COMMIT. A second one is refused rather than run outside the first's.
+        async with connection(self._engine, statements=1) as on_pg:
+            yield on_pg
+
     async def ping(self) -> None:
         async with connection(self._engine) as on_pg:
             await on_pg.execute(_PING)
@@ -246,7 +275,7 @@ _PING = direct.hot(text("SELECT 1"))
 
 
 @asynccontextmanager
-async def connection(engine: AsyncEngine) -> AsyncIterator[PgConnection]:
+async def connection(engine: AsyncEngine, statements: int = -1) -> AsyncIterator[PgConnection]:
     try:
         pool = await _POOLS.get(engine)
         acquired = pool.acquire(timeout=_ACQUIRE_SECONDS)
@@ -256,7 +285,7 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[PgConnection]:
     except Exception as error:  # the server is down or starting: an outage, in SQLAlchemy's words
         raise translated(error, "connect", engine.dialect) from error
     try:
-        yield PgConnection(pool, raw, engine.dialect)
+        yield PgConnection(pool, raw, engine.dialect, statements)
     finally:
         # Releasing resets the connection; on one the server closed that fails, after asyncpg has
         # dropped it from the pool. Whatever the transaction came to is already decided (and raised).

@@ -2,12 +2,13 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import select
 
 from emrtasks.domain import states
 from emrtasks.domain import tasks as domain_tasks
-from emrtasks.storage import db, rows
+from emrtasks.storage import rows
 from emrtasks.storage.db import DbConnection
 from emrtasks.storage.tables import tasks
 
@@ -35,39 +36,31 @@ class TaskRow:
     updated_at: datetime
 
 
-async def insert_task(
-    conn: DbConnection,
+def task_row(
     *,
     task_id: str,
     job_id: str,
     connection: domain_tasks.Connection,
     request: domain_tasks.TaskRequest,
     now: datetime,
-) -> None:
-    await conn.execute(
-        _INSERT,
-        {
-            "id": task_id,
-            "client_id": connection.client_id,
-            "connection_id": connection.id,
-            "job_id": job_id,
-            "status": domain_tasks.PROCESSING,
-            "description": request.description,
-            "patient_mrn": request.patient_mrn,
-            "subject": request.subject,
-            "assignee_user_id": request.assignee_user_id,
-            "phone_call_type_id": request.phone_call_type_id,
-            "notify_list": list(request.notify_list),
-            "reasons": [],
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
-
-
-# Built once, bound at each execution (the hot path: see jobs.py).
-_INSERT = db.hot(insert(tasks))
-_FINISH = db.hot(update(tasks).where(tasks.c.id == bindparam("b_id")))
+) -> dict[str, Any]:
+    """An accepted task's row, as storage/steps.py writes it."""
+    return {
+        "id": task_id,
+        "client_id": connection.client_id,
+        "connection_id": connection.id,
+        "job_id": job_id,
+        "status": domain_tasks.PROCESSING,
+        "description": request.description,
+        "patient_mrn": request.patient_mrn,
+        "subject": request.subject,
+        "assignee_user_id": request.assignee_user_id,
+        "phone_call_type_id": request.phone_call_type_id,
+        "notify_list": list(request.notify_list),
+        "reasons": [],
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 async def get_task(conn: DbConnection, task_id: str, connection_id: str | None = None) -> TaskRow | None:
@@ -75,29 +68,6 @@ async def get_task(conn: DbConnection, task_id: str, connection_id: str | None =
     if connection_id is not None:
         query = query.where(tasks.c.connection_id == connection_id)
     return rows.first(TaskRow, (await conn.execute(query)).mappings().first())
-
-
-async def finish_task(
-    conn: DbConnection,
-    task_id: str,
-    *,
-    status: states.TaskStatus,
-    now: datetime,
-    emr_task_id: str | None = None,
-    failure_reason: str | None = None,
-    reasons: list[dict[str, str]] | None = None,
-) -> None:
-    await conn.execute(
-        _FINISH,
-        {
-            "b_id": task_id,
-            "status": status,
-            "emr_task_id": emr_task_id,
-            "failure_reason": failure_reason,
-            "reasons": reasons or [],
-            "updated_at": now,
-        },
-    )
 
 
 def to_request(row: TaskRow) -> domain_tasks.TaskRequest:
