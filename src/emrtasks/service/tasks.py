@@ -129,12 +129,13 @@ async def _accept(
         group_limit=service_adapters.max_concurrency(connection),
         trace_context=trace_context,
     )
+    audit_values = audit_row.values()
     answer = None
     if idempotency_record is not None:
         answer = (idempotency_record, 202, orjson.dumps(accepted.as_public()).decode())
 
     async def work(conn: DbConnection) -> None:
-        await stored_steps.accept(conn, task, job, audit_row, answer)
+        await stored_steps.accept(conn, task, job, audit_values, answer)
 
     # One statement on PostgreSQL (storage/steps.py); not with a key, whose lost claim undoes it all.
     await ctx.writer.run(work, one_statement=answer is None)
