@@ -174,23 +174,8 @@ async def update_delivery(conn: DbConnection, delivery_id: str, now: datetime, *
     await conn.execute(_UPDATE_DELIVERY, {"b_id": delivery_id, "updated_at": now, **values})
 
 
-async def take_resend_request(conn: DbConnection, delivery_id: str) -> bool:
-    """Clear the delivery's resend request; True if there was one."""
-    return bool((await conn.execute(_TAKE_RESEND, {"b_id": delivery_id})).rowcount == 1)
-
-
-async def insert_attempt(conn: DbConnection, **values: Any) -> None:
-    await conn.execute(_INSERT_ATTEMPT, values)
-
-
 _INSERT_DELIVERY = db.hot(insert(deliveries))
 _UPDATE_DELIVERY = db.hot(update(deliveries).where(deliveries.c.id == bindparam("b_id")))
-_TAKE_RESEND = db.hot(
-    update(deliveries)
-    .where(deliveries.c.id == bindparam("b_id"), deliveries.c.resend_requested)
-    .values(resend_requested=False)
-)
-_INSERT_ATTEMPT = db.hot(insert(delivery_attempts))
 
 
 async def events_since(
