@@ -16,9 +16,10 @@ from sqlalchemy import JSON, Integer, String, Text, bindparam, insert, select, t
 
 from emrtasks.domain import ids, states
 from emrtasks.storage import db
+from emrtasks.storage import webhooks as stored_webhooks
 from emrtasks.storage.db import DbConnection
 from emrtasks.storage.steps import INSERT_JOB, JOBS_CHANNEL, fenced_update, is_pg, job_row
-from emrtasks.storage.tables import UTCDateTime, deliveries, events, tasks, webhook_endpoints
+from emrtasks.storage.tables import UTCDateTime, events, tasks, webhook_endpoints
 
 QUEUED = states.JobState.QUEUED
 RUNNING = states.JobState.RUNNING
@@ -102,30 +103,19 @@ async def fan_out(
             trace_context=deliveries.trace_context,
         )
         await conn.execute(INSERT_JOB, job)
-        await conn.execute(
-            _INSERT_DELIVERY, _delivery_row(delivery_id, event_id, endpoint_id, client_id, job_id, now)
+        await stored_webhooks.insert_delivery(
+            conn,
+            delivery_id=delivery_id,
+            event_id=event_id,
+            endpoint_id=endpoint_id,
+            client_id=client_id,
+            job_id=job_id,
+            now=now,
         )
     if endpoints and is_pg(conn) and not conn.notified:
         conn.notified = True
         await conn.execute(_NOTIFY)
     return len(endpoints)
-
-
-def _delivery_row(
-    delivery_id: str, event_id: str, endpoint_id: str, client_id: str, job_id: str, now: datetime
-) -> dict[str, Any]:
-    return {
-        "id": delivery_id,
-        "event_id": event_id,
-        "endpoint_id": endpoint_id,
-        "client_id": client_id,
-        "status": PENDING,
-        "attempts": 0,
-        "job_id": job_id,
-        "resend_requested": False,
-        "created_at": now,
-        "updated_at": now,
-    }
 
 
 def _finished(settled: Settled, now: datetime) -> dict[str, Any]:
@@ -139,7 +129,6 @@ def _finished(settled: Settled, now: datetime) -> dict[str, Any]:
 
 _FINISH_TASK = db.hot(update(tasks).where(tasks.c.id == bindparam("b_id")))
 _INSERT_EVENT = db.hot(insert(events))
-_INSERT_DELIVERY = db.hot(insert(deliveries))
 _ACTIVE_ENDPOINTS = db.hot(
     select(webhook_endpoints.c.id)
     .where(
