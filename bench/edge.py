@@ -126,26 +126,7 @@ class Service:
         if db == "postgres":
             harness.recreate_pg_database()
         self.run("db", "upgrade")
-        client = json.loads(self.run("clients", "create", "--name", "edge"))
-        connection = json.loads(
-            self.run(
-                "connections",
-                "create",
-                "--client-id",
-                client["client_id"],
-                "--emr",
-                "sandbox",
-                "--rules",
-                "subject_assignee",
-                "--config",
-                json.dumps({"latency_ms": 0}),
-            )
-        )
-        self.headers = {
-            "client_id": client["client_id"],
-            "client_secret": client["client_secret"],
-            "access_token": connection["access_token"],
-        }
+        self.headers = harness.provision_sandbox(lambda *args: json.loads(self.run(*args)), "edge")
 
     def run(self, *args: str) -> bytes:
         done = subprocess.run(

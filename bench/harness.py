@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -200,6 +200,29 @@ def service_env(
     }
 
 
+def provision_sandbox(cli: Callable[..., dict[str, Any]], name: str) -> dict[str, str]:
+    """A client and a sandbox connection (no latency) made with `cli` (the emrtasks command line,
+    its JSON answer parsed); the headers that act on the connection."""
+    client = cli("clients", "create", "--name", name)
+    connection = cli(
+        "connections",
+        "create",
+        "--client-id",
+        client["client_id"],
+        "--emr",
+        "sandbox",
+        "--rules",
+        "subject_assignee",
+        "--config",
+        json.dumps({"latency_ms": 0}),
+    )
+    return {
+        "client_id": client["client_id"],
+        "client_secret": client["client_secret"],
+        "access_token": connection["access_token"],
+    }
+
+
 def _stop(process: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> int | None:
     if process is None or process.poll() is not None:
         return None if process is None else process.returncode
@@ -272,31 +295,14 @@ class Stack:
         if self.db == "postgres":
             recreate_pg_database(self.pg_database)
         self._emrtasks("db", "upgrade")  # operator commands never make the database
-        client = self.cli("clients", "create", "--name", "bench")
-        connection = self.cli(
-            "connections",
-            "create",
-            "--client-id",
-            client["client_id"],
-            "--emr",
-            "sandbox",
-            "--rules",
-            "subject_assignee",
-            "--config",
-            json.dumps({"latency_ms": 0}),
-        )
-        self.headers = {
-            "client_id": client["client_id"],
-            "client_secret": client["client_secret"],
-            "access_token": connection["access_token"],
-        }
+        self.headers = provision_sandbox(self.cli, "bench")
         self._start_service()
         status, registered = http_json(
             self.port,
             "POST",
             "/v1/webhook",
             {"webhook_url": f"http://127.0.0.1:{self.receiver_port}/hook"},
-            headers={"client_id": client["client_id"], "client_secret": client["client_secret"]},
+            headers={key: self.headers[key] for key in ("client_id", "client_secret")},
         )
         if status != 201:
             raise RuntimeError(f"webhook registration failed: {status} {registered}")
