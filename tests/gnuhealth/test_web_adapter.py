@@ -80,5 +80,5 @@ async def test_a_step_that_fails_keeps_the_screen_encrypted_for_the_operator(sao
     [kept] = [p.name for p in tmp_path.iterdir()]
     assert kept in outcome.description
     found = keeper.read(kept)
-    assert found["screenshot"].startswith(b"\x89PNG") and "Thompson, Ava" in found["text"]
+    assert found.screenshot.startswith(b"\x89PNG") and "Thompson, Ava" in found.text
     assert "Thompson" not in (tmp_path / kept).read_text()
